@@ -1,0 +1,93 @@
+"""PVM backend: wiring, weight count, lesions that really zero the context, errors."""
+import pytest
+import torch
+
+from predvis.errors import PredvisError
+from predvis.models.pvm import PVM, PVMSchedule
+from predvis.models.pvm_wiring import build_wiring, count_weights
+from predvis.models.stepping import SteppingModel, check_pathways, pathways_disabled
+
+
+def test_paper_model_weight_count():
+    w = build_wiring([16, 8, 4, 3, 2, 1])
+    counts = count_weights(w, patch=5, channels=3, hidden=49)
+    assert sum(counts) == 20_362_873
+    assert counts[0] == 13_196_868
+    # an interior layer-0 unit: 13 lateral + 1 parent + 1 top = 15 context tiles
+    assert len(w.context[0][2 * 16 + 2]) == 15
+    # 2x2 layer: the top unit is a parent and is not added twice
+    assert all(len(c) == 4 + 1 for c in w.context[4])
+
+
+def test_small_model_counts_match_nonzero_weights():
+    m = PVM([4, 3, 2, 1], channels=1, patch=2, hidden=4, seed=0)
+    nz = sum(int(torch.count_nonzero(m.layer_weights(l)[0])) + m.layer_weights(l)[1].numel() for l in range(4))
+    assert nz == sum(m.n_weights)
+    assert isinstance(m, SteppingModel) and m.pathways == ("feedback", "lateral")
+
+
+def _on_now() -> PVMSchedule:
+    return PVMSchedule(lr_initial=0.05, lr_final=0.05, layer_delay=0, final_delay=10, lateral_on=0, feedback_on=0)
+
+
+def _run(model, frames, disabled=()):
+    state = model.init_state(1)
+    preds = []
+    with pathways_disabled(model, set(disabled)):
+        for f in frames:
+            out = model.step(f[None], state)
+            state = out.state
+            preds.append(out.prediction)
+    return torch.stack(preds), state
+
+
+def test_lesion_zeroes_context_inputs_and_context_weights_stop_mattering():
+    frames = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    m = PVM([4, 2, 1], channels=1, patch=2, hidden=4, schedule=_on_now(), seed=1)
+    m.set_learning(False)
+    _, st = _run(m, frames)
+    for l in range(3):
+        x = st.caches[-1][l][0]
+        S = 4 if l == 0 else 16
+        assert x[..., 4 * S:-1].abs().sum() > 0  # intact: context present
+    before, st = _run(m, frames, disabled=("feedback", "lateral"))
+    for l in range(3):
+        S = 4 if l == 0 else 16
+        assert torch.count_nonzero(st.caches[-1][l][0][..., 4 * S:-1]) == 0
+    # scramble every context weight: a lesioned model must not notice
+    for l in range(3):
+        w1 = m.layer_weights(l)[0]
+        S = 4 if l == 0 else 16
+        w1[:, 4 * S:-1] += torch.randn_like(w1[:, 4 * S:-1])
+    after, _ = _run(m, frames, disabled=("feedback", "lateral"))
+    torch.testing.assert_close(after, before)
+    assert m.disabled == set()  # restored
+
+
+def test_feedback_lesion_keeps_lateral():
+    frames = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    m = PVM([4, 2, 1], channels=1, patch=2, hidden=4, schedule=_on_now(), seed=1)
+    m.set_learning(False)
+    _, st = _run(m, frames, disabled=("feedback",))
+    x0 = st.caches[-1][0][0][0, 0]  # layer 0, unit 0 (corner): 6 lateral tiles, 1 parent, 1 top
+    ctx = x0[16:-1].reshape(-1, 4)
+    assert ctx[:6].abs().sum() > 0 and torch.count_nonzero(ctx[6:]) == 0
+
+
+def test_frozen_learning_keeps_weights_and_schedule_gates_context():
+    m = PVM([4, 2, 1], channels=1, patch=2, hidden=4, seed=1)  # default schedule: context off
+    assert m.factors() == (0.0, 0.0)
+    m.set_learning(False)
+    w = m.w1_0.clone()
+    _run(m, torch.rand(4, 1, 8, 8))
+    assert torch.equal(w, m.w1_0) and int(m.steps) == 0
+
+
+def test_bad_inputs():
+    m = PVM([4, 2, 1], channels=1, patch=2, hidden=4)
+    with pytest.raises(PredvisError, match="pathway 'top'"):
+        check_pathways(m, ["top"])
+    with pytest.raises(PredvisError, match="shape"):
+        m.step(torch.rand(1, 1, 9, 9), m.init_state(1))
+    with pytest.raises(PredvisError, match="smaller"):
+        PVM([4, 4], channels=1, patch=2, hidden=4)
