@@ -292,10 +292,12 @@ class PVM(nn.Module):
             B = sig.shape[1]
             d2 = (target - y) * fp2  # (U, B, out)
             d1 = torch.bmm(d2, w2[:, : self.hidden].transpose(1, 2)) * fp1  # (U, B, H)
-            m2.baddbmm_(h_aug.transpose(1, 2), d2, beta=mu, alpha=lr / B)
-            w2.add_(m2)
-            m1.baddbmm_(x.transpose(1, 2), d1, beta=mu, alpha=lr / B)
-            w1.add_(m1)
+            for w, m, a, d in ((w2, m2, h_aug, d2), (w1, m1, x, d1)):
+                if B == 1:  # rank-1 update: broadcasting multiply-add, no temporary
+                    m.mul_(mu).addcmul_(a.transpose(1, 2), d, value=lr)
+                else:
+                    m.baddbmm_(a.transpose(1, 2), d, beta=mu, alpha=lr / B)
+                w.add_(m)
 
     # ------------------------------------------------------------------ display
     def _as_image(self, l: int, v: torch.Tensor, states: bool = False) -> torch.Tensor:
