@@ -1,0 +1,3 @@
+from predvis.cli import entry
+
+entry()

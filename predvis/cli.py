@@ -1,0 +1,102 @@
+"""The ``predvis`` command line. Each subcommand parses its arguments and calls one function.
+
+User mistakes raise :class:`predvis.errors.PredvisError`; :func:`main` prints them as one line
+(``error: ...``) on stderr and exits non-zero, without a traceback.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from predvis.errors import PredvisError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="predvis: train predictive models of vision, then probe them (dream, lesion, occlude, deepdream).",
+)
+
+OVERRIDES = typer.Argument(None, help="KEY=VALUE overrides, e.g. train.epochs=3 model.kind=vae1")
+
+
+@app.command()
+def train(
+    experiment: str = typer.Argument(..., help="experiment name in experiments/ (e.g. gopc1) or a YAML path"),
+    overrides: Optional[List[str]] = OVERRIDES,
+    profile: Optional[str] = typer.Option(None, help="smoke | quick | full (default: full with CUDA, else quick)"),
+    out: Path = typer.Option(Path("runs"), help="root folder of run directories"),
+    resume: Optional[Path] = typer.Option(None, help="continue this run directory from its last checkpoint"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="build data and model, print config and params, write nothing"),
+) -> None:
+    """Train an experiment; the last line printed is the run directory."""
+    from predvis.config import default_profile, load_experiment, parse_overrides
+    from predvis.train import loop
+
+    if resume is not None:
+        if overrides:
+            raise PredvisError("--resume continues a run with its saved config; drop the KEY=VALUE overrides")
+        print(loop.resume(resume))
+        return
+    chosen = profile or default_profile()
+    if profile is None:
+        loop.console.print(f"no --profile given: using '{chosen}'")
+    cfg = load_experiment(experiment, chosen, overrides or [])
+    path = loop.train(cfg, out, parse_overrides(overrides or []), dry_run=dry_run)
+    if path is not None:
+        print(path)
+
+
+@app.command()
+def predict(
+    run: Path = typer.Argument(..., help="a run directory made by predvis train"),
+    overrides: Optional[List[str]] = OVERRIDES,
+) -> None:
+    """Evaluate a trained run on its test split: tables, per-frame metrics, grids and GIFs."""
+    from predvis.config import parse_overrides
+    from predvis.probes.predict import predict as run_predict
+
+    opts = _probe_options(parse_overrides(overrides or []), {"context": int, "limit": int, "figures": int})
+    print(run_predict(run, **opts))
+
+
+def _probe_options(values: dict, allowed: dict[str, type]) -> dict:
+    from predvis.config import coerce, suggest
+
+    out = {}
+    for key, value in values.items():
+        if key not in allowed:
+            raise PredvisError(f"unknown option '{key}'{suggest(key, list(allowed))}; known: {', '.join(allowed)}")
+        out[key] = coerce(value, allowed[key], key)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; user errors become one line on stderr and a non-zero exit status."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except PredvisError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except typer.Exit as err:
+        return err.exit_code
+    except Exception as err:  # click usage errors
+        import click
+
+        if isinstance(err, click.exceptions.ClickException):
+            err.show()
+            return err.exit_code
+        if isinstance(err, click.exceptions.Abort):
+            return 1
+        raise
+    return 0
+
+
+def entry() -> None:
+    sys.exit(main())

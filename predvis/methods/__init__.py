@@ -1,0 +1,20 @@
+"""The one map from an experiment's ``method:`` key to the class that trains it."""
+from __future__ import annotations
+
+from predvis.config import suggest
+from predvis.errors import ConfigError
+from predvis.methods.base import Method
+from predvis.methods.gopc import GopcMethod
+
+METHODS: dict[str, type[Method]] = {
+    "gopc": GopcMethod,
+}
+
+
+def get_method(name: str) -> type[Method]:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ConfigError(
+            f"method: unknown method '{name}'{suggest(name, list(METHODS))}; known: {', '.join(METHODS)}"
+        ) from None

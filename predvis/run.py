@@ -1,0 +1,308 @@
+"""Run directories: layout, atomic writes, environment capture, checkpoints.
+
+A run lives in ``<root>/<experiment>/<YYYYmmdd-HHMMSS>_<id>/``::
+
+    config.yaml      merged config (defaults < file < profile < overrides)
+    overrides.yaml   the KEY=VALUE overrides as given
+    cmd.txt          the command line
+    env.json         python / torch / CUDA versions, device, git commit and dirty flag, seed, world size
+    status.json      running | done | diverged, with the last finished epoch
+    metrics/         train.csv (one row per epoch), eval.csv ...
+    checkpoints/     last.pt, best.pt (model, optimiser, scheduler, scaler, RNG states, epoch, step)
+    frames/ gifs/ tables/
+
+Every file is written atomically (temp file in the same folder, then ``os.replace``). A run
+directory is created with an exclusive ``mkdir`` and is never overwritten or deleted.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from predvis.errors import RunError
+
+SUBDIRS = ("metrics", "checkpoints", "frames", "gifs", "tables")
+DEFAULT_ROOT = Path("runs")
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def atomic_torch_save(path: Path, obj: Any) -> None:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """Write ``rows`` (dicts with the same keys, in order) atomically as CSV."""
+    buffer = io.StringIO()
+    if rows:
+        keys: list[str] = []
+        for row in rows:
+            keys.extend(k for k in row if k not in keys)
+        writer = csv.DictWriter(buffer, fieldnames=keys, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _fmt(row.get(k, "")) for k in keys})
+    atomic_write_text(path, buffer.getvalue())
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.8g}"
+    return value
+
+
+def read_csv(path: Path) -> list[dict]:
+    if not Path(path).exists():
+        return []
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+# --------------------------------------------------------------------------- environment
+
+def git_state() -> dict:
+    """Commit and dirty flag of the predvis source tree, or nulls outside git."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+            capture_output=True, text=True, timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    if commit.returncode != 0:
+        return {"commit": None, "dirty": None}
+    return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+
+
+def environment(device: torch.device, seed: int, world_size: int = 1, extra: dict | None = None) -> dict:
+    env = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cuda_available": torch.cuda.is_available(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "threads": torch.get_num_threads(),
+        "seed": seed,
+        "world_size": world_size,
+        "git": git_state(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    env.update(extra or {})
+    return env
+
+
+# --------------------------------------------------------------------------- run directory
+
+@dataclass
+class RunDir:
+    """A run directory on disk. Create new ones with :func:`create_run_dir`."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+
+    def sub(self, *parts: str) -> Path:
+        return self.path.joinpath(*parts)
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    def write_status(self, state: str, **info: Any) -> None:
+        atomic_write_json(self.path / "status.json", {"state": state, **info})
+
+    def status(self) -> dict:
+        try:
+            return json.loads((self.path / "status.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def new_subdir(self, kind: str) -> Path:
+        """A fresh ``<run>/<kind>/<stamp>_<id>/`` folder, never an existing one."""
+        return create_unique_dir(self.path / kind)
+
+
+def _stamp() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def create_unique_dir(parent: Path) -> Path:
+    """Create ``parent/<YYYYmmdd-HHMMSS>_<id>`` with an exclusive mkdir and return it."""
+    parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        path = parent / f"{_stamp()}_{secrets.token_hex(3)}"
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise RunError(f"could not create a new folder under {parent}")
+
+
+def create_run_dir(root: Path, experiment: str, files: dict[str, str]) -> RunDir:
+    """Make a new run directory holding ``files`` (name -> text), complete or not at all.
+
+    The folder is assembled under a hidden temporary name and renamed into place, so a
+    reader never sees a run without its config.
+    """
+    parent = Path(root) / experiment
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=parent, prefix=".staging-"))
+    try:
+        for sub in SUBDIRS:
+            (staging / sub).mkdir()
+        for name, text in files.items():
+            atomic_write_text(staging / name, text)
+        for _ in range(100):
+            final = parent / f"{_stamp()}_{secrets.token_hex(3)}"
+            if final.exists():
+                continue
+            os.rename(staging, final)  # fails if final appeared meanwhile; never overwrites
+            return RunDir(final)
+        raise RunError(f"could not create a new run folder under {parent}")
+    except BaseException:
+        _remove_tree(staging)
+        raise
+
+
+def _remove_tree(path: Path) -> None:
+    if not path.exists():
+        return
+    for child in sorted(path.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        child.rmdir() if child.is_dir() else child.unlink()
+    path.rmdir()
+
+
+def command_line() -> str:
+    import shlex
+
+    prog = Path(sys.argv[0]).name if sys.argv else "predvis"
+    if prog in ("__main__.py", "-m"):
+        prog = "python -m predvis"
+    return " ".join([prog] + [shlex.quote(a) for a in sys.argv[1:]]) + "\n"
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+def rng_state() -> dict:
+    import random
+
+    import numpy as np
+
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    import random
+
+    import numpy as np
+
+    random.setstate(_as_python_random_state(state["python"]))
+    np.random.set_state(_as_numpy_state(state["numpy"]))
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def _as_python_random_state(state: Any) -> tuple:
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)
+
+
+def _as_numpy_state(state: Any) -> tuple:
+    return tuple(state)
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint with ``weights_only=True``; a missing or damaged file is one clear line."""
+    path = Path(path)
+    if not path.exists():
+        raise RunError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises many types for truncated or foreign files
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RunError(f"checkpoint {path} is unreadable or truncated ({reason[:120]})") from None
+
+
+def iter_runs(root: Path, experiment: str | None = None) -> Iterable[Path]:
+    root = Path(root)
+    parents = [root / experiment] if experiment else [p for p in root.glob("*") if p.is_dir()]
+    for parent in parents:
+        for run in parent.glob("*_*"):
+            if run.is_dir() and (run / "config.yaml").exists():
+                yield run
+
+
+def newest_run(root: Path, method: str | None = None) -> Path:
+    """The most recently created finished-or-running run under ``root`` (optionally of a method)."""
+    import yaml
+
+    candidates = []
+    for run in iter_runs(root):
+        if method is not None:
+            try:
+                cfg = yaml.safe_load((run / "config.yaml").read_text())
+            except (OSError, yaml.YAMLError):
+                continue
+            if not isinstance(cfg, dict) or cfg.get("method") != method:
+                continue
+        if not (run / "checkpoints" / "last.pt").exists():
+            continue
+        candidates.append(run)
+    if not candidates:
+        what = f"{method} " if method else ""
+        raise RunError(f"no trained {what}run found under {root}/ (train one first, or name the run)")
+    return max(candidates, key=lambda p: (p.name, p.stat().st_mtime))

@@ -1,0 +1,266 @@
+"""The training loop shell shared by every gradient- or online-trained backend.
+
+It owns epochs, the progress bar, the NaN guard, ``metrics/train.csv``, checkpoints
+(``last.pt`` every epoch, ``best.pt`` on the best ``val_loss``) and exact resume. What a step
+does belongs to the Method.
+
+Exact resume: batches are generated from (seed, epoch, index) and every RNG state is saved at
+the end of each epoch, so N epochs straight and k epochs + ``--resume`` + N-k epochs give the
+same weights on the CPU.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from predvis.config import ExperimentConfig, config_from_saved, dump_yaml, read_yaml
+from predvis.errors import ConfigError, RunError, TrainingDiverged
+from predvis.methods import get_method
+from predvis.methods.base import Method
+from predvis.run import (
+    RunDir, atomic_torch_save, command_line, create_run_dir, environment,
+    load_checkpoint, read_csv, rng_state, set_rng_state, write_csv,
+)
+
+CHECKPOINT_FORMAT = 1
+console = Console(stderr=True)
+
+
+def select_device(name: str) -> torch.device:
+    """``auto`` -> cuda if available else cpu; ``cuda`` without CUDA is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device: '{name}' asked for, but CUDA is not available on this machine")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"device: '{name}' does not exist ({torch.cuda.device_count()} CUDA devices)")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_method(cfg: ExperimentConfig) -> tuple[Method, torch.device]:
+    device = select_device(cfg.device)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    seed_everything(cfg.seed)
+    method = get_method(cfg.method)(cfg, device)
+    return method, device
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+def _numpy_state_to_safe(state: tuple) -> dict:
+    name, keys, pos, has_gauss, gauss = state
+    return {"name": name, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "gauss": float(gauss)}
+
+
+def _numpy_state_from_safe(state: dict) -> tuple:
+    return (state["name"], state["keys"].numpy().astype(np.uint32), state["pos"], state["has_gauss"], state["gauss"])
+
+
+def checkpoint_payload(method: Method, epoch: int, step: int, best: float) -> dict:
+    rng = rng_state()
+    rng["numpy"] = _numpy_state_to_safe(rng["numpy"])
+    scalers = getattr(method, "scalers", lambda: {})()
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "method": method.cfg.method,
+        "epoch": epoch,
+        "step": step,
+        "best_val": best,
+        "modules": {k: m.state_dict() for k, m in method.state_modules().items()},
+        "optimizers": {k: o.state_dict() for k, o in method.optimizers().items()},
+        "schedulers": {k: s.state_dict() for k, s in method.schedulers().items()},
+        "scalers": {k: s.state_dict() for k, s in scalers.items()},
+        "rng": rng,
+        "extra": method.extra_state(),
+    }
+
+
+def restore(method: Method, ckpt: dict, path: Path, with_training_state: bool = True) -> None:
+    """Load a checkpoint's weights (and optimiser / RNG state) into a built method."""
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or "modules" not in ckpt:
+        raise RunError(f"checkpoint {path} is not a predvis checkpoint")
+    if ckpt.get("method") != method.cfg.method:
+        raise RunError(f"checkpoint {path} holds a '{ckpt.get('method')}' model, not '{method.cfg.method}'")
+    modules = method.state_modules()
+    for name, module in modules.items():
+        if name not in ckpt["modules"]:
+            raise RunError(f"checkpoint {path} lacks the weights of '{name}'")
+        try:
+            module.load_state_dict(ckpt["modules"][name])
+        except RuntimeError as err:
+            first = str(err).strip().splitlines()
+            detail = first[1].strip() if len(first) > 1 else first[0]
+            raise RunError(f"checkpoint {path} does not fit the configured '{name}': {detail[:150]}") from None
+    method.load_extra_state(ckpt.get("extra", {}))
+    if not with_training_state:
+        return
+    for kind, objects in (("optimizers", method.optimizers()), ("schedulers", method.schedulers()),
+                          ("scalers", getattr(method, "scalers", lambda: {})())):
+        for name, obj in objects.items():
+            if name in ckpt.get(kind, {}):
+                obj.load_state_dict(ckpt[kind][name])
+    rng = dict(ckpt["rng"])
+    rng["numpy"] = _numpy_state_from_safe(rng["numpy"])
+    set_rng_state(rng)
+
+
+# --------------------------------------------------------------------------- runs
+
+def load_run_config(run: Path) -> ExperimentConfig:
+    run = Path(run)
+    if not run.is_dir():
+        raise RunError(f"run not found: {run}")
+    if not (run / "config.yaml").exists():
+        raise RunError(f"{run} is not a predvis run (no config.yaml)")
+    return config_from_saved(read_yaml(run / "config.yaml"), str(run / "config.yaml"))
+
+
+def load_trained(run: Path, which: str = "best", device: str | None = None) -> tuple[ExperimentConfig, Method]:
+    """Config and method of a run, with its ``best.pt`` (else ``last.pt``) weights loaded."""
+    cfg = load_run_config(run)
+    if device is not None:
+        cfg.device = device
+    method, _ = build_method(cfg)
+    path = Path(run) / "checkpoints" / f"{which}.pt"
+    if not path.exists():
+        path = Path(run) / "checkpoints" / "last.pt"
+    restore(method, load_checkpoint(path, method.device), path, with_training_state=False)
+    method.train_mode(False)
+    return cfg, method
+
+
+def describe(cfg: ExperimentConfig, method: Method) -> str:
+    lines = [dump_yaml(cfg.to_dict()).rstrip()]
+    for name, count in method.param_counts().items():
+        lines.append(f"params: {count}  ({name})")
+    return "\n".join(lines)
+
+
+def train(cfg: ExperimentConfig, root: Path, overrides: dict, dry_run: bool = False) -> Path | None:
+    """Build, then (unless ``dry_run``) train a new run; returns the run directory."""
+    method, device = build_method(cfg)
+    console.print(f"profile: {cfg.profile}   device: {device}   method: {cfg.method}")
+    if dry_run:
+        print(describe(cfg, method))
+        return None
+    for name, count in method.param_counts().items():
+        console.print(f"params: {count:,} ({name})")
+    env = environment(device, cfg.seed, extra={"profile": cfg.profile, "effective_batch": getattr(cfg.train, "batch_size", None)})
+    run = create_run_dir(root, cfg.name, {
+        "config.yaml": dump_yaml(cfg.to_dict()),
+        "overrides.yaml": dump_yaml(overrides),
+        "cmd.txt": command_line(),
+        "env.json": _json(env),
+    })
+    console.print(f"run directory: {run.path}")
+    run_epochs(method, run, start_epoch=0, step=0, best=math.inf)
+    return run.path
+
+
+def resume(run_path: Path, extra_epochs: int | None = None) -> Path:
+    """Continue a run from its ``last.pt`` into the same directory (appending metrics)."""
+    run = RunDir(Path(run_path))
+    cfg = load_run_config(run.path)
+    if extra_epochs is not None:
+        cfg.train.epochs = extra_epochs
+    method, _ = build_method(cfg)
+    last = run.checkpoints / "last.pt"
+    ckpt = load_checkpoint(last, method.device)
+    restore(method, ckpt, last)
+    epoch = int(ckpt["epoch"]) + 1
+    if epoch >= cfg.train.epochs:
+        console.print(f"run already finished {epoch} of {cfg.train.epochs} epochs; nothing to do")
+        return run.path
+    console.print(f"resuming {run.path} at epoch {epoch + 1} of {cfg.train.epochs}")
+    run_epochs(method, run, start_epoch=epoch, step=int(ckpt["step"]), best=float(ckpt["best_val"]))
+    return run.path
+
+
+def _json(data: dict) -> str:
+    import json
+
+    return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+
+
+def run_epochs(method: Method, run: RunDir, start_epoch: int, step: int, best: float) -> None:
+    cfg = method.cfg
+    epochs = cfg.train.epochs
+    rows = read_csv(run.sub("metrics", "train.csv"))
+    rows = [r for r in rows if int(r["epoch"]) <= start_epoch]
+    steps = method.steps_per_epoch()
+    run.write_status("running", epoch=start_epoch, epochs=epochs)
+    check_every = getattr(cfg.train, "nan_check_every", 1)
+    with Progress(
+        TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
+        MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(),
+        TimeRemainingColumn(), console=console, transient=True,
+    ) as progress:
+        for epoch in range(start_epoch, epochs):
+            task = progress.add_task("train", total=steps, epoch=epoch + 1, epochs=epochs, loss="-")
+            sums: dict[str, torch.Tensor] = {}
+            count = 0
+            started = time.perf_counter()
+            method.train_mode(True)
+            for batch in method.train_batches(epoch):
+                metrics = method.train_step(batch)
+                step += 1
+                count += 1
+                if step % check_every == 0 and not bool(torch.isfinite(metrics["loss"])):
+                    _diverged(run, epoch, step, float(metrics["loss"]))
+                for key, value in metrics.items():
+                    sums[key] = sums.get(key, 0.0) + value.detach().float()
+                progress.update(task, advance=1, loss=f"{float(metrics['loss']):.4g}")
+            if not all(bool(torch.isfinite(v)) for v in sums.values()):
+                _diverged(run, epoch, step, float("nan"))
+            method.end_epoch(epoch)
+            seconds = time.perf_counter() - started
+            progress.remove_task(task)
+            method.train_mode(False)
+            val = method.validate()
+            row = {"epoch": epoch + 1, "step": step, "lr": _lr(method)}
+            row.update({k: float(v) / max(count, 1) for k, v in sums.items()})
+            row.update(val)
+            row.update({"seconds": seconds, "batches_per_s": count / seconds if seconds else float("nan")})
+            rows.append(row)
+            write_csv(run.sub("metrics", "train.csv"), rows)
+            score = val.get("val_loss", row["loss"])
+            improved = score < best
+            best = min(best, score) if math.isfinite(score) else best
+            payload = checkpoint_payload(method, epoch, step, best)
+            atomic_torch_save(run.checkpoints / "last.pt", payload)
+            if improved:
+                atomic_torch_save(run.checkpoints / "best.pt", payload)
+            run.write_status("running" if epoch + 1 < epochs else "done", epoch=epoch + 1, epochs=epochs)
+            remaining = (epochs - epoch - 1) * seconds
+            shown = "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "step") and isinstance(v, float))
+            console.print(f"epoch {epoch + 1}/{epochs}  {shown}  (~{remaining:.0f} s to go)")
+
+
+def _lr(method: Method) -> float:
+    for opt in method.optimizers().values():
+        return float(opt.param_groups[0]["lr"])
+    return float("nan")
+
+
+def _diverged(run: RunDir, epoch: int, step: int, value: float) -> None:
+    kept = run.checkpoints / "last.pt"
+    run.write_status("diverged", epoch=epoch, step=step)
+    where = f"last good checkpoint kept: {kept}" if kept.exists() else "no epoch had finished, so no checkpoint"
+    raise TrainingDiverged(f"training stopped: loss is {value} at epoch {epoch + 1}, step {step}; {where}")

@@ -1,0 +1,45 @@
+"""Images, grids and GIFs (imageio)."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Sequence
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+
+from predvis.run import atomic_write_bytes
+
+
+def to_uint8(image: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(C, H, W) or (H, W) in [0, 1] -> (H, W) or (H, W, 3) uint8."""
+    a = image.detach().float().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image, dtype=np.float32)
+    if a.ndim == 3:
+        a = a[0] if a.shape[0] == 1 else np.transpose(a, (1, 2, 0))
+    return (np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def grid(rows: Sequence[Sequence[torch.Tensor]], pad: int = 2, value: float = 1.0) -> np.ndarray:
+    """Tile images (each (C, H, W) in [0, 1], all the same size) row by row into one uint8 image."""
+    first = rows[0][0]
+    c, h, w = first.shape
+    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    canvas = torch.full((c, n_rows * (h + pad) + pad, n_cols * (w + pad) + pad), value)
+    for i, row in enumerate(rows):
+        for j, img in enumerate(row):
+            y, x = pad + i * (h + pad), pad + j * (w + pad)
+            canvas[:, y:y + h, x:x + w] = img.detach().float().cpu()
+    return to_uint8(canvas)
+
+
+def save_png(path: Path, image: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    iio.imwrite(buffer, image, extension=".png")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def save_gif(path: Path, frames: Sequence[np.ndarray], fps: float = 5.0) -> None:
+    buffer = io.BytesIO()
+    iio.imwrite(buffer, np.stack(frames), extension=".gif", duration=1000.0 / fps, loop=0)
+    atomic_write_bytes(path, buffer.getvalue())
