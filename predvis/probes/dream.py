@@ -1,0 +1,169 @@
+"""dream: close the loop -- after K real frames each prediction becomes the next input.
+
+Piekniewski et al. 2016 (arXiv:1607.06854) and the PVM blog's "recurrent dreams": a predictive
+model primed on real frames and then fed its own predictions. With ``spot`` only a region is
+dreamt (the prediction replaces the input there) and the rest of the input stays real, which is
+filling-in by dreaming.
+
+Metrics (docs/probes.md): ``change[t]`` = mean over pixels and channels of
+``|input_t - input_{t-1}|`` for the dreamt part of the loop; the dream *settles* at step s on a
+fixed point when change < threshold for ``patience`` consecutive steps from s, or on a cycle of
+period p >= 2 when ``mean |input_t - input_{t-p}| < threshold`` for ``patience`` steps from s.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from predvis.errors import PredvisError
+from predvis.probes.common import check_positive, device_of, preserved, step_grid_rows
+
+console = Console(stderr=True)
+
+
+@dataclass
+class Settling:
+    kind: str  # 'fixed point' or 'cycle'
+    step: int  # first dream step of the repeating stretch (0 = first dreamt input)
+    period: int  # 1 for a fixed point
+
+
+@dataclass
+class DreamResult:
+    """inputs: (K + N, C, H, W) what the model read (stream 0); predictions likewise;
+    change: (N,) per dream step; layer_errors: per step, name -> float; grids: display rows."""
+
+    inputs: torch.Tensor
+    predictions: torch.Tensor
+    change: torch.Tensor
+    prime: int
+    settled: Settling | None
+    layer_errors: list[dict[str, float]] = field(default_factory=list)
+    grids: list[list[list[torch.Tensor]]] = field(default_factory=list)
+
+
+def detect_settling(frames: torch.Tensor, threshold: float = 1e-3, patience: int = 10,
+                    max_period: int = 50) -> Settling | None:
+    """First step where ``frames`` (T, ...) stop changing (period 1) or repeat (period p >= 2).
+
+    A period p holds at step t if mean |frames[t] - frames[t-p]| < threshold; it must hold for
+    ``patience`` consecutive steps. The smallest period wins at the earliest step.
+    """
+    T = frames.shape[0]
+    flat = frames.reshape(T, -1).float()
+    best: Settling | None = None
+    for p in range(1, min(max_period, T - patience) + 1):
+        ok = ((flat[p:] - flat[:-p]).abs().mean(dim=1) < threshold).int()  # ok[i]: frame i+p ~ frame i
+        runs = torch.nn.functional.conv1d(ok[None, None].float(), torch.ones(1, 1, patience))[0, 0]
+        hits = torch.nonzero(runs >= patience - 0.5)
+        if len(hits):
+            start = int(hits[0])
+            if best is None or start < best.step:
+                best = Settling("fixed point" if p == 1 else "cycle", start, p)
+    return best
+
+
+@torch.no_grad()
+def dream(stepper, prime: torch.Tensor, steps: int, spot: torch.Tensor | None = None,
+          real: torch.Tensor | None = None, threshold: float = 1e-3, patience: int = 10,
+          keep_grids: int = 0) -> DreamResult:
+    """Prime on ``prime`` (K, C, H, W), then dream ``steps`` steps (one stream).
+
+    spot: optional bool (H, W); dream only inside it, elsewhere read ``real`` (M, C, H, W) frames
+    in turn after the priming (the last one held when they run out; default: the last prime frame).
+    keep_grids: keep display rows for the first ``keep_grids`` steps (0: none).
+    """
+    check_positive("--steps", steps)
+    check_positive("--prime", prime.shape[0])
+    dev = device_of(stepper)
+    state = stepper.init_state(1)
+    inputs, preds, change, errs, grids = [], [], [], [], []
+    pred = prev_pred = None
+    total = prime.shape[0] + steps
+    real = prime[-1:] if real is None else real
+    mask = spot.to(dev) if spot is not None else None
+    for t in range(total):
+        if t < prime.shape[0]:
+            x = prime[t:t + 1].to(dev)
+        else:
+            x = pred
+            if mask is not None:
+                k = min(t - prime.shape[0], real.shape[0] - 1)
+                x = torch.where(mask, pred, real[k:k + 1].to(dev))
+            change.append(float((x - inputs[-1].to(dev)).abs().mean()))
+        out = stepper.step(x, state)
+        state, prev_pred, pred = out.state, pred, out.prediction.clamp(0, 1)
+        inputs.append(x[0].cpu())
+        preds.append(pred[0].cpu())
+        errs.append({k: float(v[0]) for k, v in out.layer_errors.items()})
+        if t < keep_grids:
+            grids.append(step_grid_rows(x[0], pred[0], None if prev_pred is None else prev_pred[0],
+                                        out.internals))
+    dreamt = torch.stack(inputs[prime.shape[0]:])  # the dreamt inputs
+    settled = detect_settling(dreamt, threshold, patience)
+    return DreamResult(torch.stack(inputs), torch.stack(preds), torch.tensor(change), prime.shape[0],
+                       settled, errs, grids)
+
+
+def run_dream(run_path: Path, steps: int = 500, prime: int = 10, from_file: Path | None = None,
+              frame: int | None = None, spot: bool = False, size: int | None = None,
+              where: tuple[int, int] | None = None, threshold: float = 1e-3, patience: int = 10,
+              max_frames: int = 300) -> Path:
+    """Load a run, dream, and write metrics/dream.csv, frames/, gifs/dream.gif, summary.json."""
+    from predvis.probes.common import region_mask
+    from predvis.run import RunDir, atomic_write_json, write_csv
+    from predvis.train.loop import load_trained
+    from predvis.viz import grid, save_gif, save_png
+
+    check_positive("--steps", steps)
+    check_positive("--prime", prime)
+    _, method = load_trained(run_path)
+    stepper = method.stepper()
+    if stepper is None:
+        raise PredvisError(f"run {run_path} is not a predictive stepping model; dream needs one")
+    shape = tuple(stepper.frame_shape)
+    mask = region_mask(shape, size or max(1, shape[1] // 3), where) if spot else None
+    if from_file is not None:
+        from predvis.data.video import load_video
+
+        src = load_video(from_file, shape[1:], channels=shape[0])
+    else:
+        src = method.test_sequences()[0]
+    if frame is not None:
+        if not 0 <= frame < src.shape[0]:
+            raise PredvisError(f"--frame: must be in 0..{src.shape[0] - 1}, got {frame}")
+        primer, real = src[frame:frame + 1].expand(prime, -1, -1, -1), src[frame:frame + 1]
+    else:
+        primer, real = src[:prime], src[prime:]
+        if real.shape[0] == 0:
+            real = src[-1:]
+    stepper.set_learning(False)
+    res = dream(stepper, primer, steps, mask, real, threshold, patience,
+                keep_grids=min(max_frames, primer.shape[0] + steps))
+    out = RunDir(run_path).new_subdir("dream")
+    for sub in ("metrics", "frames", "gifs"):
+        (out / sub).mkdir()
+    names = sorted({k for e in res.layer_errors for k in e})
+    rows = []
+    for i, c in enumerate(res.change.tolist()):
+        t = res.prime + i
+        rows.append({"step": i, "change": c, **{f"error_{k}": res.layer_errors[t].get(k, "") for k in names}})
+    write_csv(out / "metrics" / "dream.csv", rows)
+    images = [grid(rows_) for rows_ in res.grids]
+    for i, img in enumerate(images):
+        save_png(out / "frames" / f"step_{i:04d}.png", img)
+    if images:
+        save_gif(out / "gifs" / "dream.gif", images, fps=10)
+    summary = {"run": str(run_path), "steps": steps, "prime": res.prime, "spot": bool(spot),
+               "settled": None if res.settled is None else vars(res.settled),
+               "final_change": float(res.change[-1])}
+    atomic_write_json(out / "summary.json", summary)
+    if res.settled is None:
+        console.print(f"dream: no fixed point or cycle in {steps} steps (last change {summary['final_change']:.2e})")
+    else:
+        s = res.settled
+        console.print(f"dream: reached a {s.kind} (period {s.period}) at dream step {s.step}")
+    return out

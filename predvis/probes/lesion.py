@@ -1,0 +1,159 @@
+"""lesion: prediction error per layer with named pathways switched off, on the same frames.
+
+Piekniewski et al. 2016 (arXiv:1607.06854) report that PVM predicts worse without its feedback
+and lateral context. Definitions (docs/probes.md): for every held-out sequence and step t >= 1,
+``pixels`` = mean over pixels and channels of |prediction made at t-1 - frame t| (computed here
+the same way for every model), and each model layer's own error from ``StepOutput.layer_errors``.
+A sequence's score is its mean over steps; the table gives mean and std over sequences and the
+ratio lesioned / intact of the means. Learning is frozen unless ``freeze=False``, in which case
+both conditions start from the same weights.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from predvis.errors import PredvisError
+from predvis.models.stepping import check_pathways, pathways_disabled
+from predvis.probes.common import device_of, preserved
+
+console = Console(stderr=True)
+
+
+@torch.no_grad()
+def error_traces(stepper, seqs: torch.Tensor, disabled: set[str] = frozenset(), batch: int = 64) -> dict[str, torch.Tensor]:
+    """Per-step errors: name -> (N, T - 1) for seqs (N, T, C, H, W) in [0, 1]."""
+    dev = device_of(stepper)
+    out: dict[str, list[torch.Tensor]] = {}
+    with pathways_disabled(stepper, set(disabled)):
+        for s in range(0, seqs.shape[0], batch):
+            x = seqs[s:s + batch].to(dev)
+            state, pred, per = stepper.init_state(x.shape[0]), None, {}
+            for t in range(x.shape[1]):
+                o = stepper.step(x[:, t], state)
+                if pred is not None:
+                    per.setdefault("pixels", []).append((pred - x[:, t]).abs().flatten(1).mean(1).cpu())
+                    for k, v in o.layer_errors.items():
+                        per.setdefault(k, []).append(v.detach().float().cpu())
+                state, pred = o.state, o.prediction
+            for k, v in per.items():
+                out.setdefault(k, []).append(torch.stack(v, 1))
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+@dataclass
+class LesionResult:
+    disabled: list[str]
+    intact: dict[str, torch.Tensor]    # name -> (N, T - 1)
+    lesioned: dict[str, torch.Tensor]
+
+    def rows(self) -> list[list]:
+        """[layer, intact mean, std, lesioned mean, std, ratio] per error name."""
+        rows = []
+        for k in self.intact:
+            a, b = self.intact[k].double().mean(1), self.lesioned[k].double().mean(1)
+            sa = float(a.std()) if a.numel() > 1 else 0.0
+            sb = float(b.std()) if b.numel() > 1 else 0.0
+            rows.append([k, float(a.mean()), sa, float(b.mean()), sb, float(b.mean() / a.mean().clamp_min(1e-12))])
+        return rows
+
+
+def lesion_compare(stepper, seqs: torch.Tensor, disable: list[str], freeze: bool = True) -> LesionResult:
+    """Run ``seqs`` intact and with ``disable`` switched off; same frames, same start weights."""
+    check_pathways(stepper, disable)
+    if not disable:
+        raise PredvisError("--disable: name at least one pathway")
+    stepper.set_learning(not freeze)
+    try:
+        with preserved(stepper) if not freeze else _nothing():
+            intact = error_traces(stepper, seqs)
+        with preserved(stepper) if not freeze else _nothing():
+            lesioned = error_traces(stepper, seqs, set(disable))
+    finally:
+        stepper.set_learning(False)
+    return LesionResult(list(disable), intact, lesioned)
+
+
+class _nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def parse_disable(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise PredvisError("--disable: name at least one pathway, e.g. feedback,lateral")
+    return names
+
+
+def run_lesion(run_path: Path, disable: str, freeze: bool = True, limit: int | None = None) -> Path:
+    """Load a run, compare, write tables/lesion.md, metrics/lesion.csv, plots/lesion.png."""
+    from predvis.run import RunDir, atomic_write_json, atomic_write_text, write_csv
+    from predvis.tables import markdown_table
+    from predvis.train.loop import load_trained
+
+    names = parse_disable(disable)
+    _, method = load_trained(run_path)
+    stepper = method.stepper()
+    if stepper is None:
+        raise PredvisError(f"run {run_path} is not a predictive stepping model; lesion needs one")
+    check_pathways(stepper, names)
+    seqs = method.test_sequences()
+    if limit:
+        seqs = seqs[:limit]
+    res = lesion_compare(stepper, seqs, names, freeze)
+    out = RunDir(run_path).new_subdir("lesion")
+    for sub in ("metrics", "tables", "plots"):
+        (out / sub).mkdir()
+    label = "+".join(names)
+    head = ["error (mean abs)", "intact mean", "intact std", f"no {label} mean", f"no {label} std", "ratio lesioned/intact"]
+    text = (f"# Lesion: {label} switched off\n\nRun `{run_path}`; {seqs.shape[0]} held-out sequences of "
+            f"{seqs.shape[1]} frames; learning {'frozen' if freeze else 'on (both from the same weights)'}. "
+            "Per sequence: mean over steps t >= 1 of the per-step error; mean/std over sequences. "
+            "`pixels` = mean |prediction - next frame| over pixels and channels; `L<i>` = the model's "
+            "own layer-i prediction error (PVM: layer i vs its signal, see docs/probes.md).\n\n"
+            + markdown_table(head, res.rows()) + "\n")
+    atomic_write_text(out / "tables" / "lesion.md", text)
+    rows = []
+    for cond, traces in (("intact", res.intact), ("lesioned", res.lesioned)):
+        for k, v in traces.items():
+            for t, m in enumerate(v.mean(0).tolist()):
+                rows.append({"condition": cond, "error": k, "step": t + 1, "mean": m})
+    write_csv(out / "metrics" / "lesion.csv", rows)
+    _plot(out / "plots" / "lesion.png", res, label)
+    atomic_write_json(out / "summary.json", {"run": str(run_path), "disabled": names, "freeze": freeze,
+                                             "rows": res.rows()})
+    console.print(text)
+    return out
+
+
+def _plot(path: Path, res: LesionResult, label: str) -> None:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from predvis.run import atomic_write_bytes
+
+    keys = list(res.intact)
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8), squeeze=False)
+    for ax, k in zip(axes[0], keys):
+        for cond, tr, style in (("intact", res.intact, "-"), (f"no {label}", res.lesioned, "--")):
+            ax.plot(range(1, tr[k].shape[1] + 1), tr[k].mean(0).numpy(), style, label=cond)
+        ax.set_title(k)
+        ax.set_xlabel("step")
+    axes[0][0].set_ylabel("mean abs error")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())

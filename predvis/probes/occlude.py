@@ -1,0 +1,147 @@
+"""occlude: a grey blind spot (or a grey surround) in the visual field, and how well the model
+fills in what it cannot see, intact and with its context pathways switched off.
+
+The PVM blog's filling-in experiment (Piekniewski et al. 2016, arXiv:1607.06854, and the
+accompanying posts). Definitions (docs/probes.md): every frame is shown with the *hidden* region
+(the spot in ``blindspot`` mode, everything but the spot in ``surround`` mode) set to grey 0.5.
+For each sequence and step t >= ``warmup`` the fill-in error is the mean over hidden pixels and
+channels of |prediction of frame t+1 - true frame t+1|; the grey baseline is the same with the
+prediction replaced by 0.5. A sequence's score is its mean over steps; the table gives mean and std
+over sequences, the ratio error / grey (below 1: better than grey) and the fill-in gain
+1 - error / grey.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from predvis.errors import PredvisError
+from predvis.models.stepping import pathways_disabled
+from predvis.probes.common import device_of
+
+console = Console(stderr=True)
+GREY = 0.5
+
+
+def conditions(pathways: tuple[str, ...]) -> dict[str, set[str]]:
+    """intact, each pathway alone switched off, and all off (PVM: no-feedback, no-lateral, neither)."""
+    conds = {"intact": set()}
+    for p in pathways:
+        conds[f"no-{p}"] = {p}
+    if len(pathways) > 1:
+        conds["neither" if len(pathways) == 2 else "none"] = set(pathways)
+    return conds
+
+
+@dataclass
+class OccludeResult:
+    mode: str
+    error: dict[str, torch.Tensor]  # condition -> (N,) mean hidden-region error per sequence
+    grey: torch.Tensor               # (N,)
+    frames: dict[str, torch.Tensor] = field(default_factory=dict)  # 'true', 'shown', condition -> (T, C, H, W) stream 0
+
+    def rows(self) -> list[list]:
+        g = float(self.grey.double().mean())
+        rows = []
+        for name, e in self.error.items():
+            e = e.double()
+            m = float(e.mean())
+            rows.append([name, m, float(e.std()) if e.numel() > 1 else 0.0, g, m / g, 1 - m / g])
+        return rows
+
+
+@torch.no_grad()
+def occlude(stepper, seqs: torch.Tensor, mask: torch.Tensor, mode: str = "blindspot",
+            warmup: int = 1, batch: int = 64) -> OccludeResult:
+    """seqs (N, T, C, H, W) in [0, 1]; mask bool (H, W) the spot. Learning is switched off."""
+    if mode not in ("blindspot", "surround"):
+        raise PredvisError(f"--mode: must be blindspot or surround, got '{mode}'")
+    if seqs.shape[1] < warmup + 2:
+        raise PredvisError(f"sequences of {seqs.shape[1]} frames are too short for warm-up {warmup}")
+    stepper.set_learning(False)
+    dev = device_of(stepper)
+    hidden = (mask if mode == "blindspot" else ~mask).to(dev)
+    if not bool(hidden.any()):
+        raise PredvisError("the hidden region is empty: the spot covers the whole frame")
+    n_hidden = float(hidden.sum()) * seqs.shape[2]
+    result = OccludeResult(mode, {}, torch.empty(0))
+    greys = []
+    for name, off in conditions(tuple(stepper.pathways)).items():
+        errs = []
+        with pathways_disabled(stepper, off):
+            for s in range(0, seqs.shape[0], batch):
+                x = seqs[s:s + batch].to(dev)
+                shown = torch.where(hidden, torch.full_like(x, GREY), x)
+                state, e, g, keep = stepper.init_state(x.shape[0]), 0, 0, []
+                for t in range(x.shape[1] - 1):
+                    o = stepper.step(shown[:, t], state)
+                    state = o.state
+                    if s == 0:
+                        keep.append(o.prediction[0].cpu())
+                    if t >= warmup:
+                        e = e + ((o.prediction - x[:, t + 1]).abs() * hidden).flatten(1).sum(1) / n_hidden
+                        g = g + ((GREY - x[:, t + 1]).abs() * hidden).flatten(1).sum(1) / n_hidden
+                n = x.shape[1] - 1 - warmup
+                errs.append((e / n).cpu())
+                if name == "intact":
+                    greys.append((g / n).cpu())
+                if s == 0:
+                    result.frames[name] = torch.stack(keep)
+                    result.frames.setdefault("true", x[0, 1:].cpu())
+                    result.frames.setdefault("shown", shown[0, 1:].cpu())
+        result.error[name] = torch.cat(errs)
+    result.grey = torch.cat(greys)
+    return result
+
+
+def run_occlude(run_path: Path, mode: str = "blindspot", size: int | None = None,
+                where: tuple[int, int] | None = None, shape: str = "square", limit: int | None = None,
+                warmup: int = 1) -> Path:
+    """Load a run, measure fill-in, write tables/occlude.md, metrics/occlude.csv, frames/, gifs/."""
+    from predvis.probes.common import region_mask
+    from predvis.run import RunDir, atomic_write_json, atomic_write_text, write_csv
+    from predvis.tables import markdown_table
+    from predvis.train.loop import load_trained
+    from predvis.viz import grid, save_gif, save_png
+
+    if mode not in ("blindspot", "surround"):
+        raise PredvisError(f"--mode: must be blindspot or surround, got '{mode}'")
+    _, method = load_trained(run_path)
+    stepper = method.stepper()
+    if stepper is None:
+        raise PredvisError(f"run {run_path} is not a predictive stepping model; occlude needs one")
+    fs = tuple(stepper.frame_shape)
+    mask = region_mask(fs, size or fs[1] // 2, where, shape)
+    seqs = method.test_sequences()
+    if limit:
+        seqs = seqs[:limit]
+    res = occlude(stepper, seqs, mask, mode, warmup)
+    out = RunDir(run_path).new_subdir("occlude")
+    for sub in ("metrics", "tables", "frames", "gifs"):
+        (out / sub).mkdir()
+    region = "inside the spot" if mode == "blindspot" else "outside the shown centre"
+    head = ["condition", "error mean", "error std", "grey baseline", "error / grey", "fill-in gain"]
+    text = (f"# Occlude ({mode}): filling in {region}\n\nRun `{run_path}`; spot {int(mask.sum())} px; "
+            f"{seqs.shape[0]} held-out sequences of {seqs.shape[1]} frames; learning frozen; steps >= {warmup}. "
+            "error = mean |prediction - true next frame| over hidden pixels and channels; grey = the same for a "
+            "constant 0.5; gain = 1 - error / grey (0: no better than grey). See docs/probes.md.\n\n"
+            + markdown_table(head, res.rows()) + "\n")
+    atomic_write_text(out / "tables" / "occlude.md", text)
+    write_csv(out / "metrics" / "occlude.csv",
+              [{"condition": c, "sequence": i, "error": v, "grey": float(res.grey[i])}
+               for c, e in res.error.items() for i, v in enumerate(e.tolist())])
+    conds = list(res.error)
+    images = []
+    for t in range(res.frames["true"].shape[0]):
+        row = [res.frames["true"][t], res.frames["shown"][t]] + [res.frames[c][t] for c in conds]
+        row = [r.expand(3, -1, -1) if r.shape[0] == 1 else r for r in row]
+        images.append(grid([row]))
+        save_png(out / "frames" / f"step_{t:04d}.png", images[-1])
+    save_gif(out / "gifs" / "occlude.gif", images, fps=8)
+    atomic_write_json(out / "summary.json", {"run": str(run_path), "mode": mode, "columns": ["true", "shown", *conds],
+                                             "rows": res.rows()})
+    console.print(text)
+    return out
