@@ -4,10 +4,12 @@ from __future__ import annotations
 from predvis.config import suggest
 from predvis.errors import ConfigError
 from predvis.methods.base import Method
+from predvis.methods.classifier import ClassifierMethod
 from predvis.methods.gopc import GopcMethod
 
 METHODS: dict[str, type[Method]] = {
     "gopc": GopcMethod,
+    "classifier": ClassifierMethod,
 }
 
 
