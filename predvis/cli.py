@@ -63,6 +63,66 @@ def predict(
     print(run_predict(run, **opts))
 
 
+RUN_OPT = typer.Argument(None, help="a run directory (default: the newest PVM run under --runs)")
+RUNS_OPT = typer.Option(Path("runs"), "--runs", help="root folder searched when RUN is omitted")
+
+
+def _pick_run(run: Optional[Path], runs: Path) -> Path:
+    from predvis.run import newest_run
+
+    return run if run is not None else newest_run(runs, method="pvm")
+
+
+@app.command()
+def dream(
+    run: Optional[Path] = RUN_OPT,
+    steps: int = typer.Option(500, help="closed-loop steps after priming"),
+    prime: int = typer.Option(10, help="real frames before the loop closes"),
+    from_file: Optional[Path] = typer.Option(None, "--from", help="prime from this video / image folder"),
+    frame: Optional[int] = typer.Option(None, help="prime with this one frame repeated --prime times"),
+    spot: bool = typer.Option(False, "--spot", help="dream only inside a central spot; real input elsewhere"),
+    size: Optional[int] = typer.Option(None, help="spot size in pixels (default: a third of the frame)"),
+    where: Optional[str] = typer.Option(None, help="spot centre X,Y in pixels (default: the centre)"),
+    runs: Path = RUNS_OPT,
+) -> None:
+    """Feed the model its own predictions (closed loop); writes frames, a GIF and metrics/dream.csv."""
+    from predvis.probes.common import parse_where
+    from predvis.probes.dream import run_dream
+
+    print(run_dream(_pick_run(run, runs), steps, prime, from_file, frame, spot, size, parse_where(where)))
+
+
+@app.command()
+def lesion(
+    run: Optional[Path] = RUN_OPT,
+    disable: str = typer.Option(..., help="pathways to switch off: feedback | lateral | feedback,lateral | prior"),
+    freeze_learning: bool = typer.Option(True, "--freeze-learning/--keep-learning", help="freeze online learning (default)"),
+    limit: Optional[int] = typer.Option(None, help="use only the first N held-out sequences"),
+    runs: Path = RUNS_OPT,
+) -> None:
+    """Per-layer prediction error intact vs lesioned on the same held-out frames (tables/lesion.md)."""
+    from predvis.probes.lesion import run_lesion
+
+    print(run_lesion(_pick_run(run, runs), disable, freeze_learning, limit))
+
+
+@app.command()
+def occlude(
+    run: Optional[Path] = RUN_OPT,
+    mode: str = typer.Option("blindspot", help="blindspot (grey spot) | surround (only the spot shown)"),
+    size: Optional[int] = typer.Option(None, help="spot size in pixels (default: half the frame)"),
+    where: Optional[str] = typer.Option(None, help="spot centre X,Y in pixels (default: the centre)"),
+    shape: str = typer.Option("square", help="square | disc"),
+    limit: Optional[int] = typer.Option(None, help="use only the first N held-out sequences"),
+    runs: Path = RUNS_OPT,
+) -> None:
+    """Fill-in error in the hidden region for intact and lesioned models (tables/occlude.md)."""
+    from predvis.probes.common import parse_where
+    from predvis.probes.occlude import run_occlude
+
+    print(run_occlude(_pick_run(run, runs), mode, size, parse_where(where), shape, limit))
+
+
 def _probe_options(values: dict, allowed: dict[str, type]) -> dict:
     from predvis.config import coerce, suggest
 

@@ -6,10 +6,12 @@ from predvis.errors import ConfigError
 from predvis.methods.base import Method
 from predvis.methods.classifier import ClassifierMethod
 from predvis.methods.gopc import GopcMethod
+from predvis.methods.pvm import PVMMethod
 
 METHODS: dict[str, type[Method]] = {
     "gopc": GopcMethod,
     "classifier": ClassifierMethod,
+    "pvm": PVMMethod,
 }
 
 

@@ -1,0 +1,194 @@
+"""Training of the Predictive Vision Model (PVM) online on video (docs/pvm.md).
+
+PVM learns online, one frame per step, locally in every unit (predvis/models/pvm.py); the
+generic loop only drives it: a "batch" is the next frame of each of ``train.streams``
+independent streams through the concatenated, looped training videos, and ``train_step`` is one
+PVM step with learning on. Loss = mean |prediction - frame| in pixels (layer 0).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Iterator
+
+import torch
+
+from predvis.config import ConfigError, TrainConfig
+from predvis.data.photos import default_videos
+from predvis.data.video import load_video
+from predvis.methods.base import Method
+from predvis.models.pvm import PVM, PVMSchedule, PVMState
+
+
+@dataclass
+class PVMModelConfig:
+    """The paper model by default (Piekniewski et al. 2016): 350 units, 20,362,873 weights."""
+
+    layers: list[int] = field(default_factory=lambda: [16, 8, 4, 3, 2, 1])  # units per side, bottom first
+    channels: int = 3
+    patch: int = 5                  # layer-0 units read patch x patch x channels pixels
+    hidden: int = 49                # state size per unit (7x7)
+    lateral_radius: int = 2         # same-layer diamond, self included
+    top_to_all: bool = True         # the top unit's state is feedback context for every unit
+    two_steps: bool = False         # also predict t+2
+    momentum: float = 0.5
+    tau: float = 0.98               # leaky integral
+    lr_initial: float = 2.0e-4
+    lr_final: float = 1.0e-5
+    layer_delay: int = 100_000      # layer l starts learning at l * layer_delay steps
+    final_delay: int = 100_000      # ... and drops to lr_final final_delay steps later
+    lateral_on: int = 700_000       # lateral context factor 0 -> 1 at this step
+    feedback_on: int = 900_000      # feedback context factor 0 -> 1 at this step
+
+    def validate(self) -> None:
+        for key in ("channels", "patch", "hidden"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"model.{key}: must be >= 1, got {getattr(self, key)}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"model.momentum: must be in [0, 1), got {self.momentum}")
+        if not 0 < self.tau < 1:
+            raise ConfigError(f"model.tau: must be in (0, 1), got {self.tau}")
+        for key in ("layer_delay", "final_delay", "lateral_on", "feedback_on"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"model.{key}: must be >= 0, got {getattr(self, key)}")
+
+    def build(self, seed: int) -> PVM:
+        sch = PVMSchedule(self.lr_initial, self.lr_final, self.layer_delay, self.final_delay,
+                          self.lateral_on, self.feedback_on)
+        return PVM(self.layers, self.channels, self.patch, self.hidden, self.lateral_radius,
+                   self.top_to_all, self.two_steps, self.momentum, self.tau, sch, seed)
+
+
+@dataclass
+class PVMDataConfig:
+    """Training and test video (docs/pvm.md#data)."""
+
+    source: str = "photos"          # 'photos' (embedded scikit-image videos) or a video file / image folder
+    test_source: str = ""           # video file / folder for testing; default: held-out photo videos
+    videos: int = 6                 # photos: number of training videos
+    frames: int = 2000              # photos: frames per training video
+    test_videos: int = 4            # photos: held-out videos (other seeds)
+    test_frames: int = 200          # frames per held-out sequence
+    test_seed: int = 2024
+
+    def validate(self) -> None:
+        for key in ("videos", "frames", "test_videos", "test_frames"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"data.{key}: must be >= 1, got {getattr(self, key)}")
+        if self.test_frames < 3:
+            raise ConfigError(f"data.test_frames: must be >= 3, got {self.test_frames}")
+
+
+@dataclass
+class PVMTrainConfig(TrainConfig):
+    epochs: int = 10
+    steps: int = 10_000             # PVM steps (frames per stream) per epoch
+    streams: int = 1                # independent video streams sharing the weights
+    val_frames: int = 100           # frames of each held-out sequence scored at the end of an epoch
+
+    def validate(self) -> None:
+        super().validate()
+        for key in ("steps", "streams", "val_frames"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"train.{key}: must be >= 1, got {getattr(self, key)}")
+
+
+@dataclass
+class PVMEvalConfig:
+    sequences: int = 0              # probes use this many held-out sequences (0: all)
+
+
+class PVMMethod(Method):
+    """PVM trained online on video, one frame per step."""
+
+    ModelConfig = PVMModelConfig
+    DataConfig = PVMDataConfig
+    TrainConfig = PVMTrainConfig
+    EvalConfig = PVMEvalConfig
+
+    def __init__(self, cfg, device: torch.device):
+        super().__init__(cfg, device)
+        self.model = cfg.model.build(cfg.seed).to(device)
+        self.size = self.model.frame_shape[1:]
+        self.state: PVMState | None = None
+
+    # ------------------------------------------------------------------ data
+    @cached_property
+    def train_video(self) -> torch.Tensor:
+        """(T, C, H, W) all training videos concatenated (looped by the streams)."""
+        d, c = self.cfg.data, self.cfg.model.channels
+        if d.source == "photos":
+            return torch.cat(default_videos(self.cfg.seed, d.videos, d.frames, self.size, c))
+        return load_video(d.source, self.size, c)
+
+    def test_sequences(self) -> torch.Tensor:
+        """(N, T, C, H, W) held-out sequences of ``data.test_frames`` frames."""
+        d, c = self.cfg.data, self.cfg.model.channels
+        if d.test_source:
+            v = load_video(d.test_source, self.size, c)
+            n = max(1, v.shape[0] // d.test_frames)
+            seqs = v[: n * d.test_frames].reshape(n, -1, *v.shape[1:]) if v.shape[0] >= d.test_frames else v[None]
+        else:
+            seqs = torch.stack(default_videos(d.test_seed, d.test_videos, d.test_frames, self.size, c))
+        k = self.cfg.eval.sequences
+        return seqs[:k] if k else seqs
+
+    def steps_per_epoch(self) -> int:
+        return self.cfg.train.steps
+
+    def train_batches(self, epoch: int) -> Iterator[torch.Tensor]:
+        video, t = self.train_video, self.cfg.train
+        T = video.shape[0]
+        offsets = torch.arange(t.streams) * (T // t.streams)
+        for i in range(t.steps):
+            idx = (offsets + epoch * t.steps + i) % T
+            yield video[idx].to(self.device)
+
+    # ------------------------------------------------------------------ training
+    def param_counts(self) -> dict[str, int]:
+        return {"pvm": sum(self.model.n_weights)}
+
+    def state_modules(self):
+        return {"pvm": self.model}
+
+    def train_mode(self, training: bool) -> None:
+        self.model.set_learning(training)
+
+    def train_step(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.state is None:
+            self.state = self.model.init_state(frames.shape[0])
+        out = self.model.step(frames, self.state)
+        self.state = out.state
+        errs = {k: v.mean() for k, v in out.layer_errors.items()}
+        return {"loss": errs.get("L0", torch.zeros((), device=frames.device)), **errs}
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        seqs = self.test_sequences()[:, : self.cfg.train.val_frames + 1].to(self.device)
+        learning = self.model.learning
+        self.model.set_learning(False)
+        state, pred, err = self.model.init_state(seqs.shape[0]), None, []
+        for t in range(seqs.shape[1]):
+            if pred is not None:
+                err.append((pred - seqs[:, t]).abs().mean())
+            o = self.model.step(seqs[:, t], state)
+            state, pred = o.state, o.prediction
+        self.model.set_learning(learning)
+        copy_last = (seqs[:, 1:] - seqs[:, :-1]).abs().mean()
+        return {"val_loss": float(torch.stack(err).mean()), "val_copy_last": float(copy_last)}
+
+    def extra_state(self) -> dict:
+        s = self.state
+        if s is None:
+            return {}
+        return {"h_all": s.h_all, "prev": list(s.prev), "integ": list(s.integ),
+                "caches": [[list(c) for c in cache] for cache in s.caches]}
+
+    def load_extra_state(self, state: dict) -> None:
+        if state:
+            self.state = PVMState(state["h_all"].to(self.device), list(state["prev"]), list(state["integ"]),
+                                  [[tuple(c) for c in cache] for cache in state["caches"]])
+
+    def stepper(self) -> PVM:
+        self.model.set_learning(False)
+        return self.model
