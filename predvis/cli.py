@@ -134,6 +134,35 @@ def _probe_options(values: dict, allowed: dict[str, type]) -> dict:
     return out
 
 
+@app.command()
+def deepdream(
+    overrides: Optional[List[str]] = typer.Argument(None, help="KEY=VALUE knobs, e.g. dream.steps=20 video.layers=[all]"),
+    experiment: str = typer.Option("deepdream", help="deepdream settings file (name in experiments/ or a YAML path)"),
+    profile: str = typer.Option("quick", help="smoke | quick | full"),
+    mode: Optional[str] = typer.Option(None, help="still | zoom | video | attack (default: the file's)"),
+    model: Optional[str] = typer.Option(None, help="classifier | RUN_DIR | torchvision:ARCH | package.module:attr"),
+    weights: Optional[Path] = typer.Option(None, help="local weights file for torchvision / imported models"),
+    image: Optional[str] = typer.Option(None, help="start image: a scikit-image photo name, a file, or noise"),
+    objective: Optional[str] = typer.Option(None, help="e.g. conv3, conv3:5, class:7, guide:conv2, 'conv2 + 0.5*conv3:4'"),
+    list_layers: bool = typer.Option(False, "--list-layers", help="print the model's layer names and shapes, then stop"),
+    runs: Path = typer.Option(Path("runs"), "--runs", help="where runs are found (model classifier) and written"),
+) -> None:
+    """Dream on a layer (still image, zoom video, user video) or attack the classifier; prints the run directory."""
+    from predvis.probes.deepdream.command import describe_layers, run_deepdream
+    from predvis.probes.deepdream.settings import load_settings
+
+    flags = {"mode": mode, "model.source": model, "model.weights": weights, "image.source": image,
+             "dream.objective": objective}
+    items = list(overrides or []) + [f"{k}={v}" for k, v in flags.items() if v is not None]
+    from predvis.config import parse_overrides
+
+    cfg = load_settings(experiment, profile, items)
+    if list_layers:
+        print(describe_layers(cfg, runs))
+        return
+    print(run_deepdream(cfg, runs, parse_overrides(items)))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and a non-zero exit status."""
     try:

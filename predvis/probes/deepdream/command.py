@@ -1,0 +1,425 @@
+"""``predvis deepdream``: pick a model and an image, dream, write a run directory.
+
+Modes (``mode:``): ``still`` (one dreamed image), ``zoom`` (zoom video with an optional layer
+schedule), ``video`` (frame-by-frame dreaming of a user video), ``attack`` (adversarial table;
+see adversarial.py). Every call makes a new run directory ``<runs>/<name>/<stamp>_<id>/``
+through the core's ``create_run_dir`` holding config.yaml, overrides.yaml, cmd.txt, env.json,
+``frames/`` (PNG), ``gifs/`` (GIF, and MP4 when imageio has an ffmpeg backend), ``metrics/``,
+``tables/`` and summary.json.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch import nn
+
+from predvis.errors import PredvisError
+from predvis.probes.deepdream import objectives as O
+from predvis.probes.deepdream import sources as S
+from predvis.probes.deepdream.engine import Dreamer, LayerSchedule, dream_video, zoom_video
+from predvis.probes.deepdream.layers import OUTPUT, list_layers, spatial_children
+from predvis.probes.deepdream.settings import DeepdreamConfig
+
+console = Console(stderr=True)
+
+
+@dataclass
+class Target:
+    """The model deepdream works on.
+
+    fixed_size: the only input side the model accepts (None: any size).
+    latent_dim: the model reads a (B, latent_dim) vector (a decoder): dreams are optimised in
+        that latent space and shown through the model's output image.
+    method: the predvis Method when the model comes from a run (attacks need its test digits).
+    """
+
+    source: S.ModelSource
+    fixed_size: int | None = None
+    latent_dim: int | None = None
+    method: object | None = None
+    run: Path | None = None
+
+
+# --------------------------------------------------------------------------- models
+
+def _leaves(module: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(n, m) for n, m in module.named_modules() if n and not list(m.children())]
+
+
+def _latent_dim(module: nn.Module) -> int | None:
+    leaves = _leaves(module)
+    if leaves and isinstance(leaves[0][1], nn.Linear) and not any(isinstance(m, nn.Conv2d) for _, m in leaves):
+        return leaves[0][1].in_features
+    return None
+
+
+def _pick_submodule(mods: dict[str, nn.Module], name: str, run: Path) -> nn.Module:
+    head, _, rest = name.partition(".")
+    if head not in mods:
+        raise PredvisError(f"run {run} has no module '{head}'{_suggest(head, list(mods))}; it has {', '.join(mods)}")
+    root = mods[head]
+    if not rest:
+        return root
+    names = [n for n, _ in root.named_modules() if n]
+    if rest not in names:
+        raise PredvisError(f"module '{head}' of run {run} has no part '{rest}'{_suggest(rest, names)}")
+    sub = root.get_submodule(rest)
+    if sub is None:
+        raise PredvisError(f"'{name}' is not present in this run's model")
+    return sub
+
+
+def _suggest(name: str, choices: list[str]) -> str:
+    from predvis.config import suggest
+
+    return suggest(name, choices)
+
+
+def _default_part(mods: dict[str, nn.Module]) -> str:
+    if "classifier" in mods:
+        return "classifier"
+    head = next(iter(mods))
+    for part in ("encoder", "decoder"):
+        if getattr(mods[head], part, None) is not None:
+            return f"{head}.{part}"
+    return head
+
+
+def from_run(run: Path, part: str = "") -> Target:
+    """A module of a trained predvis run (classifier, GOPC-1 decoder, VAE-1 encoder, ...)."""
+    from predvis.train.loop import load_trained
+
+    cfg, method = load_trained(run, device="cpu")
+    mods = method.state_modules()
+    name = part or _default_part(mods)
+    module = _pick_submodule(mods, name, run).eval()
+    latent = _latent_dim(module)
+    is_classifier = cfg.method == "classifier" and name == "classifier"
+    fixed = None if is_classifier else getattr(cfg.data, "size", None)
+    channels = getattr(cfg.model, "in_channels", None) or getattr(cfg.model, "channels", None) or S.in_channels_of(module)
+    if is_classifier:
+        default = "conv3"
+    else:
+        default = _deep_spatial_layer(module, latent, channels, fixed or 64)
+    source = S.ModelSource(module, f"run {run} ({name})", channels, default)
+    return Target(source, fixed, latent, method, Path(run))
+
+
+def _deep_spatial_layer(module: nn.Module, latent: int | None, channels: int, size: int) -> str:
+    """About two thirds of the way through the leaf layers with (B, C, H, W) outputs."""
+    probe = torch.zeros(1, latent) if latent else torch.zeros(1, channels, size, size)
+    try:
+        rows = {n: s for n, _, s in list_layers(module, probe)}
+    except RuntimeError:
+        return OUTPUT
+    spatial = [n for n, _ in _leaves(module) if rows.get(n) and len(rows[n]) == 4 and min(rows[n][2:]) > 1]
+    return spatial[int(0.66 * (len(spatial) - 1))] if spatial else OUTPUT
+
+
+def resolve_model(cfg: DeepdreamConfig, runs_root: Path) -> Target:
+    choice = cfg.model
+    if choice.source == "classifier":
+        from predvis.run import newest_run
+
+        try:
+            run = newest_run(runs_root, method="classifier")
+        except PredvisError:
+            raise PredvisError(
+                f"no trained classifier run under {runs_root}/: run `predvis train classifier --profile smoke` "
+                "(seconds) or set model.source to a run, torchvision:ARCH or package.module:attr"
+            ) from None
+        return from_run(run, choice.module)
+    path = Path(choice.source)
+    if path.is_dir():
+        return from_run(path, choice.module)
+    if ":" not in choice.source:
+        raise PredvisError(
+            f"model.source '{choice.source}' is not a run directory, 'classifier', torchvision:ARCH or package.module:attr"
+        )
+    src = S.model_source(choice.source, choice.weights or None)
+    if choice.mean:
+        src.mean, src.std = tuple(choice.mean), tuple(choice.std)
+    return Target(src)
+
+
+# --------------------------------------------------------------------------- pieces
+
+def _device(name: str) -> torch.device:
+    from predvis.train.loop import select_device
+
+    return select_device(name)
+
+
+def _objective(cfg: DeepdreamConfig, target: Target, dreamer_for: Callable[[list[str]], Dreamer]) -> O.Objective:
+    spec = cfg.dream.objective or target.source.default_layer
+
+    def guide_features(layer: str) -> torch.Tensor:
+        if target.latent_dim:
+            raise PredvisError("guide objectives need an image model, not a decoder")
+        guide = S.load_image(cfg.image.guide, target.source.in_channels, target.fixed_size or cfg.image.size)
+        return dreamer_for([layer]).features(guide, layer)
+
+    return O.parse(spec, guide_features=guide_features)
+
+
+def _start_image(cfg: DeepdreamConfig, target: Target, generator: torch.Generator) -> torch.Tensor:
+    size = target.fixed_size or cfg.image.size
+    img = S.load_image(cfg.image.source, target.source.in_channels, size, generator)
+    if target.fixed_size and tuple(img.shape[2:]) != (size, size):
+        from predvis.probes.deepdream.transforms import resize
+
+        img = resize(img, (size, size))
+    return img
+
+
+def _guarded(fn: Callable, what: str):
+    try:
+        return fn()
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise PredvisError(
+            f"the model failed while {what} ({first}); it may need a fixed input size (image.size) "
+            "or a single octave (dream.octaves=1)"
+        ) from None
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True)
+
+
+def write_video(out: Path, name: str, frames: list, fps: float) -> list[str]:
+    """frames/<name>_%06d.png, gifs/<name>.gif, and gifs/<name>.mp4 when an ffmpeg backend exists."""
+    import numpy as np
+
+    from predvis.viz import save_gif, save_png
+
+    written = []
+    for i, frame in enumerate(frames):
+        save_png(out / "frames" / f"{name}_{i:06d}.png", frame)
+    save_gif(out / "gifs" / f"{name}.gif", frames, fps=fps)
+    written.append(f"gifs/{name}.gif")
+    backend = None
+    for module, plugin in (("av", "pyav"), ("imageio_ffmpeg", "FFMPEG")):
+        try:
+            __import__(module)
+            backend = plugin
+            break
+        except ImportError:
+            continue
+    if backend is None:
+        console.print("MP4 skipped: imageio has no ffmpeg backend (pip install av, or imageio[ffmpeg]); "
+                      "PNG frames and the GIF are written", markup=False)
+        return written
+    import imageio.v3 as iio
+
+    stack = np.stack([f if f.ndim == 3 else np.repeat(f[..., None], 3, axis=2) for f in frames])
+    h, w = stack.shape[1:3]
+    stack = np.pad(stack, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")  # yuv420p needs even sides
+    if backend == "pyav":
+        iio.imwrite(out / "gifs" / f"{name}.mp4", stack, plugin="pyav", codec="libx264", fps=fps)
+    else:
+        iio.imwrite(out / "gifs" / f"{name}.mp4", stack, plugin="FFMPEG", fps=fps)
+    written.append(f"gifs/{name}.mp4")
+    return written
+
+
+def _to_np(x: torch.Tensor):
+    from predvis.viz import to_uint8
+
+    return to_uint8(x[0])
+
+
+# --------------------------------------------------------------------------- modes
+
+def _dream_latent(dreamer: Dreamer, target: Target, objective: O.Objective, cfg: DeepdreamConfig,
+                  generator: torch.Generator, history: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient ascent on a decoder's latent input; returns (start image, dreamed image)."""
+    z = 0.5 * torch.randn(1, target.latent_dim, generator=generator).to(dreamer.device)
+    start = dreamer.activations(z, [OUTPUT])[OUTPUT]
+    for _ in range(cfg.dream.steps * cfg.dream.octaves):
+        z = z.detach().requires_grad_(True)
+        with torch.enable_grad():
+            value = objective(dreamer.tap.run(z, objective.layers))
+            (g,) = torch.autograd.grad(value, z)
+        z = z.detach() + cfg.dream.latent_step * g / (g.abs().mean() + 1e-12)
+        history.append(float(value.detach()))
+    return start, dreamer.activations(z, [OUTPUT])[OUTPUT]
+
+
+def _still(cfg, target, generator, dreamer_for) -> Callable[[Path], dict]:
+    from predvis.run import write_csv
+    from predvis.viz import grid, save_png
+
+    objective = _objective(cfg, target, dreamer_for)
+    dreamer = dreamer_for(sorted(objective.layers | {OUTPUT}))
+    image = None if target.latent_dim else _start_image(cfg, target, generator).to(dreamer.device)
+
+    def execute(out: Path) -> dict:
+        history: list[float] = []
+        started = time.perf_counter()
+        if target.latent_dim:
+            start, dreamed = _guarded(lambda: _dream_latent(dreamer, target, objective, cfg, generator, history),
+                                      "dreaming in its latent space")
+        else:
+            start = image
+            dreamed = _guarded(lambda: dreamer.dream(image, objective, cfg.recipe(), generator, history=history),
+                               f"dreaming at {tuple(image.shape[2:])}")
+        seconds = time.perf_counter() - started
+        save_png(out / "frames" / "input.png", _to_np(start))
+        save_png(out / "frames" / "dream.png", _to_np(dreamed.clamp(0, 1)))
+        if start.shape == dreamed.shape:
+            save_png(out / "frames" / "side_by_side.png", grid([[start[0].cpu(), dreamed[0].clamp(0, 1).cpu()]]))
+        write_csv(out / "metrics" / "objective.csv", [{"step": i, "objective": v} for i, v in enumerate(history)])
+        return {"objective": objective.name, "first": history[0], "last": history[-1], "steps": len(history),
+                "seconds": seconds, "size": list(dreamed.shape[2:])}
+
+    return execute
+
+
+def _zoom(cfg, target, generator, dreamer_for) -> Callable[[Path], dict]:
+    from predvis.run import write_csv
+
+    if target.latent_dim:
+        raise PredvisError("a zoom video needs an image model; this one reads a latent vector (mode still works)")
+    image = _start_image(cfg, target, generator)
+    layers = cfg.video.layers
+    if layers == ["all"]:
+        layers = _guarded(lambda: spatial_children(target.source.module, torch.zeros_like(image)),
+                          "listing its layers")
+    if layers:
+        objective = LayerSchedule(layers, cfg.video.layer_every)
+        dreamer = dreamer_for(layers)
+    else:
+        objective = _objective(cfg, target, dreamer_for)
+        dreamer = dreamer_for(sorted(objective.layers))
+    image = image.to(dreamer.device)
+
+    def execute(out: Path) -> dict:
+        frames, rows = [], []
+        started = time.perf_counter()
+        with _progress() as progress:
+            task = progress.add_task("zoom frames", total=cfg.video.frames)
+            gen = zoom_video(dreamer, image, objective, cfg.recipe(), cfg.video.frames, cfg.video.zoom, generator)
+            for i in range(cfg.video.frames):
+                first = dreamer.iteration
+                frame = _guarded(lambda: next(gen), "dreaming a zoom frame")
+                names = sorted({objective.layer_at(k) for k in range(first, dreamer.iteration)}) if isinstance(
+                    objective, LayerSchedule) else [objective.name]
+                frames.append(_to_np(frame))
+                rows.append({"frame": i, "objective": "|".join(names), "iterations": dreamer.iteration})
+                progress.advance(task)
+        written = write_video(out, "zoom", frames, cfg.video.fps)
+        write_csv(out / "metrics" / "zoom.csv", rows)
+        return {"frames": len(frames), "files": written, "seconds": time.perf_counter() - started,
+                "objectives": sorted({r["objective"] for r in rows})}
+
+    return execute
+
+
+def _video(cfg, target, generator, dreamer_for) -> Callable[[Path], dict]:
+    from predvis.data.video import load_video
+
+    if not cfg.video.input:
+        raise PredvisError("mode video needs video.input=PATH (a video file or a folder of images)")
+    if target.latent_dim:
+        raise PredvisError("dreaming a video needs an image model; this one reads a latent vector")
+    size = target.fixed_size or cfg.image.size
+    clip = load_video(cfg.video.input, (size, size), channels=target.source.in_channels,
+                      max_frames=cfg.video.max_frames)
+    objective = _objective(cfg, target, dreamer_for)
+    dreamer = dreamer_for(sorted(objective.layers))
+
+    def execute(out: Path) -> dict:
+        frames = []
+        with _progress() as progress:
+            task = progress.add_task("video frames", total=len(clip))
+            gen = dream_video(dreamer, (f[None] for f in clip), objective, cfg.recipe(), generator, cfg.video.blend)
+            for _ in range(len(clip)):
+                frames.append(_to_np(_guarded(lambda: next(gen), "dreaming a video frame")))
+                progress.advance(task)
+        return {"frames": len(frames), "files": write_video(out, "video", frames, cfg.video.fps)}
+
+    return execute
+
+
+# --------------------------------------------------------------------------- entry points
+
+def describe_layers(cfg: DeepdreamConfig, runs_root: Path) -> str:
+    """The model's layer names, types and output shapes at the configured image size."""
+    target = resolve_model(cfg, runs_root)
+    module = target.source.module
+    size = target.fixed_size or cfg.image.size
+    probe = torch.zeros(1, target.latent_dim) if target.latent_dim else torch.zeros(
+        1, target.source.in_channels, size, size)
+    rows = _guarded(lambda: list_layers(module, probe), f"listing layers at {size}x{size}")
+    lines = [f"# {target.source.name}; input {tuple(probe.shape)}; default layer {target.source.default_layer}"]
+    width = max(len(r[0]) for r in rows)
+    for name, kind, shape in rows:
+        lines.append(f"{name:<{width}}  {kind:<20}  {'-' if shape is None else tuple(shape)}")
+    return "\n".join(lines)
+
+
+def run_deepdream(cfg: DeepdreamConfig, runs_root: Path = Path("runs"), overrides: dict | None = None) -> Path:
+    """Run one deepdream experiment; returns the new run directory."""
+    from predvis.config import dump_yaml
+    from predvis.run import atomic_write_json, command_line, create_run_dir, environment
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    device = _device(cfg.device)
+    target = resolve_model(cfg, runs_root)
+    target.source.module.to(device)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    dreamers: dict[tuple, Dreamer] = {}
+
+    def dreamer_for(layers: list[str]) -> Dreamer:
+        key = tuple(sorted(layers))
+        if key not in dreamers:
+            src = target.source
+            dreamers[key] = Dreamer(src.module, key, src.mean, src.std)
+        return dreamers[key]
+
+    try:
+        if cfg.mode == "attack":
+            from predvis.probes.deepdream.adversarial import prepare_attacks
+
+            execute = prepare_attacks(cfg, target, generator)
+        else:
+            execute = {"still": _still, "zoom": _zoom, "video": _video}[cfg.mode](cfg, target, generator, dreamer_for)
+    except BaseException:
+        for d in dreamers.values():
+            d.close()
+        raise
+    env = environment(device, cfg.seed, extra={"profile": cfg.profile, "model": target.source.name})
+    run = create_run_dir(runs_root, cfg.name, {
+        "config.yaml": dump_yaml(cfg.to_dict()),
+        "overrides.yaml": dump_yaml(overrides or {}),
+        "cmd.txt": command_line(),
+        "env.json": _json(env),
+    })
+    console.print(f"deepdream {cfg.mode} on {target.source.name} -> {run.path}")
+    try:
+        summary = execute(run.path)
+    except BaseException:
+        run.write_status("failed")
+        raise
+    finally:
+        for d in dreamers.values():
+            d.close()
+    atomic_write_json(run.path / "summary.json", {"mode": cfg.mode, "model": target.source.name, **summary})
+    run.write_status("done")
+    return run.path
+
+
+def _json(data: dict) -> str:
+    import json
+
+    return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"

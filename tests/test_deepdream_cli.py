@@ -1,0 +1,101 @@
+"""CLI smoke tests of `predvis deepdream`: still image, 3-frame zoom video, attack, bad input."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from predvis.cli import main
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A runs/ root holding one smoke classifier run (a few seconds)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("runs")
+    assert main(["train", "classifier", "--profile", "smoke", "--out", str(root), "train.threads=1"]) == 0
+    yield root
+    torch.set_num_threads(before)
+
+
+def dd(runs: Path, capsys, *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(["deepdream", "--runs", str(runs), "--profile", "smoke", "threads=1", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_classifier_run_has_accuracy(runs):
+    run = next((runs / "classifier").iterdir())
+    header = (run / "metrics" / "train.csv").read_text().splitlines()[0]
+    assert "test_acc" in header and "val_acc" in header
+
+
+def test_list_layers(runs, capsys):
+    code, out, _ = dd(runs, capsys, "--list-layers")
+    assert code == 0
+    assert "conv3" in out and "(1, 16, 8, 8)" in out and "default layer conv3" in out
+
+
+def test_still_image(runs, capsys):
+    code, out, _ = dd(runs, capsys, "--objective", "conv3 + 0.5*relu2:3")
+    assert code == 0
+    run = Path(out.strip().splitlines()[-1])
+    assert (run / "frames" / "dream.png").exists() and (run / "frames" / "side_by_side.png").exists()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 6 and summary["last"] > summary["first"]
+    for name in ("config.yaml", "cmd.txt", "env.json"):
+        assert (run / name).exists()
+
+
+def test_zoom_video_three_frames(runs, capsys):
+    code, out, err = dd(runs, capsys, "--mode", "zoom", "video.layers=[conv2,conv3]", "video.layer_every=6")
+    assert code == 0
+    run = Path(out.strip().splitlines()[-1])
+    assert len(sorted((run / "frames").glob("zoom_*.png"))) == 3
+    assert (run / "gifs" / "zoom.gif").exists()
+    assert (run / "gifs" / "zoom.mp4").exists() or "MP4 skipped" in err
+    rows = (run / "metrics" / "zoom.csv").read_text().splitlines()
+    assert len(rows) == 4 and "conv2" in rows[1] and "conv3" in rows[2]
+
+
+def test_attack(runs, capsys):
+    code, out, _ = dd(runs, capsys, "--mode", "attack", "attack.images=20", "attack.eps=[0.3]")
+    assert code == 0
+    run = Path(out.strip().splitlines()[-1])
+    table = (run / "tables" / "adversarial.md").read_text()
+    assert "PGD targeted" in table and "patch untargeted" in table and "eps 0.3" in table
+    assert (run / "frames" / "adversarial_grid.png").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--objective", "conv33"], "did you mean conv3"),
+    (["--image", "/no/such/file.png"], "is not a file"),
+    (["--mode", "attack", "attack.eps=[-0.1]"], "attack.eps: must be >= 0"),
+    (["--mode", "attack", "attack.patches=[40]"], "larger than the images"),
+    (["dream.octavs=2"], "did you mean 'octaves'"),
+    (["--model", "torch.nn:Identity", "--mode", "attack"], "needs a trained classifier run"),
+])
+def test_bad_input_is_one_line(runs, capsys, args, message):
+    code, _, err = dd(runs, capsys, *args)
+    assert code == 2
+    assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_weights_mismatch_and_unreadable_image(runs, capsys, tmp_path):
+    bad = tmp_path / "w.pt"
+    torch.save({"conv1.weight": torch.zeros(3)}, bad)
+    code, _, err = dd(runs, capsys, "--model", "predvis.models.classifier:DigitClassifier", "--weights", str(bad))
+    assert code == 2 and "does not match the model" in err
+    junk = tmp_path / "x.png"
+    junk.write_bytes(b"garbage")
+    code, _, err = dd(runs, capsys, "--image", str(junk))
+    assert code == 2 and "cannot read image" in err
+
+
+def test_no_classifier_run(tmp_path, capsys):
+    code, _, err = dd(tmp_path, capsys)
+    assert code == 2 and "predvis train classifier" in err
