@@ -42,9 +42,9 @@ def train(
         print(loop.resume(resume))
         return
     chosen = profile or default_profile()
-    if profile is None:
-        loop.console.print(f"no --profile given: using '{chosen}'")
     cfg = load_experiment(experiment, chosen, overrides or [])
+    if profile is None:
+        loop.console.print(f"no --profile given: using '{chosen}' ({'CUDA found' if chosen == 'full' else 'no CUDA'})")
     path = loop.train(cfg, out, parse_overrides(overrides or []), dry_run=dry_run)
     if path is not None:
         print(path)

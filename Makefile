@@ -1,0 +1,43 @@
+# predvis: `make demo` trains GOPC-1 on the embedded digits and predicts; `make test` runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROFILE ?= quick
+DEVICE ?= cpu
+BENCH ?= quick
+STAMP := $(VENV)/.installed
+
+.PHONY: install test demo bench reproduce-tables clean-venv
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch is pinned to the CPU build that pip finds on this machine; elsewhere pip takes it from PyPI.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "torch==2.13.0" || $(BIN)/python -m pip install -q "torch<=2.14.1"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	@set -e; \
+	run=$$($(BIN)/predvis train gopc1 --profile $(PROFILE) | tail -n 1); \
+	out=$$($(BIN)/predvis predict $$run | tail -n 1); \
+	echo; echo "run directory: $$run"; \
+	echo "tables:        $$out/tables/recon.md $$out/tables/prior.md"; \
+	echo "GIFs:          $$out/gifs/"; \
+	cat $$out/tables/prior.md
+
+bench: $(STAMP)
+	$(BIN)/python -m predvis.bench --size $(BENCH) --device $(DEVICE)
+
+reproduce-tables: $(STAMP)
+	@echo "reproduce-tables: not yet (issue 8 builds the collector); 'make demo' produces the GOPC-1 tables today"
+
+clean-venv:
+	rm -rf $(VENV)

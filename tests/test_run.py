@@ -1,0 +1,93 @@
+import os
+
+import pytest
+import torch
+
+from predvis.config import load_experiment, parse_overrides
+from predvis.errors import RunError, TrainingDiverged
+from predvis.run import atomic_write_text, create_run_dir, create_unique_dir, load_checkpoint
+from predvis.train import loop
+
+SMOKE = ["data.train_sequences=8", "data.val_sequences=4", "data.test_sequences=4", "train.batch_size=4"]
+
+
+def weights(run):
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
+    return ckpt["modules"]["model"], ckpt["optimizers"]["adam"]["state"]
+
+
+def test_resume_gives_identical_weights(tmp_path):
+    straight = loop.train(load_experiment("gopc1", "smoke", SMOKE + ["train.epochs=2"]), tmp_path / "a", {})
+    first = loop.train(load_experiment("gopc1", "smoke", SMOKE + ["train.epochs=2"]), tmp_path / "b", {},)
+    # rebuild the second run as if it had stopped after one epoch: train 1 epoch, then resume
+    half = loop.train(load_experiment("gopc1", "smoke", SMOKE + ["train.epochs=1"]), tmp_path / "c", {})
+    cfg_text = (half / "config.yaml").read_text().replace("epochs: 1,", "epochs: 2,")
+    atomic_write_text(half / "config.yaml", cfg_text)
+    loop.resume(half)
+    for a, b in zip(weights(straight), weights(half)):
+        for key in a:
+            va, vb = a[key], b[key]
+            if isinstance(va, dict):
+                for k in va:
+                    assert torch.equal(va[k], vb[k])
+            else:
+                assert torch.equal(va, vb), key
+    assert weights(first)[0].keys() == weights(half)[0].keys()
+    rows = (half / "metrics" / "train.csv").read_text().strip().splitlines()
+    assert len(rows) == 3  # header + 2 epochs
+
+
+def test_nan_stops_cleanly_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    cfg = load_experiment("gopc1", "smoke", SMOKE + ["train.epochs=3"])
+    from predvis.methods.gopc import GopcMethod
+
+    original = GopcMethod.train_step
+    calls = {"n": 0}
+
+    def poisoned(self, batch):
+        calls["n"] += 1
+        out = original(self, batch)
+        if calls["n"] == 3:  # first step of epoch 2 (2 steps per epoch)
+            out["loss"] = torch.tensor(float("inf"))
+        return out
+
+    monkeypatch.setattr(GopcMethod, "train_step", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"loss is inf at epoch 2, step 3; last good checkpoint kept"):
+        loop.train(cfg, tmp_path, {})
+    run = next((tmp_path / "gopc1").iterdir())
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 0
+    assert (run / "status.json").read_text().count("diverged") == 1
+
+
+def test_run_directories_are_never_reused(tmp_path):
+    a = create_run_dir(tmp_path, "x", {"config.yaml": "a: 1\n"})
+    b = create_run_dir(tmp_path, "x", {"config.yaml": "a: 2\n"})
+    assert a.path != b.path and (a.path / "config.yaml").read_text() == "a: 1\n"
+    assert sorted(p.name for p in a.path.iterdir()) == sorted(
+        ["checkpoints", "config.yaml", "frames", "gifs", "metrics", "tables"])
+    assert not [p for p in (tmp_path / "x").iterdir() if p.name.startswith(".")]
+    assert create_unique_dir(tmp_path / "p") != create_unique_dir(tmp_path / "p")
+
+
+def test_truncated_checkpoint_is_one_clear_error(tmp_path):
+    path = tmp_path / "last.pt"
+    torch.save({"a": torch.zeros(1000)}, path)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(RunError, match="unreadable or truncated"):
+        load_checkpoint(path)
+    with pytest.raises(RunError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "none.pt")
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path):
+    atomic_write_text(tmp_path / "f.txt", "hello")
+    atomic_write_text(tmp_path / "f.txt", "again")
+    assert os.listdir(tmp_path) == ["f.txt"] and (tmp_path / "f.txt").read_text() == "again"
+
+
+def test_overrides_saved_in_run(tmp_path):
+    run = loop.train(load_experiment("gopc1", "smoke", SMOKE), tmp_path, parse_overrides(SMOKE))
+    assert "train_sequences: 8" in (run / "overrides.yaml").read_text()
+    env = (run / "env.json").read_text()
+    for key in ("torch", "cuda", "device_name", "git", "seed", "world_size"):
+        assert f'"{key}"' in env
