@@ -99,3 +99,23 @@ def test_weights_mismatch_and_unreadable_image(runs, capsys, tmp_path):
 def test_no_classifier_run(tmp_path, capsys):
     code, _, err = dd(tmp_path, capsys)
     assert code == 2 and "predvis train classifier" in err
+
+
+def test_dream_on_a_vae1_run_encoder_and_decoder(tmp_path, capsys):
+    """Dreaming on a predictive model's parts: the VAE-1 encoder (pixels) and decoder (latent space)."""
+    tiny = ["data.train_sequences=8", "data.val_sequences=4", "data.test_sequences=4", "train.batch_size=4",
+            "train.threads=1"]
+    assert main(["train", "vae1", "--profile", "smoke", "--out", str(tmp_path), *tiny]) == 0
+    run = next((tmp_path / "vae1").iterdir())
+    code, out, _ = dd(tmp_path, capsys, "--model", str(run), "--list-layers")
+    assert code == 0 and "model.encoder" in out and "conv.2" in out
+    code, out, _ = dd(tmp_path, capsys, "--model", str(run), "--objective", "conv.2:1")
+    assert code == 0
+    summary = json.loads((Path(out.strip().splitlines()[-1]) / "summary.json").read_text())
+    assert summary["size"] == [32, 32] and summary["last"] > summary["first"]
+    code, out, _ = dd(tmp_path, capsys, "--model", str(run), "model.module=model.decoder", "--objective", "deconv.0")
+    assert code == 0
+    summary = json.loads((Path(out.strip().splitlines()[-1]) / "summary.json").read_text())
+    assert summary["size"] == [32, 32] and summary["last"] > summary["first"]
+    code, _, err = dd(tmp_path, capsys, "--model", str(run), "model.module=model.encodr")
+    assert code == 2 and "did you mean 'encoder'" in err

@@ -33,7 +33,7 @@ class LinfBall:
         self.hi = (x0 + eps).clamp_(max=1.0)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.minimum(torch.maximum(x, self.lo), self.hi)
+        return torch.clamp(x, self.lo, self.hi)
 
 
 class Mask:

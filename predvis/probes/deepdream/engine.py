@@ -152,8 +152,8 @@ class Dreamer:
             grad = torch.roll(grad, shifts=(-dy, -dx), dims=(2, 3))
         if recipe.blur > 0:
             grad = T.gaussian_blur(grad, recipe.blur)
-        scale = recipe.step_size / (grad.abs().mean() + 1e-12)
-        x = x.detach() + grad * scale
+        scale = recipe.step_size / (float(grad.abs().mean()) + 1e-12)
+        x = torch.add(x.detach(), grad, alpha=scale)
         if recipe.clip:
             x.clamp_(0.0, 1.0)
         if project is not None:

@@ -1,0 +1,107 @@
+"""Benchmark: overhead of the dreaming loop over the model's own forward + backward.
+
+For each input size (64, 128, 224 px) one full dream (``octaves`` x ``steps`` iterations with
+jitter, input normalisation, gradient normalisation, clipping, an L-inf projection and the
+octave resizing with detail re-injection) is timed against the bare work it has to do: for
+every octave size, ``steps`` forward passes up to the deepest hooked layer plus the backward
+pass to the pixels. Both are timed in the same process, alternated, ``repeats`` times;
+minimum and median are reported, and ``overhead = loop / bare - 1`` uses the minima.
+
+Models: the default digit classifier (random weights, layer conv3) and, when torchvision is
+installed, GoogLeNet with random weights cut at inception4c. Run with one thread
+(``torch.set_num_threads(1)``) so timings are stable on a shared CPU.
+
+    python -m predvis.bench_deepdream            # prints a markdown table
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from predvis.probes.deepdream import objectives as O
+from predvis.probes.deepdream import transforms as T
+from predvis.probes.deepdream.attacks import LinfBall
+from predvis.probes.deepdream.engine import Dreamer, Recipe
+
+
+def _bare(dreamer: Dreamer, objective: O.Objective, image: torch.Tensor, recipe: Recipe) -> None:
+    """The model's own work for one dream: forward to the hooked layer + backward, at every octave size."""
+    sizes = T.octave_sizes(tuple(image.shape[2:]), recipe.octaves, recipe.octave_scale, recipe.min_octave_side)
+    inputs = [T.resize(image, s) for s in sizes]
+    for x in inputs:
+        for _ in range(recipe.steps):
+            xs = x.detach().requires_grad_(True)
+            value = objective(dreamer.tap.run(dreamer._input(xs), objective.layers))
+            torch.autograd.grad(value, xs)
+
+
+def _loop(dreamer: Dreamer, objective: O.Objective, image: torch.Tensor, recipe: Recipe, seed: int) -> None:
+    dreamer.dream(image, objective, recipe, torch.Generator().manual_seed(seed), project=LinfBall(image, 0.5))
+
+
+def _models() -> list[tuple[str, torch.nn.Module, str, int, tuple | None, tuple | None]]:
+    from predvis.models.classifier import DigitClassifier
+
+    torch.manual_seed(0)
+    out = [("digit classifier", DigitClassifier(), "conv3", 1, None, None)]
+    try:
+        import torchvision.models as tvm
+    except ImportError:
+        return out
+    net = tvm.googlenet(weights=None, aux_logits=False, init_weights=True)
+    out.append(("GoogLeNet (random)", net, "inception4c", 3, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)))
+    return out
+
+
+def bench_deepdream(sizes: tuple[int, ...] = (64, 128, 224), repeats: int = 5, steps: int = 10, octaves: int = 4,
+                    threads: int = 1) -> list[dict]:
+    """Time the loop against the bare forward + backward; returns one row per (model, size)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    rows = []
+    try:
+        for name, model, layer, channels, mean, std in _models():
+            dreamer = Dreamer(model, [layer], mean, std)
+            objective = O.layer(layer)
+            for size in sizes:
+                recipe = Recipe(octaves=octaves, steps=steps, jitter=32, blur=0.0)
+                image = torch.rand(1, channels, size, size, generator=torch.Generator().manual_seed(size))
+                _bare(dreamer, objective, image, recipe)          # warm-up
+                _loop(dreamer, objective, image, recipe, 0)
+                bare, loop = [], []
+                for r in range(repeats):
+                    t0 = time.perf_counter()
+                    _bare(dreamer, objective, image, recipe)
+                    t1 = time.perf_counter()
+                    _loop(dreamer, objective, image, recipe, r)
+                    t2 = time.perf_counter()
+                    bare.append(t1 - t0)
+                    loop.append(t2 - t1)
+                n = recipe.steps * len(T.octave_sizes((size, size), octaves, recipe.octave_scale,
+                                                      recipe.min_octave_side))
+                rows.append({
+                    "model": name, "size": size, "steps": n,
+                    "bare_ms_min": 1e3 * min(bare) / n, "bare_ms_median": 1e3 * statistics.median(bare) / n,
+                    "loop_ms_min": 1e3 * min(loop) / n, "loop_ms_median": 1e3 * statistics.median(loop) / n,
+                    "overhead": min(loop) / min(bare) - 1.0,
+                })
+            dreamer.close()
+    finally:
+        torch.set_num_threads(before)
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    from predvis.tables import markdown_table
+
+    head = ["model", "size px", "steps", "bare ms/step min", "median", "loop ms/step min", "median", "overhead"]
+    body = [[r["model"], r["size"], r["steps"], r["bare_ms_min"], r["bare_ms_median"], r["loop_ms_min"],
+             r["loop_ms_median"], f"{100 * r['overhead']:+.1f}%"] for r in rows]
+    return markdown_table(head, body)
+
+
+if __name__ == "__main__":
+    print(f"deepdream loop overhead (1 thread, torch {torch.__version__})\n")
+    print(markdown(bench_deepdream()))
