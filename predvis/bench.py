@@ -100,16 +100,28 @@ def machine_header(device: torch.device) -> str:
     )
 
 
+def bench_pvm_section(device: torch.device) -> str:
+    """Paper-size PVM, online learning, batch 1: batched path vs the per-unit reference loop."""
+    from predvis.bench_pvm import bench_pvm
+
+    if device.type != "cpu":
+        return "## PVM\n\nPVM on CUDA is measured by issue 10's GPU benchmark, not here.\n"
+    r = bench_pvm()
+    rows = [["batched (per-layer bmm, in-place momentum)", r["batched_steps_per_s"]]]
+    if "reference_steps_per_s" in r:
+        rows.append(["per-unit reference loop", r["reference_steps_per_s"]])
+    text = (f"## PVM paper model, online learning, batch 1\n\n{r['weights']:,} predictive weights, "
+            f"{r['threads']} threads.\n\n" + markdown_table(["implementation", "steps/s"], rows))
+    if "ratio" in r:
+        text += f"\n- batched / per-unit: **{r['ratio']:.1f}x** (goal 20x); batched steps/s goal: 60\n"
+    return text
+
+
 def optional_sections(size: str, device: torch.device) -> list[str]:
-    """Benchmarks contributed by other backends, when their modules are present."""
-    sections = []
-    for module_name in ("predvis.bench_pvm", "predvis.bench_deepdream"):
-        try:
-            module = __import__(module_name, fromlist=["run"])
-        except ImportError:
-            continue
-        sections.append(module.run(size=size, device=device))
-    return sections
+    """Benchmarks of the other backends."""
+    from predvis.bench_deepdream import run as bench_deepdream
+
+    return [bench_pvm_section(device), bench_deepdream(size=size, device=device)]
 
 
 def main(argv: list[str] | None = None) -> int:
