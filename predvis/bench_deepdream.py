@@ -15,6 +15,7 @@ installed, GoogLeNet with random weights cut at inception4c. Run with one thread
 """
 from __future__ import annotations
 
+import math
 import statistics
 import time
 
@@ -55,34 +56,50 @@ def _models() -> list[tuple[str, torch.nn.Module, str, int, tuple | None, tuple 
     return out
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def bench_deepdream(sizes: tuple[int, ...] = (64, 128, 224), repeats: int = 5, steps: int = 10, octaves: int = 4,
-                    threads: int = 1) -> list[dict]:
+                    threads: int = 1, device: torch.device | str = "cpu", min_seconds: float = 0.15) -> list[dict]:
     """Time the loop against the bare forward + backward; returns one row per (model, size)."""
+    device = torch.device(device)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     rows = []
     try:
         for name, model, layer, channels, mean, std in _models():
-            dreamer = Dreamer(model, [layer], mean, std)
+            dreamer = Dreamer(model.to(device), [layer], mean, std)
             objective = O.layer(layer)
             for size in sizes:
                 recipe = Recipe(octaves=octaves, steps=steps, jitter=32, blur=0.0)
-                image = torch.rand(1, channels, size, size, generator=torch.Generator().manual_seed(size))
+                image = torch.rand(1, channels, size, size, generator=torch.Generator().manual_seed(size)).to(device)
                 _bare(dreamer, objective, image, recipe)          # warm-up
+                _sync(device)
+                t0 = time.perf_counter()
                 _loop(dreamer, objective, image, recipe, 0)
+                _sync(device)
+                # several dreams per timing so that each lasts >= min_seconds (short timings are noisy)
+                number = max(1, math.ceil(min_seconds / (time.perf_counter() - t0)))
                 bare, loop = [], []
                 for r in range(repeats):
+                    _sync(device)
                     t0 = time.perf_counter()
-                    _bare(dreamer, objective, image, recipe)
+                    for _ in range(number):
+                        _bare(dreamer, objective, image, recipe)
+                    _sync(device)
                     t1 = time.perf_counter()
-                    _loop(dreamer, objective, image, recipe, r)
+                    for k in range(number):
+                        _loop(dreamer, objective, image, recipe, r * number + k)
+                    _sync(device)
                     t2 = time.perf_counter()
                     bare.append(t1 - t0)
                     loop.append(t2 - t1)
-                n = recipe.steps * len(T.octave_sizes((size, size), octaves, recipe.octave_scale,
-                                                      recipe.min_octave_side))
+                n = number * recipe.steps * len(T.octave_sizes((size, size), octaves, recipe.octave_scale,
+                                                               recipe.min_octave_side))
                 rows.append({
-                    "model": name, "size": size, "steps": n,
+                    "model": name, "size": size, "steps": n // number,
                     "bare_ms_min": 1e3 * min(bare) / n, "bare_ms_median": 1e3 * statistics.median(bare) / n,
                     "loop_ms_min": 1e3 * min(loop) / n, "loop_ms_median": 1e3 * statistics.median(loop) / n,
                     "overhead": min(loop) / min(bare) - 1.0,
@@ -102,6 +119,20 @@ def markdown(rows: list[dict]) -> str:
     return markdown_table(head, body)
 
 
+def run(size: str = "quick", device: torch.device | str = "cpu") -> str:
+    """The ``make bench`` section: a markdown heading, how it was measured, and the table."""
+    repeats = 11 if size == "full" else 7
+    rows = bench_deepdream(repeats=repeats, device=device)
+    worst = max(r["overhead"] for r in rows)
+    return (
+        "## deepdream loop overhead\n\n"
+        f"One dream = 4 octaves x 10 steps (jitter 32, L-inf projection, octave resizing with detail) against "
+        f"the model's own forward (stopped at the hooked layer) + backward to the pixels at the same octave "
+        f"sizes, alternated {repeats} times in one process on {device} with 1 CPU thread; ms per step, min and "
+        f"median; overhead from the minima (target < 15%; worst here {100 * worst:+.1f}%).\n\n"
+        + markdown(rows)
+    )
+
+
 if __name__ == "__main__":
-    print(f"deepdream loop overhead (1 thread, torch {torch.__version__})\n")
-    print(markdown(bench_deepdream()))
+    print(run())

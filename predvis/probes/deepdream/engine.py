@@ -13,6 +13,7 @@ Images are (B, C, H, W) float tensors in [0, 1] on the model's device.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -139,11 +140,14 @@ class Dreamer:
         return act[0].flatten(1)
 
     def step(self, x: torch.Tensor, objective: Objective, recipe: Recipe, generator: torch.Generator,
-             project: Projection | None = None) -> tuple[torch.Tensor, float]:
-        """One step of the recipe on x (B, C, H, W); returns (new x, objective value before the step)."""
-        dy, dx = T.jitter_offsets(recipe.jitter, generator)
+             project: Projection | None = None, offsets: tuple[int, int] | None = None) -> tuple[torch.Tensor, float]:
+        """One step of the recipe on x (B, C, H, W); returns (new x, objective value before the step).
+
+        offsets: the jitter (dy, dx) to use; None draws one from ``generator``.
+        """
+        dy, dx = T.jitter_offsets(recipe.jitter, generator) if offsets is None else offsets
         xs = T.roll(x, dy, dx).requires_grad_(True)
-        with torch.enable_grad():
+        with contextlib.nullcontext() if torch.is_grad_enabled() else torch.enable_grad():
             acts = self.tap.run(self._input(xs), objective.layers)
             value = objective(acts)
             loss = value - recipe.tv * T.total_variation(xs) if recipe.tv > 0 else value
@@ -152,7 +156,7 @@ class Dreamer:
             grad = torch.roll(grad, shifts=(-dy, -dx), dims=(2, 3))
         if recipe.blur > 0:
             grad = T.gaussian_blur(grad, recipe.blur)
-        scale = recipe.step_size / (float(grad.abs().mean()) + 1e-12)
+        scale = recipe.step_size / (float(torch.linalg.vector_norm(grad, 1)) / grad.numel() + 1e-12)
         x = torch.add(x.detach(), grad, alpha=scale)
         if recipe.clip:
             x.clamp_(0.0, 1.0)
@@ -184,9 +188,12 @@ class Dreamer:
             detail = T.resize(detail, size)
             x = (level_base + detail).clamp_(0.0, 1.0) if recipe.clip else level_base + detail
             last = level == len(sizes) - 1
-            for _ in range(recipe.steps):
+            # all jitters of this octave in one draw (one generator call instead of one per step)
+            shifts = (torch.randint(-recipe.jitter, recipe.jitter + 1, (recipe.steps, 2), generator=generator).tolist()
+                      if recipe.jitter > 0 else [(0, 0)] * recipe.steps)
+            for dy, dx in shifts:
                 obj = objective if isinstance(objective, Objective) else objective(self.iteration)
-                x, value = self.step(x, obj, recipe, generator, project if last else None)
+                x, value = self.step(x, obj, recipe, generator, project if last else None, (dy, dx))
                 if history is not None:
                     history.append(value)
             detail = x - level_base
