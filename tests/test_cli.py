@@ -78,6 +78,16 @@ def test_bad_inputs(tmp_path, capsys, args, pattern):
     assert not (tmp_path / "gopc1").exists() or not any((tmp_path / "gopc1").iterdir())
 
 
+def test_corrupt_idx_folder(tmp_path, capsys):
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        (folder / name).write_bytes(b"\x00\x00\x08\x03" + b"\x00" * 7)
+    code, _, err = run_cli(capsys, "train", "gopc1", "--profile", "smoke", f"data.mnist={folder}", "--out", tmp_path / "runs")
+    assert_one_line_error(code, err, r"corrupt idx file .*train-images-idx3-ubyte: truncated header")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_malformed_yaml_file(tmp_path, capsys):
     bad = tmp_path / "exp.yaml"
     bad.write_text("name: x\nmethod: gopc\ntrain: {epochs: [1\n")

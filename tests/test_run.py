@@ -16,25 +16,40 @@ def weights(run):
     return ckpt["modules"]["model"], ckpt["optimizers"]["adam"]["state"]
 
 
-def test_resume_gives_identical_weights(tmp_path):
-    straight = loop.train(load_experiment("gopc1", "smoke", SMOKE + ["train.epochs=2"]), tmp_path / "a", {})
-    first = loop.train(load_experiment("gopc1", "smoke", SMOKE + ["train.epochs=2"]), tmp_path / "b", {},)
-    # rebuild the second run as if it had stopped after one epoch: train 1 epoch, then resume
-    half = loop.train(load_experiment("gopc1", "smoke", SMOKE + ["train.epochs=1"]), tmp_path / "c", {})
-    cfg_text = (half / "config.yaml").read_text().replace("epochs: 1,", "epochs: 2,")
-    atomic_write_text(half / "config.yaml", cfg_text)
-    loop.resume(half)
-    for a, b in zip(weights(straight), weights(half)):
-        for key in a:
-            va, vb = a[key], b[key]
-            if isinstance(va, dict):
-                for k in va:
-                    assert torch.equal(va[k], vb[k])
-            else:
-                assert torch.equal(va, vb), key
-    assert weights(first)[0].keys() == weights(half)[0].keys()
-    rows = (half / "metrics" / "train.csv").read_text().strip().splitlines()
-    assert len(rows) == 3  # header + 2 epochs
+def test_resume_gives_identical_weights(tmp_path, monkeypatch):
+    """2 epochs straight == 1 epoch, interruption, --resume, 1 more epoch (weights and Adam state)."""
+    cfg = lambda: load_experiment("gopc1", "smoke", SMOKE + ["train.epochs=2"])  # noqa: E731
+    straight = loop.train(cfg(), tmp_path / "a", {})
+
+    from predvis.methods.gopc import GopcMethod
+
+    original = GopcMethod.train_step
+    calls = {"n": 0}
+
+    def interrupted(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 3:  # first step of the second epoch (2 steps per epoch)
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    monkeypatch.setattr(GopcMethod, "train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        loop.train(cfg(), tmp_path / "b", {})
+    monkeypatch.setattr(GopcMethod, "train_step", original)
+    half = next((tmp_path / "b" / "gopc1").iterdir())
+    assert '"interrupted"' in (half / "status.json").read_text()
+    assert loop.resume(half) == half
+    (wa, oa), (wb, ob) = weights(straight), weights(half)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    for key in oa:
+        assert all(torch.equal(oa[key][k], ob[key][k]) for k in oa[key])
+    from predvis.run import read_csv
+
+    rows_a, rows_b = read_csv(straight / "metrics" / "train.csv"), read_csv(half / "metrics" / "train.csv")
+    assert len(rows_b) == 2
+    for ra, rb in zip(rows_a, rows_b):
+        assert (ra["epoch"], ra["loss"], ra["val_loss"]) == (rb["epoch"], rb["loss"], rb["val_loss"])
+    assert '"done"' in (half / "status.json").read_text()
 
 
 def test_nan_stops_cleanly_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):

@@ -174,12 +174,10 @@ def train(cfg: ExperimentConfig, root: Path, overrides: dict, dry_run: bool = Fa
     return run.path
 
 
-def resume(run_path: Path, extra_epochs: int | None = None) -> Path:
+def resume(run_path: Path) -> Path:
     """Continue a run from its ``last.pt`` into the same directory (appending metrics)."""
     run = RunDir(Path(run_path))
     cfg = load_run_config(run.path)
-    if extra_epochs is not None:
-        cfg.train.epochs = extra_epochs
     method, _ = build_method(cfg)
     last = run.checkpoints / "last.pt"
     ckpt = load_checkpoint(last, method.device)
@@ -200,6 +198,16 @@ def _json(data: dict) -> str:
 
 
 def run_epochs(method: Method, run: RunDir, start_epoch: int, step: int, best: float) -> None:
+    """Train epochs start_epoch..epochs-1; an interruption leaves the run resumable from last.pt."""
+    try:
+        _run_epochs(method, run, start_epoch, step, best)
+    except KeyboardInterrupt:
+        last = run.checkpoints / "last.pt"
+        run.write_status("interrupted", resumable=last.exists())
+        raise
+
+
+def _run_epochs(method: Method, run: RunDir, start_epoch: int, step: int, best: float) -> None:
     cfg = method.cfg
     epochs = cfg.train.epochs
     rows = read_csv(run.sub("metrics", "train.csv"))
