@@ -32,3 +32,42 @@ def test_input_normalisation_is_inside():
     x = torch.rand(2, 1, 28, 28)
     assert torch.allclose(a((x - 0.5) / 2.0), b(x), atol=1e-6)
     assert "mean" in a.state_dict() and float(b.state_dict()["std"]) == 2.0
+
+
+def test_method_reads_a_labelled_image_folder(tmp_path):
+    import imageio.v3 as iio
+    import numpy as np
+
+    from predvis.config import load_experiment
+    from predvis.methods.classifier import ClassifierMethod
+
+    rng = np.random.default_rng(0)
+    for name, value in (("cats", 40), ("dogs", 220)):
+        (tmp_path / name).mkdir()
+        for i in range(10):
+            iio.imwrite(tmp_path / name / f"{i}.png", np.full((20, 24, 3), value, np.uint8)
+                        + rng.integers(0, 20, (20, 24, 3), dtype=np.uint8))
+    cfg = load_experiment("classifier", "smoke", [f"data.source={tmp_path}", "data.size=16", "data.limit=0"])
+    method = ClassifierMethod(cfg, torch.device("cpu"))
+    assert method.class_names == ["cats", "dogs"]
+    x, y = method.test_digits()
+    assert x.shape[1:] == (1, 16, 16) and set(y.tolist()) == {0, 1}
+    assert len(method.train_set) + len(method.val_set) + len(method.test_set) == 20
+    assert method.model.fc.out_features == 2
+    batch = next(iter(method.train_batches(0)))
+    assert set(method.train_step(batch)) == {"loss", "acc"}
+    assert {"val_acc", "test_acc"} <= set(method.validate())
+    assert "| test |" in method.final_tables()["accuracy.md"]
+
+
+def test_method_rejects_bad_sources(tmp_path):
+    from predvis.config import load_experiment
+    from predvis.errors import PredvisError
+    from predvis.methods.classifier import ClassifierMethod
+
+    (tmp_path / "only").mkdir()
+    cfg = load_experiment("classifier", "smoke", [f"data.source={tmp_path}"])
+    with pytest.raises(PredvisError, match="at least two class"):
+        ClassifierMethod(cfg, torch.device("cpu"))
+    with pytest.raises(PredvisError, match="widths"):
+        load_experiment("classifier", "smoke", ["model.widths=[4,8]"])

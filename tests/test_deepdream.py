@@ -265,3 +265,9 @@ def test_torchvision_is_optional():
     else:
         src = S.model_source("torchvision:googlenet")
         assert src.default_layer == "inception4c" and src.mean == S.IMAGENET_MEAN
+
+
+def test_dream_works_inside_no_grad(model):
+    with torch.no_grad():
+        _, h = run(model, "conv2", Recipe(octaves=1, steps=4, jitter=0, step_size=0.02))
+    assert h[-1] > h[0]
