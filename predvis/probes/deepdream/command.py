@@ -99,6 +99,11 @@ def from_run(run: Path, part: str = "") -> Target:
     mods = method.state_modules()
     name = part or _default_part(mods)
     module = _pick_submodule(mods, name, run).eval()
+    if getattr(type(module).forward, "__name__", "") == "_forward_unimplemented":
+        raise PredvisError(
+            f"'{name}' of run {run} has no feed-forward pass (a stepping model); deepdream needs a module that "
+            f"maps an input to activations: pick one with model.module=NAME.PART (see --list-layers of a part)"
+        )
     latent = _latent_dim(module)
     is_classifier = cfg.method == "classifier" and name == "classifier"
     fixed = None if is_classifier else getattr(cfg.data, "size", None)
@@ -260,6 +265,8 @@ def _still(cfg, target, generator, dreamer_for) -> Callable[[Path], dict]:
     objective = _objective(cfg, target, dreamer_for)
     dreamer = dreamer_for(sorted(objective.layers | {OUTPUT}))
     image = None if target.latent_dim else _start_image(cfg, target, generator).to(dreamer.device)
+    if image is not None:  # fail before a run directory is made
+        _guarded(lambda: dreamer.activations(image, objective.layers), f"reading a {tuple(image.shape[2:])} image")
 
     def execute(out: Path) -> dict:
         history: list[float] = []
@@ -300,6 +307,7 @@ def _zoom(cfg, target, generator, dreamer_for) -> Callable[[Path], dict]:
         objective = _objective(cfg, target, dreamer_for)
         dreamer = dreamer_for(sorted(objective.layers))
     image = image.to(dreamer.device)
+    _guarded(lambda: dreamer.activations(image, objective.layers), f"reading a {tuple(image.shape[2:])} image")
 
     def execute(out: Path) -> dict:
         frames, rows = [], []
