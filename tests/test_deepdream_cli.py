@@ -63,11 +63,11 @@ def test_zoom_video_three_frames(runs, capsys):
 
 
 def test_attack(runs, capsys):
-    code, out, _ = dd(runs, capsys, "--mode", "attack", "attack.images=20", "attack.eps=[0.3]")
+    code, out, _ = dd(runs, capsys, "--mode", "attack", "attack.images=20", "attack.eps=[0.3]", "attack.patch_at=[2,3]")
     assert code == 0
     run = Path(out.strip().splitlines()[-1])
     table = (run / "tables" / "adversarial.md").read_text()
-    assert "PGD targeted" in table and "patch untargeted" in table and "eps 0.3" in table
+    assert "PGD targeted" in table and "patch untargeted" in table and "eps 0.3" in table and "at (2, 3)" in table
     assert (run / "frames" / "adversarial_grid.png").exists()
 
 
@@ -78,6 +78,7 @@ def test_attack(runs, capsys):
     (["--mode", "attack", "attack.patches=[40]"], "larger than the images"),
     (["dream.octavs=2"], "did you mean 'octaves'"),
     (["--model", "torch.nn:Identity", "--mode", "attack"], "needs a trained classifier run"),
+    (["--mode", "attack", "attack.patches=[8]", "attack.patch_at=[24,0]"], "does not fit"),
 ])
 def test_bad_input_is_one_line(runs, capsys, args, message):
     code, _, err = dd(runs, capsys, *args)

@@ -61,6 +61,8 @@ def prepare_attacks(cfg, target, generator: torch.Generator):
     for p in a.patches:
         if p > h or p > w:
             raise PredvisError(f"attack.patches: patch size {p} is larger than the images ({h}x{w})")
+        if a.patch_at:  # raises a one-line error if the chosen place does not fit
+            A.square_mask((1, 1, h, w), p, generator, tuple(a.patch_at))
     with torch.no_grad():
         logits = model(x[:1])
     if logits.dim() != 2:
@@ -90,7 +92,7 @@ def _attack(cfg, target, model, x, y, classes: int, out: Path, generator: torch.
                 shown[kind] = (eps, adv, m.success)
     for p in a.patches:
         for kind, tgt in (("patch untargeted", None), ("patch targeted", target_labels)):
-            mask = A.square_mask(tuple(x.shape), p, generator)
+            mask = A.square_mask(tuple(x.shape), p, generator, tuple(a.patch_at) if a.patch_at else None)
             adv = A.patch_attack(model, x, y, mask, a.patch_alpha, a.patch_steps, generator, target=tgt)
             m = A.attack_metrics(model, x, adv, y, tgt)
             results.append((kind, f"{p}x{p} px", m))
@@ -103,7 +105,7 @@ def _attack(cfg, target, model, x, y, classes: int, out: Path, generator: torch.
         f"# Adversarial examples\n\nModel: {target.source.name}; {len(y)} held-out test digits; pixels in "
         f"[0, 1]. PGD: {a.steps} steps of alpha = {'2.5 eps / steps' if not a.alpha else a.alpha}"
         f"{', random start' if a.random_start else ''}; patch: {a.patch_steps} steps of {a.patch_alpha}, "
-        f"random location per image. Targeted attacks aim at (label + {a.target_shift}) mod {classes}.\n\n"
+        f"{'at ' + str(tuple(a.patch_at)) if a.patch_at else 'random location per image'}. Targeted attacks aim at (label + {a.target_shift}) mod {classes}.\n\n"
         "success rate: among the digits classified correctly before the attack, the fraction whose "
         "prediction changed (untargeted) or became the target (targeted). conf: mean softmax probability "
         "of the predicted class. L-inf, L2: mean per-image norm of the perturbation.\n\n"

@@ -102,7 +102,8 @@ class AttackChoice:
 
     images: how many test images; eps: L-inf budgets in [0, 1] pixel units; steps, alpha: PGD
     iterations and step (0 = 2.5 * eps / steps, Madry et al.); patches: patch sides in pixels;
-    patch_steps, patch_alpha: patch iterations and step; target_shift: targeted attacks aim at
+    patch_steps, patch_alpha: patch iterations and step; patch_at: [top, left] of every patch
+    (empty = a random location per image); target_shift: targeted attacks aim at
     (label + shift) mod classes; random_start: PGD starts at a random point of the eps-ball;
     grid: images shown in the grid."""
 
@@ -111,6 +112,7 @@ class AttackChoice:
     steps: int = 40
     alpha: float = 0.0
     patches: list[int] = field(default_factory=lambda: [4, 8, 12])
+    patch_at: list[int] = field(default_factory=list)
     patch_steps: int = 100
     patch_alpha: float = 0.05
     target_shift: int = 1
@@ -129,6 +131,8 @@ class AttackChoice:
         for key in ("steps", "patch_steps", "grid"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"attack.{key}: must be >= 1, got {getattr(self, key)}")
+        if self.patch_at and (len(self.patch_at) != 2 or min(self.patch_at) < 0):
+            raise ConfigError(f"attack.patch_at: must be [top, left] in pixels, got {self.patch_at}")
         if self.alpha < 0 or self.patch_alpha <= 0:
             raise ConfigError("attack.alpha must be >= 0 and attack.patch_alpha > 0")
 
