@@ -13,6 +13,7 @@ from predvis.data.moving_mnist import MovingMnist, MovingMnistSpec, load_mnist_t
 from predvis.methods.base import Method
 from predvis.models.gopc import GopcModel, GopcModelConfig
 from predvis.models.gopc_stepper import GopcStepper
+from predvis.progress import progress
 from predvis.train.amp import autocast, make_scaler
 
 
@@ -183,7 +184,7 @@ class GopcMethod(Method):
         context = self.cfg.eval.context if context is None else context
         recon, prior, loss = [], [], []
         bs = self.cfg.eval.batch_size
-        for start in range(0, len(seqs), bs):
+        for start in progress(range(0, len(seqs), bs), "evaluating"):
             x = seqs[start:start + bs].to(self.device)
             with autocast(self.cfg.train.amp, self.device):
                 post = self.model.run(x, sample=False)

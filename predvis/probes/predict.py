@@ -19,6 +19,7 @@ import torch
 from rich.console import Console
 
 from predvis.metrics import frame_metrics
+from predvis.progress import progress
 from predvis.run import RunDir, write_csv, atomic_write_text, atomic_write_json
 from predvis.tables import markdown_table
 from predvis.train.loop import load_trained
@@ -43,7 +44,7 @@ def stepper_rollouts(stepper, seqs: torch.Tensor, context: int, batch_size: int 
     """
     recon, prior = [], []
     device = getattr(stepper, "device", torch.device("cpu"))
-    for start in range(0, len(seqs), batch_size):
+    for start in progress(range(0, len(seqs), batch_size), "rolling out"):
         x = seqs[start:start + batch_size].to(device)
         n, steps = x.shape[:2]
         state = stepper.init_state(n)
