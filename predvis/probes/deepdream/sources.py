@@ -59,11 +59,8 @@ def middle_layer(module: nn.Module) -> str:
     return names[len(names) // 2] if names else "output"
 
 
-def load_weights(module: nn.Module, path: str | Path) -> None:
-    """Load a state dict from a local file into ``module``; one-line errors when it does not fit.
-
-    Accepts a bare state dict or a checkpoint dict holding it under ``state_dict`` or ``model``.
-    """
+def read_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from a local file: a bare one, or one under ``state_dict`` / ``model``."""
     path = Path(path)
     if not path.is_file():
         raise PredvisError(f"weights file {path} does not exist")
@@ -78,6 +75,17 @@ def load_weights(module: nn.Module, path: str | Path) -> None:
                 break
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise PredvisError(f"weights file {path} does not hold a state dict of tensors")
+    return state
+
+
+def load_weights(module: nn.Module, path: str | Path, state: dict[str, torch.Tensor] | None = None) -> None:
+    """Load a state dict from a local file into ``module``; one-line errors when it does not fit.
+
+    Accepts a bare state dict or a checkpoint dict holding it under ``state_dict`` or ``model``
+    (``state``: already read with :func:`read_state`).
+    """
+    path = Path(path)
+    state = read_state(path) if state is None else state
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -99,10 +107,13 @@ def torchvision_model(arch: str, weights: str | None) -> ModelSource:
         raise PredvisError(
             f"torchvision:{arch} needs torchvision, which is not installed (pip install torchvision)"
         ) from None
+    state = read_state(weights) if weights else None
     try:
         if arch == "googlenet":
-            # The ImageNet file holds the auxiliary heads; build them so the file loads, drop them after.
-            module = tvm.googlenet(weights=None, aux_logits=True, init_weights=weights is None,
+            # torchvision's ImageNet file holds the auxiliary heads (a re-saved one may not): build
+            # them when the file has them so it loads strictly, and drop them afterwards.
+            aux = state is None or any(k.startswith("aux1.") for k in state)
+            module = tvm.googlenet(weights=None, aux_logits=aux, init_weights=weights is None,
                                    transform_input=weights is not None)
         else:
             module = tvm.get_model(arch, weights=None)
@@ -111,7 +122,7 @@ def torchvision_model(arch: str, weights: str | None) -> ModelSource:
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise PredvisError(f"torchvision has no model '{arch}'{hint}") from None
     if weights:
-        load_weights(module, weights)
+        load_weights(module, weights, state)
     if arch == "googlenet":
         module.aux_logits, module.aux1, module.aux2 = False, None, None
     layer = TORCHVISION_DEFAULT_LAYER.get(arch) or middle_layer(module)
