@@ -1,0 +1,262 @@
+"""Recurrent autoencoders for depth inversion: B, BL, BT and BLT encoders and decoders.
+
+Architecture (docs/depth_inversion.md; after the DIAE code described in
+/work/shared/reference/recurrence.md, written anew):
+
+- Encoder, input (B, 1, S, S) with S = 32: three 4x4 stride-2 convolutions of ``channels`` (32)
+  maps (S/2, S/4, S/8), flatten, two hidden fully connected layers of ``hidden`` (256) units and a
+  linear map to the ``code`` (24) dimensional code.
+- Decoder, the mirror: code -> FC ``hidden`` -> FC ``hidden`` -> FC to ``channels`` x S/8 x S/8 ->
+  two 4x4 stride-2 transposed convolutions (``channels`` maps) -> one 4x4 stride-2 transposed
+  convolution to one logit map (S x S); the image is ``sigmoid`` of it.
+- Recurrence lives on the three convolutional maps of each half (encoder: S/2, S/4, S/8; decoder:
+  S/8, S/4, S/2). ``L`` (lateral): a bias-free 3x3 convolution of the map's own state at the
+  previous step. ``T`` (top-down): the state of the *next* map in the processing order at the
+  previous step, brought to this map's size (encoder: 4x4 stride-2 transposed convolution from the
+  smaller map; decoder: 4x4 stride-2 convolution from the larger map). The last map of each half
+  gets no top-down input (the FC layers are not fed back). Terms add before the normalisation:
+  ``h_l(t) = relu(norm(B(h_{l-1}(t)) + L(h_l(t-1)) + T(h_{l+1}(t-1))))``.
+- Unrolling: a *sweep* per step (layer l at step t reads layer l-1 of the same step). At t = 0
+  there is no previous state, so every variant computes its feed-forward (B) pass. The input
+  image (encoder) or code (decoder) is re-injected at every step. ``chained`` (default, as in the
+  DIAE code): the encoder runs ``steps`` steps, its final code goes to the decoder, which runs
+  ``steps`` steps; outputs are the decoder's steps. ``joint``: one encoder step and one decoder step
+  per step, the decoder reading the encoder's current code.
+- Normalisation is one module per layer, shared by all steps (``lrn``: local response norm as in
+  the DIAE code, parameter-free; ``group``: GroupNorm with shared affine parameters; ``none``), so a
+  model runs past the number of steps it was trained with.
+- Lesions: ``disabled`` may hold ``lateral`` and/or ``topdown``; a disabled pathway contributes
+  nothing at any step. With both off, every step equals step 0: the feed-forward computation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from predvis.config import ConfigError, positive
+
+VARIANTS = ("B", "BL", "BT", "BLT")
+
+
+def check_variant(name: str, where: str) -> str:
+    if name not in VARIANTS:
+        from predvis.config import suggest
+
+        raise ConfigError(f"{where}: unknown variant '{name}'{suggest(name, VARIANTS)}; use one of B, BL, BT, BLT")
+    return name
+
+
+@dataclass
+class RecurrentAEConfig:
+    """Model section of experiments/depth_inversion.yaml."""
+
+    encoder: str = "BLT"          # B | BL | BT | BLT
+    decoder: str = "BLT"          # B | BL | BT | BLT
+    steps: int = 4                # unrolled steps (per half when chained)
+    unroll: Literal["chained", "joint"] = "chained"
+    channels: int = 32            # maps of every conv layer
+    hidden: int = 256             # units of the two hidden FC layers
+    code: int = 24                # code dimension
+    norm: Literal["lrn", "group", "none"] = "lrn"
+    image_size: int = 32
+    match: str = ""               # '' or a variant: widen B halves' channels to that variant's parameter count
+
+    def validate(self) -> None:
+        check_variant(self.encoder, "model.encoder")
+        check_variant(self.decoder, "model.decoder")
+        if self.match:
+            check_variant(self.match, "model.match")
+        if self.steps < 1:
+            raise ConfigError(f"model.steps: must be >= 1 (T < 1 unrolls nothing), got {self.steps}")
+        for key in ("channels", "hidden", "code"):
+            positive(f"model.{key}", getattr(self, key))
+        if self.image_size < 16 or self.image_size % 8:
+            raise ConfigError(f"model.image_size: must be a multiple of 8 and >= 16, got {self.image_size}")
+
+    @property
+    def name(self) -> str:
+        return f"{self.encoder}-{self.decoder}"
+
+
+class ChannelLRN(nn.Module):
+    """Local response normalisation across channels, as ``nn.LocalResponseNorm(5, 1e-3, 0.5, 1)``
+    but computed with five shifted adds (several times faster on the CPU). Parameter-free, and
+    bounded: |out| < sqrt(size / alpha), so unrolled activity cannot grow without limit."""
+
+    def __init__(self, size: int = 5, alpha: float = 1e-3, beta: float = 0.5, k: float = 1.0):
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        sq = F.pad(x * x, (0, 0, 0, 0, self.size // 2, (self.size - 1) // 2))
+        total = sq[:, 0:c]
+        for i in range(1, self.size):
+            total = total + sq[:, i:i + c]
+        return x * (self.k + self.alpha / self.size * total).pow(-self.beta)
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "lrn":
+        return ChannelLRN()
+    if kind == "group":
+        return nn.GroupNorm(min(8, channels), channels)
+    return nn.Identity()
+
+
+class RecurrentHalf(nn.Module):
+    """One half (encoder or decoder) with its three recurrent conv maps.
+
+    ``forward_step(x, prev)`` -> (out, states): ``x`` the re-injected input (image (B, 1, S, S) for
+    the encoder, code (B, code) for the decoder), ``prev`` the three map states of the previous step
+    (or None), ``out`` the code (encoder) or the logit image (decoder).
+    """
+
+    def __init__(self, role: str, variant: str, cfg: RecurrentAEConfig, channels: int):
+        super().__init__()
+        self.role, self.variant = role, variant
+        self.lateral_on = "L" in variant
+        self.topdown_on = "T" in variant
+        c, h, s = channels, cfg.hidden, cfg.image_size
+        self.small = s // 8
+        self.channels = c
+        if role == "encoder":
+            self.bottom = nn.ModuleList([nn.Conv2d(1, c, 4, 2, 1), nn.Conv2d(c, c, 4, 2, 1), nn.Conv2d(c, c, 4, 2, 1)])
+            self.fc = nn.ModuleList([nn.Linear(c * self.small ** 2, h), nn.Linear(h, h), nn.Linear(h, cfg.code)])
+            # top-down into map l from map l+1 (smaller): transposed conv up
+            make_td = lambda: nn.ConvTranspose2d(c, c, 4, 2, 1)  # noqa: E731
+        else:
+            self.fc = nn.ModuleList([nn.Linear(cfg.code, h), nn.Linear(h, h), nn.Linear(h, c * self.small ** 2)])
+            self.bottom = nn.ModuleList([nn.ConvTranspose2d(c, c, 4, 2, 1), nn.ConvTranspose2d(c, c, 4, 2, 1)])
+            self.out = nn.ConvTranspose2d(c, 1, 4, 2, 1)
+            # top-down into map l from map l+1 (larger): strided conv down
+            make_td = lambda: nn.Conv2d(c, c, 4, 2, 1)  # noqa: E731
+        self.norms = nn.ModuleList([_norm(cfg.norm, c) for _ in range(3)])
+        self.lateral = nn.ModuleList([nn.Conv2d(c, c, 3, 1, 1, bias=False) for _ in range(3)]) if self.lateral_on else None
+        self.topdown = nn.ModuleList([make_td() for _ in range(2)]) if self.topdown_on else None
+        self.disabled: set[str] = set()
+        for m in self.modules():  # Kaiming-normal for Linear / Conv2d as in the DIAE code
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    @property
+    def recurrent(self) -> bool:
+        return (self.lateral_on and "lateral" not in self.disabled) or (self.topdown_on and "topdown" not in self.disabled)
+
+    def _map(self, i: int, drive: torch.Tensor, prev) -> torch.Tensor:
+        if prev is not None:
+            if self.lateral_on and "lateral" not in self.disabled:
+                drive = drive + self.lateral[i](prev[i])
+            if self.topdown_on and "topdown" not in self.disabled and i < 2:
+                drive = drive + self.topdown[i](prev[i + 1])
+        return F.relu(self.norms[i](drive))
+
+    def forward_step(self, x: torch.Tensor, prev=None):
+        states = []
+        if self.role == "encoder":
+            a = x
+            for i in range(3):
+                a = self._map(i, self.bottom[i](a), prev)
+                states.append(a)
+            a = a.flatten(1)
+            a = F.relu(self.fc[0](a))
+            a = F.relu(self.fc[1](a))
+            return self.fc[2](a), states
+        a = F.relu(self.fc[0](x))
+        a = F.relu(self.fc[1](a))
+        a = self.fc[2](a).view(-1, self.channels, self.small, self.small)
+        a = self._map(0, a, prev)
+        states.append(a)
+        for i in range(2):
+            a = self._map(i + 1, self.bottom[i](a), prev)
+            states.append(a)
+        return self.out(a), states
+
+
+def half_params(role: str, variant: str, cfg: RecurrentAEConfig, channels: int | None = None) -> int:
+    half = RecurrentHalf(role, variant, cfg, channels or cfg.channels)
+    return sum(p.numel() for p in half.parameters())
+
+
+def matched_channels(role: str, target: str, cfg: RecurrentAEConfig) -> int:
+    """Channels of a B half whose parameter count is nearest that of a ``target`` half."""
+    goal = half_params(role, target, cfg)
+    best = min(range(cfg.channels, 4 * cfg.channels + 1), key=lambda c: abs(half_params(role, "B", cfg, c) - goal))
+    return best
+
+
+class RecurrentAE(nn.Module):
+    """Encoder + decoder; ``forward(x, steps)`` -> logits at every output step (steps, B, 1, S, S)."""
+
+    pathway_names = ("lateral", "topdown")
+
+    def __init__(self, cfg: RecurrentAEConfig):
+        super().__init__()
+        self.cfg = cfg
+        ch = {}
+        for role, variant in (("encoder", cfg.encoder), ("decoder", cfg.decoder)):
+            ch[role] = matched_channels(role, cfg.match, cfg) if cfg.match and variant == "B" else cfg.channels
+        self.encoder = RecurrentHalf("encoder", cfg.encoder, cfg, ch["encoder"])
+        self.decoder = RecurrentHalf("decoder", cfg.decoder, cfg, ch["decoder"])
+
+    # lesions ------------------------------------------------------------------
+    @property
+    def pathways(self) -> tuple[str, ...]:
+        have = []
+        if self.encoder.lateral_on or self.decoder.lateral_on:
+            have.append("lateral")
+        if self.encoder.topdown_on or self.decoder.topdown_on:
+            have.append("topdown")
+        return tuple(have)
+
+    @property
+    def disabled(self) -> set[str]:
+        return set(self.encoder.disabled)
+
+    @disabled.setter
+    def disabled(self, names) -> None:
+        self.encoder.disabled = set(names)
+        self.decoder.disabled = set(names)
+
+    # running ------------------------------------------------------------------
+    def encode(self, x: torch.Tensor, steps: int) -> list[torch.Tensor]:
+        """Codes after each of ``steps`` encoder steps (a feed-forward half is computed once)."""
+        code, states = self.encoder.forward_step(x)
+        codes = [code]
+        for _ in range(steps - 1):
+            if not self.encoder.recurrent:
+                codes.append(code)
+                continue
+            code, states = self.encoder.forward_step(x, states)
+            codes.append(code)
+        return codes
+
+    def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """x (B, 1, S, S) in [0, 1] -> logits (steps, B, 1, S, S), one image per output step."""
+        steps = self.cfg.steps if steps is None else steps
+        if steps < 1:
+            raise ConfigError(f"steps: must be >= 1, got {steps}")
+        if self.cfg.unroll == "chained":
+            code = self.encode(x, steps)[-1]
+            codes = [code] * steps
+        else:
+            codes = self.encode(x, steps)
+        outs, states = [], None
+        for t in range(steps):
+            if t > 0 and not self.decoder.recurrent and codes[t] is codes[t - 1]:
+                outs.append(outs[-1])
+                continue
+            out, states = self.decoder.forward_step(codes[t], states)
+            outs.append(out)
+        return torch.stack(outs)
+
+
+def sse_per_image(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Summed squared error over the pixels of each image: (..., B, 1, S, S) -> (..., B)."""
+    return ((torch.sigmoid(logits) - target) ** 2).flatten(-3).sum(-1)
