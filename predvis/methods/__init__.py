@@ -5,6 +5,7 @@ from predvis.config import suggest
 from predvis.errors import ConfigError
 from predvis.methods.base import Method
 from predvis.methods.classifier import ClassifierMethod
+from predvis.methods.depth_inversion import DepthInversionMethod
 from predvis.methods.gopc import GopcMethod
 from predvis.methods.pvm import PVMMethod
 
@@ -12,6 +13,7 @@ METHODS: dict[str, type[Method]] = {
     "gopc": GopcMethod,
     "classifier": ClassifierMethod,
     "pvm": PVMMethod,
+    "depth_inversion": DepthInversionMethod,
 }
 
 
