@@ -67,6 +67,12 @@ RUN_OPT = typer.Argument(None, help="a run directory (default: the newest PVM ru
 RUNS_OPT = typer.Option(Path("runs"), "--runs", help="root folder searched when RUN is omitted")
 
 
+def _newest(runs: Path, method: str) -> Path:
+    from predvis.run import newest_run
+
+    return newest_run(runs, method=method)
+
+
 def _pick_run(run: Optional[Path], runs: Path) -> Path:
     from predvis.run import newest_run
 
@@ -109,16 +115,24 @@ def lesion(
 @app.command()
 def occlude(
     run: Optional[Path] = RUN_OPT,
-    mode: str = typer.Option("blindspot", help="blindspot (grey spot) | surround (only the spot shown)"),
+    mode: str = typer.Option("blindspot", help="blindspot (grey spot) | surround (only the spot shown) | depth-invert"),
     size: Optional[int] = typer.Option(None, help="spot size in pixels (default: half the frame)"),
     where: Optional[str] = typer.Option(None, help="spot centre X,Y in pixels (default: the centre)"),
     shape: str = typer.Option("square", help="square | disc"),
     limit: Optional[int] = typer.Option(None, help="use only the first N held-out sequences"),
+    test_set: str = typer.Option("held-out", "--set", help="depth-invert: held-out | seen | additive | three"),
     runs: Path = RUNS_OPT,
 ) -> None:
-    """Fill-in error in the hidden region for intact and lesioned models (tables/occlude.md)."""
+    """Fill-in error in the hidden region for intact and lesioned models (tables/occlude.md);
+    --mode depth-invert: a depth_inversion run's loss per step and figures on a test set."""
     from predvis.probes.common import parse_where
     from predvis.probes.occlude import run_occlude
+
+    if mode == "depth-invert":
+        from predvis.probes.depth_invert import run_depth_invert
+
+        print(run_depth_invert(run if run is not None else _newest(runs, "depth_inversion"), test_set, limit))
+        return
 
     print(run_occlude(_pick_run(run, runs), mode, size, parse_where(where), shape, limit))
 

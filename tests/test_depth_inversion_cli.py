@@ -1,0 +1,58 @@
+"""CLI smoke test: two depth-inversion variants on the smoke profile, lesion, occlude --mode
+depth-invert, the study collector, and bad inputs (one line, exit 2)."""
+from pathlib import Path
+
+import pytest
+
+from predvis.cli import main
+
+SMALL = ["data.train_scenes=32", "data.val_scenes=16", "data.test_scenes=16", "eval.batch_size=16"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    made = {}
+    for enc, dec in (("B", "B"), ("BL", "BT")):
+        assert main(["train", "depth_inversion", "--profile", "smoke", "--out", str(root),
+                     f"model.encoder={enc}", f"model.decoder={dec}"] + SMALL) == 0
+        made[f"{enc}-{dec}"] = max((root / "depth_inversion").iterdir(), key=lambda p: p.stat().st_mtime)
+    return made
+
+
+def test_two_variants_lesion_and_depth_invert(runs, capsys):
+    rec = runs["BL-BT"]
+    assert (rec / "checkpoints" / "best.pt").exists() and "val_loss" in (rec / "metrics" / "train.csv").read_text()
+    assert main(["lesion", str(rec), "--disable", "lateral", "--limit", "4"]) == 0
+    out = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "| pixels |" in (out / "tables" / "lesion.md").read_text()
+    assert main(["lesion", str(rec), "--disable", "lateral,topdown", "--limit", "4"]) == 0
+    assert main(["occlude", str(rec), "--mode", "depth-invert", "--set", "seen", "--limit", "4"]) == 0
+    out = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "| 2 |" in (out / "tables" / "depth_invert.md").read_text()
+    assert (out / "frames" / "depth_invert_seen.png").exists() and (out / "gifs" / "depth_invert_seen.gif").exists()
+    assert main(["lesion", str(runs["B-B"]), "--disable", "lateral"]) == 2
+    assert "its pathways: none" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("override,text", [
+    ("data.held_out=[[2,3],[3,4]]", "digit 3 is in two held-out pairs"),
+    ("data.size=20", "multiple of 8"),
+    ("model.steps=0", "T < 1"),
+    ("model.decoder=BLTT", "unknown variant 'BLTT'"),
+])
+def test_bad_inputs_exit_2_with_one_line(override, text, capsys, tmp_path):
+    assert main(["train", "depth_inversion", "--profile", "smoke", "--out", str(tmp_path), override]) == 2
+    err = capsys.readouterr().err.strip()
+    assert text in err and len(err.splitlines()) == 1 and not (tmp_path / "depth_inversion").exists()
+
+
+def test_study_collects_a_table(tmp_path, capsys):
+    from predvis.studies.depth_inversion import main as study
+
+    assert study(["--profile", "smoke", "--seeds", "1", "--out", str(tmp_path), "--variants", "B-B,B-BL",
+                  "--additive", "none", "--sweep", "", "--threads", "0"] + SMALL) == 0
+    table = next((tmp_path / "depth_inversion_study").glob("*/tables/depth_inversion.md")).read_text()
+    assert "| B | BL |" in table and "2 finished models" in table
+    assert study(["--profile", "smoke", "--variants", "B-XL"]) == 2
+    assert "unknown variant 'XL'" in capsys.readouterr().err
