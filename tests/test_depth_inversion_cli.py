@@ -50,9 +50,9 @@ def test_bad_inputs_exit_2_with_one_line(override, text, capsys, tmp_path):
 def test_study_collects_a_table(tmp_path, capsys):
     from predvis.studies.depth_inversion import main as study
 
-    assert study(["--profile", "smoke", "--seeds", "1", "--out", str(tmp_path), "--variants", "B-B,B-BL",
+    assert study(["--profile", "smoke", "--seeds", "1", "--out", str(tmp_path), "--variants", "B-BL",
                   "--additive", "none", "--sweep", "", "--threads", "0"] + SMALL) == 0
     table = next((tmp_path / "depth_inversion_study").glob("*/tables/depth_inversion.md")).read_text()
-    assert "| B | BL |" in table and "2 finished models" in table
+    assert "| B | BL |" in table and "1 finished models" in table and "| recurrent (15 variants)" in table
     assert study(["--profile", "smoke", "--variants", "B-XL"]) == 2
     assert "unknown variant 'XL'" in capsys.readouterr().err

@@ -41,7 +41,8 @@ class OccludedPairsConfig:
     distinct: bool = True                       # no digit twice in a scene
     split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # digit images: train/val/test
     split_seed: int = 0
-    train_scenes: int = 10000                   # fixed training set from the run's seed
+    train_scenes: int = 10000                   # training scenes per epoch (a fixed set from the run's seed)
+    fresh: bool = False                         # new training scenes every epoch, from (seed, epoch, batch)
     val_scenes: int = 1000                      # seen pairs, validation digit images; selects best.pt
     test_scenes: int = 1000                     # per test set (held-out pairs, seen pairs, controls)
     test_seed: int = 2024                       # fixes validation and test scenes for every seed and variant
@@ -157,6 +158,12 @@ class DepthInversionMethod(Method):
         return -(-self.cfg.data.train_scenes // self.cfg.train.batch_size)
 
     def train_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self.cfg.data.fresh:
+            n, bs = self.cfg.data.train_scenes, self.cfg.train.batch_size
+            for i in range(self.steps_per_epoch()):
+                s = self.gens[0].generate(min(bs, n - i * bs), [self.cfg.seed, 102, epoch, i], "seen")
+                yield s.input.to(self.device), s.target.to(self.device)
+            return
         data, bs = self.train_set, self.cfg.train.batch_size
         order = torch.from_numpy(np.random.default_rng([self.cfg.seed, 7, epoch]).permutation(len(data.labels)))
         for i in range(self.steps_per_epoch()):
