@@ -11,7 +11,8 @@ continues an interrupted study (finished models are skipped).
 
 Jobs: the 16 variants on occluded scenes (``--seeds`` seeds); the additive control (``--additive``:
 ``corners`` = B-B, B-BLT, BLT-B, BLT-BLT; ``all``; ``none``); the unroll sweep (``--sweep``, default
-1,2,8 besides the trained 4) for B-B and BLT-BLT on the first ``--sweep-seeds`` seeds.
+1,2,8 besides the trained 4) for B-B and BLT-BLT on the first ``--sweep-seeds`` seeds; with ``--wide``
+the parameter-matched feed-forward control (B-B with ``model.match=BLT``, tagged ``Bw-Bw``).
 """
 from __future__ import annotations
 
@@ -34,12 +35,14 @@ LONG_STEPS = (1, 2, 4, 8, 16)   # the trained-at-4 B-B / BLT-BLT models are also
 
 
 def plan(seeds: int, additive: str, sweep: list[int], sweep_seeds: int, variants: list[tuple[str, str]],
-         trained_steps: int) -> list[dict]:
+         trained_steps: int, wide: bool = False) -> list[dict]:
     jobs = []
     add = {"none": [], "corners": [v for v in CORNERS if v in variants], "all": variants}[additive]
     for seed in range(seeds):  # seed by seed, so an interrupted study has complete seeds
         for enc, dec in variants:
             jobs.append({"kind": "occluded", "enc": enc, "dec": dec, "steps": trained_steps, "seed": seed})
+        if wide:  # B-B widened to the parameter count of BLT-BLT (model.match=BLT)
+            jobs.append({"kind": "occluded", "enc": "Bw", "dec": "Bw", "steps": trained_steps, "seed": seed})
         for enc, dec in add:
             jobs.append({"kind": "additive", "enc": enc, "dec": dec, "steps": trained_steps, "seed": seed})
         if seed < sweep_seeds:
@@ -62,8 +65,10 @@ def run_job(job: dict, profile: str, runs_root: Path, study: Path, threads: int,
     from predvis.probes.depth_invert import evaluate_scenes, write_figures
     from predvis.train import loop
 
-    overrides = [f"model.encoder={job['enc']}", f"model.decoder={job['dec']}", f"model.steps={job['steps']}",
-                 f"data.kind={job['kind']}", f"seed={job['seed']}", f"train.threads={threads}"] + extra
+    wide = job["enc"] == "Bw"
+    overrides = [f"model.encoder={job['enc'][:1] if wide else job['enc']}",
+                 f"model.decoder={job['dec'][:1] if wide else job['dec']}", f"model.steps={job['steps']}",
+                 f"data.kind={job['kind']}", f"seed={job['seed']}", f"train.threads={threads}"] + (["model.match=BLT"] if wide else []) + extra
     cfg = load_experiment(EXPERIMENT, profile, overrides)
     started = time.perf_counter()
     path = loop.train(cfg, runs_root, parse_overrides(overrides))
@@ -106,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--additive", default="corners", help="corners | all | none")
     ap.add_argument("--sweep", default="1,2,8", help="unroll steps for B-B and BLT-BLT ('' for none)")
     ap.add_argument("--sweep-seeds", type=int, default=1)
+    ap.add_argument("--wide", action="store_true", help="also train B-B widened to BLT-BLT's parameter count")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per model (0: torch's default)")
     ap.add_argument("--table-only", action="store_true", help="rewrite the table of --study and stop")
     ap.add_argument("overrides", nargs="*", help="KEY=VALUE passed to every model")
@@ -159,7 +165,7 @@ def _main(args) -> int:
     if args.table_only:
         print(write_table(study))
         return 0
-    jobs = plan(args.seeds, args.additive, sweep, args.sweep_seeds, variants, base.model.steps)
+    jobs = plan(args.seeds, args.additive, sweep, args.sweep_seeds, variants, base.model.steps, args.wide)
     if not (study / "study.json").exists():
         (study / "study.json").write_text(json.dumps({"profile": args.profile, "seeds": args.seeds,
                                                       "overrides": list(args.overrides), "jobs": jobs}, indent=2))

@@ -26,6 +26,7 @@ CONTRASTS = [
     ("decoder BL vs decoder BLT (B-BL vs B-BLT)", [("B", "BL")], [("B", "BLT")], "held_out"),
     ("encoder recurrence added to a BLT decoder (BLT-BLT vs B-BLT)", [("BLT", "BLT")], [("B", "BLT")], "held_out"),
     ("seen pairs: recurrent (15) vs B-B", RECURRENT, [("B", "B")], "seen"),
+    ("BLT-BLT vs parameter-matched wide B-B", [("BLT", "BLT")], [("Bw", "Bw")], "held_out"),
 ]
 
 
@@ -111,24 +112,23 @@ def write_table(study: Path) -> str:
              "SSE / 1024. held-out: pairs never seen together in training; seen: trained pairs, new digit images; "
              "additive: the held-out scenes blended without occlusion, for models trained on additive scenes "
              "(target = input). sharp: final-output sharpness / target's (sum of squared pixel differences; "
-             "1 = as sharp as the target). See docs/depth_inversion.md.", ""]
+             "1 = as sharp as the target). Bw-Bw: B-B widened to BLT-BLT's parameter count. See docs/depth_inversion.md.", ""]
     head = "| encoder | decoder | params | held-out SSE | held-out MSE | seen SSE | additive SSE | sharp (held-out) | n | train s |"
     lines += [head, "|" + "---|" * 10]
-    for enc in VARIANTS:
-        for dec in VARIANTS:
-            runs = occ.get((enc, dec), [])
-            adds = add.get((enc, dec), [])
-            if not runs and not adds:
-                continue
-            ho = [float(losses[r["tag"]]["held_out_sse"][-1].mean()) for r in runs]
-            se = [float(losses[r["tag"]]["seen_sse"][-1].mean()) for r in runs]
-            ad = [float(losses[r["tag"]]["held_out_sse"][-1].mean()) for r in adds]
-            sh = [float(losses[r["tag"]]["held_out_sharp"].mean()) for r in runs]
-            params = (runs or adds)[0]["params"]
-            secs = np.mean([r["seconds"] for r in runs]) if runs else float("nan")
-            mse = f"{np.mean(ho) / 1024:.4f}" if ho else "-"
-            lines.append(f"| {enc} | {dec} | {params:,} | {_ms(ho)} | {mse} | {_ms(se)} | {_ms(ad)} | {_ms(sh)} | "
-                         f"{len(runs)} | {secs:.0f} |")
+    for enc, dec in [(e, d) for e in VARIANTS for d in VARIANTS] + [("Bw", "Bw")]:
+        runs = occ.get((enc, dec), [])
+        adds = add.get((enc, dec), [])
+        if not runs and not adds:
+            continue
+        ho = [float(losses[r["tag"]]["held_out_sse"][-1].mean()) for r in runs]
+        se = [float(losses[r["tag"]]["seen_sse"][-1].mean()) for r in runs]
+        ad = [float(losses[r["tag"]]["held_out_sse"][-1].mean()) for r in adds]
+        sh = [float(losses[r["tag"]]["held_out_sharp"].mean()) for r in runs]
+        params = (runs or adds)[0]["params"]
+        secs = np.mean([r["seconds"] for r in runs]) if runs else float("nan")
+        mse = f"{np.mean(ho) / 1024:.4f}" if ho else "-"
+        lines.append(f"| {enc} | {dec} | {params:,} | {_ms(ho)} | {mse} | {_ms(se)} | {_ms(ad)} | {_ms(sh)} | "
+                     f"{len(runs)} | {secs:.0f} |")
     # matrix view
     lines += ["", "Held-out SSE (mean over seeds), encoder rows x decoder columns:", "",
               "| enc \\ dec | " + " | ".join(VARIANTS) + " |", "|" + "---|" * (len(VARIANTS) + 1)]
