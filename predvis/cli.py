@@ -45,8 +45,14 @@ def train(
     cfg = load_experiment(experiment, chosen, overrides or [])
     if profile is None:
         loop.console.print(f"no --profile given: using '{chosen}' ({'CUDA found' if chosen == 'full' else 'no CUDA'})")
-    path = loop.train(cfg, out, parse_overrides(overrides or []), dry_run=dry_run)
-    if path is not None:
+    from predvis.train import distributed
+
+    try:
+        path = loop.train(cfg, out, parse_overrides(overrides or []), dry_run=dry_run)
+        main = distributed.is_main()
+    finally:
+        distributed.shutdown()
+    if path is not None and main:
         print(path)
 
 
@@ -178,26 +184,21 @@ def deepdream(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; user errors become one line on stderr and a non-zero exit status."""
+    """Run the CLI; user errors become one line on stderr and a non-zero exit status.
+
+    Usage errors (a missing argument, an unknown option) are reported by Typer itself, with
+    exit status 2.
+    """
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, standalone_mode=True)
+    except SystemExit as err:
+        return err.code if isinstance(err.code, int) else (0 if err.code is None else 1)
     except PredvisError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    except typer.Exit as err:
-        return err.exit_code
-    except Exception as err:  # click usage errors
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
-            err.show()
-            return err.exit_code
-        if isinstance(err, click.exceptions.Abort):
-            return 1
-        raise
     return 0
 
 

@@ -108,3 +108,12 @@ def test_truncated_checkpoint_on_predict(trained, capsys, tmp_path):
     code, _, err = run_cli(capsys, "predict", copy)
     assert_one_line_error(code, err, r"unreadable or truncated")
     assert not (copy / "predict").exists()
+
+
+def test_predict_on_a_classifier_run_is_one_clear_line(tmp_path, capsys):
+    code, out, _ = run_cli(capsys, "train", "classifier", "--profile", "smoke", "--out", tmp_path)
+    assert code == 0
+    run = out.strip().splitlines()[-1]
+    assert (tmp_path / "classifier" / run.split("/")[-1] / "tables" / "accuracy.md").exists()
+    code, _, err = run_cli(capsys, "predict", run)
+    assert_one_line_error(code, err, r"predict needs a model that predicts frames; .* is a 'classifier' run")

@@ -131,10 +131,17 @@ class MovingMnist:
             return smooth_trajectories(rng, n, s.frames, s.digits, s.size, s.amp, s.omega, len(self.digits))
         return bouncing_trajectories(rng, n, s.frames, s.digits, s.size, s.step, len(self.digits))
 
-    def generate(self, n: int, seed: int | list[int], device: torch.device | str = "cpu") -> tuple[torch.Tensor, Trajectories]:
-        """``n`` sequences (n, T, 1, S, S) from ``seed`` (an int or a list of ints)."""
+    def generate(self, n: int, seed: int | list[int], device: torch.device | str = "cpu",
+                 part: slice | None = None) -> tuple[torch.Tensor, Trajectories]:
+        """``n`` sequences (n, T, 1, S, S) from ``seed`` (an int or a list of ints).
+
+        part: render only these of the ``n`` sequences (a rank's shard); they are identical to
+        the same rows of the full set.
+        """
         rng = np.random.default_rng(seed)
         traj = self.trajectories(rng, n)
+        if part is not None:
+            traj = Trajectories(traj.positions[part], traj.params[part], traj.digit_index[part])
         return render(self.digits, traj, self.spec.size, device), traj
 
 

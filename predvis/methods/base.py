@@ -67,6 +67,10 @@ class Method:
     def validate(self) -> dict[str, float]:
         return {}
 
+    def final_tables(self) -> dict[str, str]:
+        """Markdown tables (file name -> text) written to the run's tables/ after the last epoch."""
+        return {}
+
     def train_mode(self, training: bool) -> None:
         for module in self.state_modules().values():
             module.train(training)

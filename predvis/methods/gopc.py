@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Iterator, Literal
 
+import numpy as np
 import torch
 
 from predvis.config import ConfigError, TrainConfig, at_least, positive
@@ -14,6 +15,7 @@ from predvis.methods.base import Method
 from predvis.models.gopc import GopcModel, GopcModelConfig
 from predvis.models.gopc_stepper import GopcStepper
 from predvis.progress import progress
+from predvis.train import distributed
 from predvis.train.amp import autocast, make_scaler
 
 
@@ -51,6 +53,22 @@ class SequenceDataConfig:
         positive("data.step", self.step)
         if self.size < 28:
             raise ConfigError(f"data.size: must be >= 28 to hold a digit, got {self.size}")
+
+
+@dataclass
+class TrainBatch:
+    """This rank's part of a global batch: x (b, T, C, H, W), eps / eps0 (b, T, r_dim), and
+    weight = b / global batch size."""
+
+    x: torch.Tensor
+    eps: torch.Tensor
+    eps0: torch.Tensor | None
+    weight: float
+
+
+def hash_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (numpy's SeedSequence, stable across runs and platforms)."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(2, np.uint32).astype(np.uint64).dot([1 << 31, 1]))
 
 
 @dataclass
@@ -126,12 +144,20 @@ class GopcMethod(Method):
     def steps_per_epoch(self) -> int:
         return -(-self.cfg.data.train_sequences // self.cfg.train.batch_size)
 
-    def train_batches(self, epoch: int) -> Iterator[torch.Tensor]:
+    def train_batches(self, epoch: int) -> Iterator[TrainBatch]:
+        """Batch i of epoch e: sequences and sampling noise drawn from (seed, e, i) for the whole
+        global batch; each rank takes its shard, so any world size sees the same data."""
         n, bs = self.cfg.data.train_sequences, self.cfg.train.batch_size
+        m = self.cfg.model
         for i in range(self.steps_per_epoch()):
             size = min(bs, n - i * bs)
-            seq, _ = self.train_source.generate(size, [self.cfg.seed, epoch, i], self.device)
-            yield seq
+            part = distributed.shard(size)
+            seq, _ = self.train_source.generate(size, [self.cfg.seed, epoch, i], self.device, part)
+            gen = torch.Generator().manual_seed(hash_seed(self.cfg.seed, epoch, i))
+            noise_shape = (size, self.cfg.data.frames, m.r_dim)
+            eps = torch.randn(noise_shape, generator=gen)[part].to(self.device)
+            eps0 = torch.randn(noise_shape, generator=gen)[part].to(self.device) if m.origin_noise else None
+            yield TrainBatch(seq, eps, eps0, (part.stop - part.start) / size)
 
     # ------------------------------------------------------------------ training
     def state_modules(self):
@@ -146,18 +172,20 @@ class GopcMethod(Method):
     def scalers(self):
         return {"scaler": self.scaler} if self.scaler is not None else {}
 
-    def train_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+    def train_step(self, batch: TrainBatch) -> dict[str, torch.Tensor]:
         self.model.train()
         t = self.cfg.train
         with autocast(t.amp, self.device):
-            out = self.model.run(batch)
+            out = self.model.run(batch.x, eps=batch.eps, eps0=batch.eps0)
             loss = out.loss(self.cfg.model.kl_weight)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
+            distributed.average_gradients(self.model.parameters(), batch.weight)
             self.scaler.unscale_(self.optimizer)
         else:
             loss.backward()
+            distributed.average_gradients(self.model.parameters(), batch.weight)
         if t.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
         if self.scaler is not None:
@@ -165,7 +193,7 @@ class GopcMethod(Method):
             self.scaler.update()
         else:
             self.optimizer.step()
-        pixels = batch[0, 0].numel()
+        pixels = batch.x[0, 0].numel()
         return {
             "loss": loss.detach(),
             "mse": (out.sse.detach().mean() / pixels),
@@ -173,7 +201,7 @@ class GopcMethod(Method):
         }
 
     @torch.no_grad()
-    def evaluate(self, seqs: torch.Tensor, context: int | None = None) -> dict[str, torch.Tensor]:
+    def rollouts(self, seqs: torch.Tensor, context: int | None = None) -> dict[str, torch.Tensor]:
         """Posterior reconstruction and prior prediction of ``seqs`` (N, T, C, H, W).
 
         Returns per-frame tensors (N, T, C, H, W): ``recon`` (posterior means decoded),
@@ -196,7 +224,7 @@ class GopcMethod(Method):
 
     def validate(self) -> dict[str, float]:
         seqs = self.val_set
-        out = self.evaluate(seqs)
+        out = self.rollouts(seqs)
         c = self.cfg.eval.context
         return {
             "val_loss": out["loss"].mean().item(),

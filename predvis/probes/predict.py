@@ -1,5 +1,8 @@
 """predict: evaluate a trained run on its test split, the way the GOPC thesis does.
 
+Works on every run whose method offers a stepping model; methods with their own latent rollout
+(``rollouts``, GOPC-1 / VAE-1) use it, others are rolled out through the stepping interface.
+
 For each test sequence (N, T frames):
 - posterior reconstruction of all T frames (``recon``);
 - prior prediction of frames context..T-1 after ``context`` observed frames, the model's own
@@ -18,6 +21,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
+from predvis.errors import PredvisError
 from predvis.metrics import frame_metrics
 from predvis.progress import progress
 from predvis.run import RunDir, write_csv, atomic_write_text, atomic_write_json
@@ -73,19 +77,21 @@ def mean_std(values: torch.Tensor) -> tuple[float, float]:
 def predict(run_path: Path, context: int | None = None, limit: int | None = None, figures: int | None = None) -> Path:
     """Evaluate ``run_path`` on its test split and write results; returns the output folder."""
     cfg, method = load_trained(run_path)
-    context = cfg.eval.context if context is None else context
-    if not 0 < context < cfg.data.frames:
-        from predvis.errors import ConfigError
-
-        raise ConfigError(f"context: must be between 1 and {cfg.data.frames - 1}, got {context}")
+    stepper = method.stepper()
+    if stepper is None:
+        raise PredvisError(f"predict needs a model that predicts frames; {run_path} is a '{cfg.method}' run")
     seqs = method.test_sequences()
     if limit:
         seqs = seqs[:limit]
+    frames = seqs.shape[1]
+    context = getattr(cfg.eval, "context", 5) if context is None else context
+    if not 0 < context < frames:
+        raise PredvisError(f"context: must be between 1 and {frames - 1}, got {context}")
     console.print(f"evaluating {len(seqs)} test sequences of {seqs.shape[1]} frames, context {context}")
-    if hasattr(method, "evaluate"):
-        out = method.evaluate(seqs, context)
+    if hasattr(method, "rollouts"):  # the model's own latent rollout (GOPC-1 / VAE-1)
+        out = method.rollouts(seqs, context)
     else:
-        out = stepper_rollouts(method.stepper(), seqs, context)
+        out = stepper_rollouts(stepper, seqs, context)
     mean_frame = method.val_set.mean(dim=(0, 1), keepdim=True) if hasattr(method, "val_set") else seqs.mean(dim=(0, 1), keepdim=True)
     predictors = {
         "recon": out["recon"],
@@ -100,7 +106,7 @@ def predict(run_path: Path, context: int | None = None, limit: int | None = None
         (target / sub).mkdir()
     _write_csvs(target, metrics, context)
     _write_tables(target, cfg, method, metrics, context, len(seqs))
-    n_fig = cfg.eval.figures if figures is None else figures
+    n_fig = getattr(cfg.eval, "figures", 4) if figures is None else figures
     _write_figures(target, seqs, out, context, n_fig)
     atomic_write_json(target / "summary.json", {
         "run": str(run_path), "context": context, "sequences": len(seqs),

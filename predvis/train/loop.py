@@ -24,8 +24,9 @@ from predvis.config import ExperimentConfig, config_from_saved, dump_yaml, read_
 from predvis.errors import ConfigError, RunError, TrainingDiverged
 from predvis.methods import get_method
 from predvis.methods.base import Method
+from predvis.train import distributed
 from predvis.run import (
-    RunDir, atomic_torch_save, command_line, create_run_dir, environment,
+    RunDir, atomic_torch_save, atomic_write_text, command_line, create_run_dir, environment,
     load_checkpoint, read_csv, rng_state, set_rng_state, write_csv,
 )
 
@@ -53,7 +54,8 @@ def seed_everything(seed: int) -> None:
 
 
 def build_method(cfg: ExperimentConfig) -> tuple[Method, torch.device]:
-    device = select_device(cfg.device)
+    device = distributed.init(cfg.device) or select_device(cfg.device)
+    console.quiet = not distributed.is_main()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.seed)
@@ -162,14 +164,20 @@ def train(cfg: ExperimentConfig, root: Path, overrides: dict, dry_run: bool = Fa
         return None
     for name, count in method.param_counts().items():
         console.print(f"params: {count:,} ({name})")
-    env = environment(device, cfg.seed, extra={"profile": cfg.profile, "effective_batch": getattr(cfg.train, "batch_size", None)})
-    run = create_run_dir(root, cfg.name, {
-        "config.yaml": dump_yaml(cfg.to_dict()),
-        "overrides.yaml": dump_yaml(overrides),
-        "cmd.txt": command_line(),
-        "env.json": _json(env),
-    })
-    console.print(f"run directory: {run.path}")
+    world = distributed.world_size()
+    env = environment(device, cfg.seed, world_size=world, extra={
+        "profile": cfg.profile, "effective_batch": getattr(cfg.train, "batch_size", None),
+        "per_rank_batch": -(-getattr(cfg.train, "batch_size", 0) // world)})
+    path = None
+    if distributed.is_main():
+        path = str(create_run_dir(root, cfg.name, {
+            "config.yaml": dump_yaml(cfg.to_dict()),
+            "overrides.yaml": dump_yaml(overrides),
+            "cmd.txt": command_line(),
+            "env.json": _json(env),
+        }).path)
+    run = RunDir(Path(distributed.broadcast_text(path)))
+    console.print(f"run directory: {run.path}" + (f"  (world size {world})" if world > 1 else ""))
     run_epochs(method, run, start_epoch=0, step=0, best=math.inf)
     return run.path
 
@@ -203,7 +211,8 @@ def run_epochs(method: Method, run: RunDir, start_epoch: int, step: int, best: f
         _run_epochs(method, run, start_epoch, step, best)
     except KeyboardInterrupt:
         last = run.checkpoints / "last.pt"
-        run.write_status("interrupted", resumable=last.exists())
+        if distributed.is_main():
+            run.write_status("interrupted", resumable=last.exists())
         raise
 
 
@@ -213,12 +222,14 @@ def _run_epochs(method: Method, run: RunDir, start_epoch: int, step: int, best: 
     rows = read_csv(run.sub("metrics", "train.csv"))
     rows = [r for r in rows if int(r["epoch"]) <= start_epoch]
     steps = method.steps_per_epoch()
-    run.write_status("running", epoch=start_epoch, epochs=epochs)
+    main = distributed.is_main()
+    if main:
+        run.write_status("running", epoch=start_epoch, epochs=epochs)
     check_every = getattr(cfg.train, "nan_check_every", 1)
     with Progress(
         TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
         MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(),
-        TimeRemainingColumn(), console=console, transient=True,
+        TimeRemainingColumn(), console=console, transient=True, disable=not main,
     ) as progress:
         for epoch in range(start_epoch, epochs):
             task = progress.add_task("train", total=steps, epoch=epoch + 1, epochs=epochs, loss="-")
@@ -230,11 +241,14 @@ def _run_epochs(method: Method, run: RunDir, start_epoch: int, step: int, best: 
                 metrics = method.train_step(batch)
                 step += 1
                 count += 1
-                if step % check_every == 0 and not bool(torch.isfinite(metrics["loss"])):
-                    _diverged(run, epoch, step, float(metrics["loss"]))
+                if step % check_every == 0:
+                    loss = distributed.all_average({"loss": metrics["loss"]})["loss"]
+                    if not bool(torch.isfinite(loss)):
+                        _diverged(run, epoch, step, float(loss))
                 for key, value in metrics.items():
                     sums[key] = sums.get(key, 0.0) + value.detach().float()
                 progress.update(task, advance=1, loss=f"{float(metrics['loss']):.4g}")
+            sums = distributed.all_average(sums)
             if not all(bool(torch.isfinite(v)) for v in sums.values()):
                 _diverged(run, epoch, step, float("nan"))
             method.end_epoch(epoch)
@@ -247,15 +261,20 @@ def _run_epochs(method: Method, run: RunDir, start_epoch: int, step: int, best: 
             row.update(val)
             row.update({"seconds": seconds, "batches_per_s": count / seconds if seconds else float("nan")})
             rows.append(row)
-            write_csv(run.sub("metrics", "train.csv"), rows)
             score = val.get("val_loss", row["loss"])
             improved = score < best
             best = min(best, score) if math.isfinite(score) else best
             payload = checkpoint_payload(method, epoch, step, best)
-            atomic_torch_save(run.checkpoints / "last.pt", payload)
-            if improved:
-                atomic_torch_save(run.checkpoints / "best.pt", payload)
-            run.write_status("running" if epoch + 1 < epochs else "done", epoch=epoch + 1, epochs=epochs)
+            if main:
+                write_csv(run.sub("metrics", "train.csv"), rows)
+                atomic_torch_save(run.checkpoints / "last.pt", payload)
+                if improved:
+                    atomic_torch_save(run.checkpoints / "best.pt", payload)
+                run.write_status("running" if epoch + 1 < epochs else "done", epoch=epoch + 1, epochs=epochs)
+            distributed.barrier()
+            if main and epoch + 1 == epochs:
+                for name, text in method.final_tables().items():
+                    atomic_write_text(run.sub("tables", name), text)
             remaining = (epochs - epoch - 1) * seconds
             shown = "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "step") and isinstance(v, float))
             console.print(f"epoch {epoch + 1}/{epochs}  {shown}  (~{remaining:.0f} s to go)")
@@ -269,6 +288,7 @@ def _lr(method: Method) -> float:
 
 def _diverged(run: RunDir, epoch: int, step: int, value: float) -> None:
     kept = run.checkpoints / "last.pt"
-    run.write_status("diverged", epoch=epoch, step=step)
+    if distributed.is_main():
+        run.write_status("diverged", epoch=epoch, step=step)
     where = f"last good checkpoint kept: {kept}" if kept.exists() else "no epoch had finished, so no checkpoint"
     raise TrainingDiverged(f"training stopped: loss is {value} at epoch {epoch + 1}, step {step}; {where}")

@@ -1,0 +1,44 @@
+"""Data-parallel training with torchrun: 2 CPU processes (gloo) match one process, same global batch."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from predvis.run import load_checkpoint, read_csv
+
+ARGS = ["--profile", "smoke", "data.train_sequences=16", "data.val_sequences=4", "data.test_sequences=4",
+        "train.batch_size=8", "train.epochs=2", "train.threads=1"]
+
+
+def _train(root: Path, nproc: int) -> Path:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    if nproc == 1:
+        cmd = [sys.executable, "-m", "predvis", "train", "gopc1", "--out", str(root), *ARGS]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "predvis", "train", "gopc1", "--out", str(root), *ARGS]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs = list((root / "gopc1").iterdir())
+    assert len(runs) == 1  # only rank 0 wrote a run directory
+    assert done.stdout.strip().splitlines()[-1] == str(runs[0])
+    return runs[0]
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_match_one(tmp_path):
+    one = _train(tmp_path / "one", 1)
+    two = _train(tmp_path / "two", 2)
+    a = load_checkpoint(one / "checkpoints" / "last.pt")["modules"]["model"]
+    b = load_checkpoint(two / "checkpoints" / "last.pt")["modules"]["model"]
+    for key in a:
+        assert torch.allclose(a[key], b[key], rtol=1e-4, atol=1e-6), key
+    env = (two / "env.json").read_text()
+    assert '"world_size": 2' in env and '"effective_batch": 8' in env
+    rows_one, rows_two = read_csv(one / "metrics" / "train.csv"), read_csv(two / "metrics" / "train.csv")
+    assert list(rows_one[0]) == list(rows_two[0])
+    for key in ("loss", "mse", "kl", "val_loss"):
+        assert [float(r[key]) for r in rows_one] == pytest.approx([float(r[key]) for r in rows_two], rel=1e-4), key
