@@ -70,7 +70,7 @@ class ReferencePVM:
             self.W2.append(W2l)
             self.M1.append([torch.zeros_like(w) for w in W1l])
             self.M2.append([torch.zeros_like(w) for w in W2l])
-        dt = model.w1_0.dtype
+        dt = model.layer_weights(0)[0].dtype
         self.h = [[torch.full((self.H,), 0.5, dtype=dt) for _ in range(k * k)] for k in n]
         self.prev = [None] * L
         self.integ = [None] * L

@@ -106,14 +106,14 @@ def _trained_pvm():
 
 def test_lesion_on_pvm_uses_same_frames_and_freezes_learning():
     m = _trained_pvm()
-    w = m.w1_0.clone()
+    w = m.layer_weights(0)[0].clone()
     seqs = torch.rand(2, 6, 1, 8, 8, generator=torch.Generator().manual_seed(6))
     res = lesion_compare(m, seqs, ["feedback", "lateral"])
-    assert torch.equal(w, m.w1_0) and m.disabled == set()
+    assert torch.equal(w, m.layer_weights(0)[0]) and m.disabled == set()
     assert set(res.intact) == {"pixels", "L0", "L1", "L2"} and res.intact["pixels"].shape == (2, 5)
     assert not torch.allclose(res.intact["L0"], res.lesioned["L0"])
     again = lesion_compare(m, seqs, ["feedback", "lateral"], freeze=False)
-    assert torch.equal(w, m.w1_0)  # online learning during the probe is undone afterwards
+    assert torch.equal(w, m.layer_weights(0)[0])  # online learning during the probe is undone afterwards
     torch.testing.assert_close(again.intact["pixels"][:, 0], res.intact["pixels"][:, 0])
     occ = occlude(m, seqs, region_mask((1, 8, 8), 4), "blindspot")
     assert list(occ.error) == ["intact", "no-feedback", "no-lateral", "neither"]

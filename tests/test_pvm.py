@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from predvis.errors import PredvisError
-from predvis.models.pvm import PVM, PVMSchedule
+from predvis.models.pvm import PVM, PVMSchedule, PVMState
 from predvis.models.pvm_wiring import build_wiring, count_weights
 from predvis.models.stepping import SteppingModel, check_pathways, pathways_disabled
 
@@ -45,7 +45,7 @@ def test_lesion_zeroes_context_inputs_and_context_weights_stop_mattering():
     frames = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     m = PVM([4, 2, 1], channels=1, patch=2, hidden=4, schedule=_on_now(), seed=1)
     m.set_learning(False)
-    _, st = _run(m, frames)
+    intact, st = _run(m, frames)
     for l in range(3):
         x = st.caches[-1][l][0]
         S = 4 if l == 0 else 16
@@ -56,11 +56,13 @@ def test_lesion_zeroes_context_inputs_and_context_weights_stop_mattering():
         assert torch.count_nonzero(st.caches[-1][l][0][..., 4 * S:-1]) == 0
     # scramble every context weight: a lesioned model must not notice
     for l in range(3):
-        w1 = m.layer_weights(l)[0]
+        v1 = getattr(m, f"v1_{l}")  # the stored W1^T (no pending momentum: learning is off)
         S = 4 if l == 0 else 16
-        w1[:, 4 * S:-1] += torch.randn_like(w1[:, 4 * S:-1])
+        v1[..., 4 * S:-1] += torch.randn_like(v1[..., 4 * S:-1])
     after, _ = _run(m, frames, disabled=("feedback", "lateral"))
     torch.testing.assert_close(after, before)
+    intact_after, _ = _run(m, frames)
+    assert not torch.allclose(intact_after, intact)  # the scrambled weights are the ones used
     assert m.disabled == set()  # restored
 
 
@@ -78,9 +80,9 @@ def test_frozen_learning_keeps_weights_and_schedule_gates_context():
     m = PVM([4, 2, 1], channels=1, patch=2, hidden=4, seed=1)  # default schedule: context off
     assert m.factors() == (0.0, 0.0)
     m.set_learning(False)
-    w = m.w1_0.clone()
+    w = m.layer_weights(0)[0].clone()
     _run(m, torch.rand(4, 1, 8, 8))
-    assert torch.equal(w, m.w1_0) and int(m.steps) == 0
+    assert torch.equal(w, m.layer_weights(0)[0]) and int(m.steps) == 0
 
 
 def test_bad_inputs():
@@ -91,3 +93,43 @@ def test_bad_inputs():
         m.step(torch.rand(1, 1, 9, 9), m.init_state(1))
     with pytest.raises(PredvisError, match="smaller"):
         PVM([4, 4], channels=1, patch=2, hidden=4)
+
+
+def _momentum_model(dtype=torch.float64) -> PVM:
+    return PVM([4, 2, 1], channels=1, patch=2, hidden=4, schedule=_on_now(), seed=2, dtype=dtype)
+
+
+def test_pending_momentum_ring_and_dense_agree_across_batch_sizes():
+    """One stream keeps pending momentum as a ring, several as a dense tensor; switching is exact."""
+    frames = torch.rand(12, 1, 1, 8, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    a, b = _momentum_model(), _momentum_model()
+    for part, streams in ((frames[:4], 1), (frames[4:8], 2), (frames[8:], 1)):
+        sa, sb = a.init_state(1), b.init_state(streams)
+        for f in part:
+            pa = a.step(f, sa).prediction
+            pb = b.step(f.expand(streams, -1, -1, -1), sb).prediction
+            torch.testing.assert_close(pb, pa.expand(streams, -1, -1, -1), rtol=1e-10, atol=1e-12)
+    assert b.p1_0.numel() > 0 and int(b.pstamp_0) > 0  # the dense form was used
+    for l in range(3):
+        torch.testing.assert_close(a.layer_weights(l)[0], b.layer_weights(l)[0], rtol=1e-10, atol=1e-12)
+    assert a.ring_terms == 52 and _momentum_model(torch.float32).ring_terms == 23
+
+
+def test_checkpoint_with_dense_w1_and_momentum_loads_exactly():
+    """State dicts of the earlier layout (w1_l (U, n, H), m1_l) load into the v1 + pending form."""
+    frames = torch.rand(10, 1, 1, 8, 8, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    a = _momentum_model()
+    st = a.init_state(1)
+    for f in frames[:6]:
+        st = a.step(f, st).state
+    old = {k: v.clone() for k, v in a.state_dict().items()
+           if not k.split("_")[0] in ("v1", "ra", "re", "rstamp", "p1", "pstamp", "clock")}
+    for l in range(3):
+        old[f"w1_{l}"] = a.layer_weights(l)[0].clone()
+        old[f"m1_{l}"] = a.momentum_w1(l).clone()
+    b = _momentum_model()
+    b.load_state_dict(old)
+    sb = PVMState(st.h_all.clone(), list(st.prev), list(st.integ), [list(c) for c in st.caches])
+    for f in frames[6:]:
+        pa, pb = a.step(f, st).prediction, b.step(f, sb).prediction
+        torch.testing.assert_close(pb, pa, rtol=1e-10, atol=1e-12)

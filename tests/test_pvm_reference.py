@@ -6,20 +6,22 @@ from predvis.models.pvm import PVM, PVMSchedule
 from pvm_reference import ReferencePVM
 
 
-def _small(two_steps: bool) -> PVM:
+def _small(two_steps: bool, momentum: float = 0.5) -> PVM:
     sch = PVMSchedule(lr_initial=0.05, lr_final=0.02, layer_delay=2, final_delay=4, lateral_on=3, feedback_on=5)
-    return PVM([4, 3, 2, 1], channels=3, patch=2, hidden=4, two_steps=two_steps,
+    return PVM([4, 3, 2, 1], channels=3, patch=2, hidden=4, two_steps=two_steps, momentum=momentum,
                schedule=sch, seed=3, dtype=torch.float64)
 
 
-@pytest.mark.parametrize("two_steps", [False, True])
-def test_batched_matches_per_unit_reference(two_steps):
-    model = _small(two_steps)
+# momentum 0.1 keeps 16 steps in the ring (float64): 40 frames wrap it twice (pending steps added to v1)
+@pytest.mark.parametrize("two_steps,momentum,n_frames", [(False, 0.5, 12), (True, 0.5, 12), (False, 0.1, 40),
+                                                         (False, 0.0, 6)])
+def test_batched_matches_per_unit_reference(two_steps, momentum, n_frames):
+    model = _small(two_steps, momentum)
     ref = ReferencePVM(model)
     g = torch.Generator().manual_seed(0)
-    frames = torch.rand(12, 3, 8, 8, generator=g, dtype=torch.float64)
+    frames = torch.rand(n_frames, 3, 8, 8, generator=g, dtype=torch.float64)
     state = model.init_state(1)
-    w_before = model.w1_0.clone()
+    w_before = model.layer_weights(0)[0].clone()
     for t, f in enumerate(frames):
         out = model.step(f[None], state)
         state = out.state
@@ -28,7 +30,9 @@ def test_batched_matches_per_unit_reference(two_steps):
         if t > 0:
             got = [float(out.layer_errors[f"L{l}"][0]) for l in range(4)]
             assert got == pytest.approx(err_ref, rel=1e-9)
-    assert not torch.equal(model.w1_0, w_before), "weights never changed: the test would be vacuous"
+    assert not torch.equal(model.layer_weights(0)[0], w_before), "weights never changed: the test would be vacuous"
+    if momentum == 0.1:
+        assert model.ring_terms == 16 and int(model.clock_0) > 2 * 16  # the ring wrapped
     for l in range(4):
         w1, w2 = model.layer_weights(l)
         S = ref.signal_size(l)
@@ -48,4 +52,4 @@ def test_batch_of_identical_streams_matches_one_stream():
         pa = a.step(f, sa).prediction
         pb = b.step(f.expand(3, -1, -1, -1), sb).prediction
         torch.testing.assert_close(pb, pa.expand(3, -1, -1, -1))
-    torch.testing.assert_close(a.w1_1, b.w1_1)
+    torch.testing.assert_close(a.layer_weights(1)[0], b.layer_weights(1)[0])

@@ -29,6 +29,7 @@ the forward that predicts the next signals.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +91,31 @@ class PVMState:
     caches: list[list[tuple[torch.Tensor, ...]]] = field(default_factory=list)
 
 
+class _Internals(Mapping):
+    """Display tensors of one step, built only when read: signal/L<i>, state/L<i>, pred/L<i>."""
+
+    def __init__(self, model: "PVM", signals, states, preds):
+        self._m, self._sig, self._h, self._y = model, signals, states, preds
+
+    def __iter__(self):
+        for l in range(len(self._sig)):
+            yield from (f"signal/L{l}", f"state/L{l}", f"pred/L{l}")
+
+    def __len__(self) -> int:
+        return 3 * len(self._sig)
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        kind, _, layer = key.partition("/L")
+        if kind not in ("signal", "state", "pred") or not layer.isdigit() or int(layer) >= len(self._sig):
+            raise KeyError(key)
+        l = int(layer)
+        if kind == "signal":
+            return self._m._as_image(l, self._sig[l])
+        if kind == "state":
+            return self._m._as_image(l, self._h[l], states=True)
+        return self._m._as_image(l, self._y[l][..., : self._m.sizes[l]])
+
+
 def _tile_shape(n: int) -> tuple[int, int]:
     """A (rows, cols) tile for n values, as square as divisors allow."""
     r = int(math.isqrt(n))
@@ -142,6 +168,14 @@ class PVM(nn.Module):
         counts = [n * n for n in self.sides]
         self.offsets = [sum(counts[:l]) for l in range(len(counts))]
         self.n_units = sum(counts)
+        self.sizes = [signal_size(l, patch, channels, hidden) for l in range(len(self.sides))]
+        if not 0 <= momentum < 1:
+            raise ConfigError(f"model.momentum: must be in [0, 1), got {momentum}")
+        self._c = momentum / (1 - momentum)
+        # momentum terms kept pending: mu^K below the dtype's epsilon (23 for mu 0.5 in float32)
+        eps = torch.finfo(dtype).eps
+        self.ring_terms = math.ceil(math.log(eps) / math.log(momentum)) if momentum > 0 else 0
+        self.use_ring = 0 < self.ring_terms <= 64
         gen = torch.Generator().manual_seed(seed)
         for l, ctx in enumerate(self.wiring.context):
             self._build_layer(l, ctx, gen, dtype)
@@ -149,49 +183,109 @@ class PVM(nn.Module):
     # ------------------------------------------------------------------ construction
     def _build_layer(self, l: int, ctx: list, gen: torch.Generator, dtype: torch.dtype) -> None:
         U, H = len(ctx), self.hidden
-        S = signal_size(l, self.patch, self.channels, H)
+        S = self.sizes[l]
         out = 2 * S if self.two_steps else S
         K = max(len(c) for c in ctx)
+        n = 4 * S + K * H + 1
         pad = self.n_units  # index of the zero row of h_all
         idx = torch.full((U, K), pad, dtype=torch.long)
         kind = torch.zeros(U, K, dtype=torch.long)
-        w1 = torch.zeros(U, 4 * S + K * H + 1, H, dtype=dtype)
+        w1 = torch.zeros(U, n, H, dtype=dtype)
         for u, srcs in enumerate(ctx):
             for k, (src_l, src_u, k_kind) in enumerate(srcs):
                 idx[u, k] = self.offsets[src_l] + src_u
                 kind[u, k] = k_kind
             n_in = 4 * S + len(srcs) * H
             bound = 1.0 / math.sqrt(n_in)
-            rows = list(range(4 * S + len(srcs) * H)) + [4 * S + K * H]
+            rows = list(range(4 * S + len(srcs) * H)) + [n - 1]
             w1[u, rows] = (torch.rand(len(rows), H, generator=gen, dtype=torch.float64) * 2 - 1).to(dtype) * bound
         w2 = ((torch.rand(U, H + 1, out, generator=gen, dtype=torch.float64) * 2 - 1) / math.sqrt(H)).to(dtype)
-        self.register_buffer(f"w1_{l}", w1)
-        self.register_buffer(f"m1_{l}", torch.zeros_like(w1))
+        R = self.ring_terms if self.use_ring else 0
+        # W1 is stored transposed, with its pending momentum added: v1 = W1^T + c P (see _w1_forward)
+        self.register_buffer(f"v1_{l}", w1.transpose(1, 2).contiguous())
+        self.register_buffer(f"ra_{l}", torch.zeros(U, R, n, dtype=dtype))    # ring: inputs a_j
+        self.register_buffer(f"re_{l}", torch.zeros(U, R, H, dtype=dtype))    # ring: lr_j * deltas d_j
+        self.register_buffer(f"rstamp_{l}", torch.zeros(R, dtype=torch.long))  # clock of each slot (0: empty)
+        self.register_buffer(f"rpend_{l}", torch.zeros(R, dtype=torch.bool))   # slot not yet added to v1
+        self.register_buffer(f"p1_{l}", torch.zeros(0, dtype=dtype))          # dense pending (U, H, n), lazily
+        self.register_buffer(f"pstamp_{l}", torch.zeros((), dtype=torch.long))
+        self.register_buffer(f"clock_{l}", torch.zeros((), dtype=torch.long))  # W1 updates applied so far
         self.register_buffer(f"w2_{l}", w2)
         self.register_buffer(f"m2_{l}", torch.zeros_like(w2))
-        self.register_buffer(f"ctx_idx_{l}", idx, persistent=False)
         self.register_buffer(f"ctx_kind_{l}", kind, persistent=False)
+        for lat in (0, 1):  # one gather index per (lateral on, feedback on): switched-off slots read the zero row
+            for fb in (0, 1):
+                keep = ((kind == LATERAL) & bool(lat)) | ((kind == FEEDBACK) & bool(fb))
+                self.register_buffer(f"ctx_idx_{l}_{lat}{fb}", torch.where(keep, idx, pad), persistent=False)
         if l > 0:
             kids = torch.tensor(self.wiring.children[l], dtype=torch.long) + self.offsets[l - 1]
             self.register_buffer(f"kids_{l}", kids, persistent=False)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for l in range(self.n_layers):
+            old = f"{prefix}w1_{l}"
+            if old in state_dict:  # checkpoint with dense W1 (U, n, H) and momentum M1: W1^T + c M1^T, pending M1^T
+                w = state_dict.pop(old).transpose(1, 2)
+                m = state_dict.pop(f"{prefix}m1_{l}").transpose(1, 2)
+                state_dict[f"{prefix}v1_{l}"] = (w + self._c * m).contiguous()
+                state_dict[f"{prefix}p1_{l}"] = m.contiguous() if self.momentum else torch.zeros(0, dtype=w.dtype)
+                for name in ("ra", "re", "rstamp", "rpend"):
+                    state_dict.setdefault(f"{prefix}{name}_{l}", torch.zeros_like(getattr(self, f"{name}_{l}")))
+                one = torch.ones((), dtype=torch.long)
+                state_dict.setdefault(f"{prefix}clock_{l}", one)
+                state_dict.setdefault(f"{prefix}pstamp_{l}", one)
+            p = state_dict.get(f"{prefix}p1_{l}")
+            mine = getattr(self, f"p1_{l}")
+            if p is not None and p.shape != mine.shape:  # the dense pending buffer exists only once used
+                self._buffers[f"p1_{l}"] = torch.zeros(p.shape, dtype=mine.dtype, device=mine.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _ring_sum(self, l: int, coef: torch.Tensor | None) -> torch.Tensor | None:
+        """sum_j coef_j e_j a_j^T over the ring slots (U, hidden, n_in + 1)."""
+        if coef is None:
+            return None
+        return torch.bmm((getattr(self, f"re_{l}") * coef.view(1, -1, 1)).transpose(1, 2), getattr(self, f"ra_{l}"))
+
+    def momentum_w1(self, l: int) -> torch.Tensor:
+        """The momentum M1 (U, n_in + 1, hidden) of layer ``l``, materialised (a new tensor)."""
+        clock = int(getattr(self, f"clock_{l}"))
+        m = self._ring_sum(l, self._ring_coef(l, clock, lag=False))
+        beta = self._dense_coef(l, clock)
+        if m is None:
+            m = torch.zeros_like(getattr(self, f"v1_{l}"))
+        if beta:
+            m = m + getattr(self, f"p1_{l}") * beta
+        return m.transpose(1, 2)
+
     def layer_weights(self, l: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(W1 (U, n_in + 1, hidden), W2 (U, hidden + 1, out)) of layer ``l``."""
-        return getattr(self, f"w1_{l}"), getattr(self, f"w2_{l}")
+        """(W1 (U, n_in + 1, hidden), W2 (U, hidden + 1, out)) of layer ``l``.
+
+        W1 is materialised from its stored form (a new tensor: writing to it changes nothing);
+        W2 is the buffer itself.
+        """
+        w = getattr(self, f"v1_{l}").clone()
+        clock = int(getattr(self, f"clock_{l}"))
+        ring = self._ring_sum(l, self._ring_coef(l, clock))
+        if ring is not None:
+            w.add_(ring)
+        beta = self._dense_coef(l, clock)
+        if beta:
+            w.sub_(getattr(self, f"p1_{l}"), alpha=self._c * beta)
+        return w.transpose(1, 2), getattr(self, f"w2_{l}")
 
     @property
     def n_layers(self) -> int:
         return len(self.sides)
 
     def signal_sizes(self) -> list[int]:
-        return [signal_size(l, self.patch, self.channels, self.hidden) for l in range(self.n_layers)]
+        return list(self.sizes)
 
     # ------------------------------------------------------------------ stepping interface
     def set_learning(self, enabled: bool) -> None:
         self.learning = bool(enabled)
 
     def init_state(self, batch: int) -> PVMState:
-        w = self.w1_0
+        w = self.v1_0
         h_all = torch.full((self.n_units + 1, batch, self.hidden), 0.5, dtype=w.dtype, device=w.device)
         h_all[-1] = 0
         L = self.n_layers
@@ -208,23 +302,28 @@ class PVM(nn.Module):
         """frame (B, C, H, W) -> layer-0 signals (U0, B, C * p * p)."""
         if tuple(frame.shape[1:]) != self.frame_shape:
             raise ConfigError(f"PVM expects frames of shape {self.frame_shape}, got {tuple(frame.shape[1:])}")
-        return F.unfold(frame.to(self.w1_0.dtype), self.patch, stride=self.patch).permute(2, 0, 1)
+        n, p, C = self.sides[0], self.patch, self.channels
+        f = frame.to(self.v1_0.dtype).reshape(-1, C, n, p, n, p)
+        return f.permute(2, 4, 0, 1, 3, 5).reshape(n * n, -1, C * p * p)  # (r, c, B, C, y, x): one copy
 
     def unpatch(self, sig: torch.Tensor) -> torch.Tensor:
         """layer-0 signals (U0, B, C * p * p) -> frame (B, C, H, W)."""
-        _, H, W = self.frame_shape
-        return F.fold(sig.permute(1, 2, 0), (H, W), self.patch, stride=self.patch)
+        C, H, W = self.frame_shape
+        n, p = self.sides[0], self.patch
+        return sig.reshape(n, n, -1, C, p, p).permute(2, 3, 0, 4, 1, 5).reshape(-1, C, H, W)
 
     @torch.no_grad()
     def step(self, frame: torch.Tensor, state: PVMState) -> StepOutput:
         """Read ``frame`` (B, C, H, W) in [0, 1]; return the prediction of the next frame."""
         h_all = state.h_all
-        sizes = self.signal_sizes()
+        sizes = self.sizes
+        B = frame.shape[0]
         signals = [self.patches(frame)]
+        flat = h_all.view(h_all.shape[0], -1)  # (N + 1, B * H): gathers are index_select on rows
         for l in range(1, self.n_layers):
             kids = getattr(self, f"kids_{l}")  # (U, 4)
-            g = h_all[kids]  # (U, 4, B, H)
-            signals.append(g.permute(0, 2, 1, 3).reshape(g.shape[0], g.shape[2], -1))
+            g = flat.index_select(0, kids.view(-1)).view(kids.shape[0], 4, B, -1)
+            signals.append(g.view(kids.shape[0], B, -1) if B == 1 else g.transpose(1, 2).reshape(kids.shape[0], B, -1))
         layer_errors: dict[str, torch.Tensor] = {}
         errs: list[torch.Tensor | None] = [None] * self.n_layers
         if state.caches:
@@ -236,41 +335,124 @@ class PVM(nn.Module):
             self._learn(signals, state)
             self.steps += 1
         lat, fb = self.factors()
-        new_caches, new_h, internals = [], [], {}
+        sel = f"{int(lat)}{int(fb)}"
+        new_caches, new_h, ys = [], [], []
         for l, sig in enumerate(signals):
             prev = sig if state.prev[l] is None else state.prev[l]
             integ = sig if state.integ[l] is None else self.tau * state.integ[l] + (1 - self.tau) * sig
             err_feat = 0.5 * errs[l] + 0.5 if errs[l] is not None else torch.full_like(sig, 0.5)
-            idx, kind = getattr(self, f"ctx_idx_{l}"), getattr(self, f"ctx_kind_{l}")
-            fac = (kind == LATERAL).to(sig.dtype) * lat + (kind == FEEDBACK).to(sig.dtype) * fb  # (U, K)
-            ctx = h_all[idx] * fac[:, :, None, None]  # (U, K, B, H); zero where lesioned
-            U, B = sig.shape[0], sig.shape[1]
+            idx = getattr(self, f"ctx_idx_{l}_{sel}")  # (U, K); lesioned slots read the zero row
+            U = sig.shape[0]
+            ctx = flat.index_select(0, idx.view(-1)).view(U, idx.shape[1], B, -1)
             ones = torch.ones(U, B, 1, dtype=sig.dtype, device=sig.device)
             x = torch.cat([sig, 0.5 * (sig - prev) + 0.5, integ, err_feat,
-                           ctx.permute(0, 2, 1, 3).reshape(U, B, -1), ones], dim=2)
-            w1, w2 = self.layer_weights(l)
-            s1 = torch.bmm(x, w1)
+                           (ctx if B == 1 else ctx.transpose(1, 2)).reshape(U, B, -1), ones], dim=2)
+            s1 = self._w1_forward(l, x)
             h = rational_sigmoid(s1)
             h_aug = torch.cat([h, ones], dim=2)
-            s2 = torch.bmm(h_aug, w2)
+            s2 = torch.bmm(h_aug, getattr(self, f"w2_{l}"))
             y = rational_sigmoid(s2)
             new_caches.append((x, h_aug, rational_sigmoid_grad(s1), rational_sigmoid_grad(s2), y))
             new_h.append(h)
+            ys.append(y)
             state.prev[l], state.integ[l] = sig, integ
-            internals[f"signal/L{l}"] = self._as_image(l, sig)
-            internals[f"state/L{l}"] = self._as_image(l, h, states=True)
-            internals[f"pred/L{l}"] = self._as_image(l, y[..., : sizes[l]])
-        B = frame.shape[0]
         zero = torch.zeros(1, B, self.hidden, dtype=h_all.dtype, device=h_all.device)
         state.h_all = torch.cat(new_h + [zero], dim=0)
         state.caches = (state.caches + [new_caches])[-2:]
-        prediction = self.unpatch(new_caches[0][4][..., : sizes[0]]).clamp(0, 1)
+        prediction = self.unpatch(ys[0][..., : sizes[0]]).clamp(0, 1)
+        internals = _Internals(self, signals, new_h, ys)
         return StepOutput(prediction=prediction, state=state, layer_errors=layer_errors, internals=internals)
+
+    # ------------------------------------------------------------------ W1: stored weights, lazy updates
+    # Momentum (M_t = mu M_{t-1} + lr_t g_t, W_t = W_{t-1} + M_t) is kept as v = W + c M with
+    # c = mu / (1 - mu), which takes a plain step: v_t = v_{t-1} + lr_t g_t / (1 - mu). With one
+    # stream g_j = d_j a_j^T (delta times input), and the last K steps' (a_j, e_j = lr_j d_j) sit
+    # in a ring, where K is the smallest with mu^K below the dtype's epsilon (23 for mu 0.5 in
+    # float32); older momentum terms are dropped. The ring also holds the steps not yet added to v
+    # ("pending", at most K): they are added all at once (one rank-K product) when the ring wraps.
+    # So W1_t = v + sum_j (pending_j / (1 - mu) - c mu^age_j) e_j a_j^T, and x W1 costs one read
+    # of v plus K dot products per unit -- instead of reading and writing W and M every step
+    # (the step is memory-bound, reference/pvm.md section 9). Several streams update v directly
+    # and keep their momentum as a dense P (W1 -= c mu^age P), the ring staying valid alongside.
+    def _ring_coef(self, l: int, clock: int, lag: bool = True) -> torch.Tensor | None:
+        """Per ring slot (R,): pending / (1 - mu) - c mu^age (lag) or mu^age (the momentum alone);
+        zero for empty slots; None if the ring is empty."""
+        if not self.use_ring:
+            return None
+        stamps = getattr(self, f"rstamp_{l}").tolist()
+        if not any(stamps):
+            return None
+        mu, c = self.momentum, self._c
+        if lag:
+            pend = getattr(self, f"rpend_{l}").tolist()
+            coef = [(p / (1 - mu) - c * mu ** (clock - j)) if j else 0.0 for j, p in zip(stamps, pend)]
+        else:
+            coef = [mu ** (clock - j) if j else 0.0 for j in stamps]
+        v1 = getattr(self, f"v1_{l}")
+        return torch.tensor(coef, dtype=v1.dtype, device=v1.device)
+
+    def _dense_coef(self, l: int, clock: int) -> float:
+        """mu^age of the dense pending momentum, 0 if absent or expired."""
+        ps = int(getattr(self, f"pstamp_{l}"))
+        if ps == 0 or getattr(self, f"p1_{l}").numel() == 0 or clock - ps >= self.ring_terms:
+            return 0.0
+        return self.momentum ** (clock - ps)
+
+    def _w1_forward(self, l: int, x: torch.Tensor) -> torch.Tensor:
+        """x (U, B, n_in + 1) -> x W1 (U, B, hidden)."""
+        xt = x.transpose(1, 2)
+        s = torch.bmm(getattr(self, f"v1_{l}"), xt)  # (U, H, B)
+        if self.momentum:
+            clock = int(getattr(self, f"clock_{l}"))
+            beta = self._dense_coef(l, clock)
+            if beta:
+                s.baddbmm_(getattr(self, f"p1_{l}"), xt, alpha=-self._c * beta)
+            coef = self._ring_coef(l, clock)
+            if coef is not None:
+                dots = torch.bmm(getattr(self, f"ra_{l}"), xt).mul_(coef.view(1, -1, 1))  # (U, R, B)
+                return torch.baddbmm(s.transpose(1, 2), dots.transpose(1, 2), getattr(self, f"re_{l}"))
+        return s.transpose(1, 2)
+
+    def _flush(self, l: int) -> None:
+        """Add the ring's pending steps to v1 (one batched rank-R product)."""
+        pend = getattr(self, f"rpend_{l}")
+        v1 = getattr(self, f"v1_{l}")
+        coef = pend.to(v1.dtype).view(1, -1, 1) / (1 - self.momentum)
+        v1.baddbmm_((getattr(self, f"re_{l}") * coef).transpose(1, 2), getattr(self, f"ra_{l}"))
+        pend.zero_()
+
+    def _w1_update(self, l: int, x: torch.Tensor, d1: torch.Tensor, lr: float) -> None:
+        """One momentum step of W1 with gradient mean_b d1_b x_b^T (x (U, B, n), d1 (U, B, H))."""
+        v1, mu = getattr(self, f"v1_{l}"), self.momentum
+        clock_t = getattr(self, f"clock_{l}")
+        clock = int(clock_t) + 1
+        B = x.shape[1]
+        if B == 1 and self.use_ring:
+            slot = (clock - 1) % self.ring_terms  # written ring_terms updates ago: momentum expired
+            pend = getattr(self, f"rpend_{l}")
+            if bool(pend[slot]):  # not yet in v1: add all pending steps now
+                self._flush(l)
+            getattr(self, f"ra_{l}")[:, slot].copy_(x[:, 0])
+            torch.mul(d1[:, 0], lr, out=getattr(self, f"re_{l}")[:, slot])
+            getattr(self, f"rstamp_{l}")[slot] = clock
+            pend[slot] = True
+        else:
+            if B == 1:
+                v1.addcmul_(d1.transpose(1, 2), x, value=lr / (1 - mu))
+            else:
+                v1.baddbmm_(d1.transpose(1, 2), x, alpha=lr / ((1 - mu) * B))
+            if mu:
+                beta = self._dense_coef(l, clock)
+                p = getattr(self, f"p1_{l}")
+                if p.numel() == 0:
+                    p = self._buffers[f"p1_{l}"] = torch.zeros_like(v1)
+                p.baddbmm_(d1.transpose(1, 2), x, beta=beta, alpha=lr / B)
+                getattr(self, f"pstamp_{l}").fill_(clock)
+        clock_t.fill_(clock)
 
     # ------------------------------------------------------------------ learning
     def _learn(self, signals: list[torch.Tensor], state: PVMState) -> None:
         """Train the forward whose targets are all known now, in place, unit by unit (batched)."""
-        sizes = self.signal_sizes()
         if self.two_steps:
             if len(state.caches) < 2:
                 return
@@ -283,21 +465,20 @@ class PVM(nn.Module):
         mu = self.momentum
         for l, sig in enumerate(signals):
             lr = self.schedule.lr(l, step)
-            x, h_aug, fp1, fp2, y = cache[l]
-            target = torch.cat([state.prev[l], sig], dim=2) if self.two_steps else sig
-            w1, w2 = self.layer_weights(l)
-            m1, m2 = getattr(self, f"m1_{l}"), getattr(self, f"m2_{l}")
             if lr == 0.0:  # layer not switched on yet: its momentum is still zero
                 continue
+            x, h_aug, fp1, fp2, y = cache[l]
+            target = torch.cat([state.prev[l], sig], dim=2) if self.two_steps else sig
+            w2, m2 = getattr(self, f"w2_{l}"), getattr(self, f"m2_{l}")
             B = sig.shape[1]
             d2 = (target - y) * fp2  # (U, B, out)
-            d1 = torch.bmm(d2, w2[:, : self.hidden].transpose(1, 2)) * fp1  # (U, B, H)
-            for w, m, a, d in ((w2, m2, h_aug, d2), (w1, m1, x, d1)):
-                if B == 1:  # rank-1 update: broadcasting multiply-add, no temporary
-                    m.mul_(mu).addcmul_(a.transpose(1, 2), d, value=lr)
-                else:
-                    m.baddbmm_(a.transpose(1, 2), d, beta=mu, alpha=lr / B)
-                w.add_(m)
+            d1 = torch.bmm(d2, w2[:, : self.hidden].transpose(1, 2)) * fp1  # (U, B, H), before W2 changes
+            if B == 1:  # rank-1 update: broadcasting multiply-add, no temporary
+                m2.mul_(mu).addcmul_(h_aug.transpose(1, 2), d2, value=lr)
+            else:
+                m2.baddbmm_(h_aug.transpose(1, 2), d2, beta=mu, alpha=lr / B)
+            w2.add_(m2)
+            self._w1_update(l, x, d1, lr)
 
     # ------------------------------------------------------------------ display
     def _as_image(self, l: int, v: torch.Tensor, states: bool = False) -> torch.Tensor:
