@@ -29,6 +29,7 @@ class Method:
     DataConfig: type = EmptyConfig
     TrainConfig: type = TrainConfig
     EvalConfig: type = EmptyConfig
+    supports_distributed: bool = False  # shards batches and averages gradients under torchrun
 
     def __init__(self, cfg: ExperimentConfig, device: torch.device):
         self.cfg = cfg

@@ -99,6 +99,7 @@ class GopcMethod(Method):
     DataConfig = SequenceDataConfig
     TrainConfig = GopcTrainConfig
     EvalConfig = SequenceEvalConfig
+    supports_distributed = True
 
     @staticmethod
     def check_config(cfg) -> None:

@@ -59,7 +59,10 @@ def build_method(cfg: ExperimentConfig) -> tuple[Method, torch.device]:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.seed)
-    method = get_method(cfg.method)(cfg, device)
+    method_class = get_method(cfg.method)
+    if distributed.world_size() > 1 and not method_class.supports_distributed:
+        raise ConfigError(f"method '{cfg.method}' does not train data-parallel yet; run it in one process")
+    method = method_class(cfg, device)
     return method, device
 
 
