@@ -111,7 +111,7 @@ class ReferencePVM:
                     for u in range(len(sigs[l])):
                         x, ha, fp1, fp2, y = cache[l][u]
                         t = torch.cat([self.prev[l][u], sigs[l][u]]) if m.two_steps else sigs[l][u]
-                        d2 = (t - y) * fp2
+                        d2 = (t - y) * fp2 * (0.5 if m.residual else 1.0)
                         d1 = (self.W2[l][u][: self.H] @ d2) * fp1
                         self.M2[l][u] = m.momentum * self.M2[l][u] + lr * torch.outer(ha, d2)
                         self.W2[l][u] = self.W2[l][u] + self.M2[l][u]
@@ -128,14 +128,22 @@ class ReferencePVM:
                 prev = sig if self.prev[l] is None else self.prev[l][u]
                 integ = sig if self.integ[l] is None else m.tau * self.integ[l][u] + (1 - m.tau) * sig
                 ef = 0.5 * errs[l][u] + 0.5 if errs[l] is not None else torch.full_like(sig, 0.5)
-                ctx = [(lat if kind == "lat" else fb) * self.h[sl][su] for sl, su, kind in self.sources[l][u]]
-                x = torch.cat([sig, 0.5 * (sig - prev) + 0.5, integ, ef, *ctx, torch.ones(1, dtype=sig.dtype)])
+                if m.center:  # inputs shifted by -0.5; a switched-off context slot is still exactly 0
+                    ctx = [(lat if kind == "lat" else fb) * (self.h[sl][su] - 0.5) for sl, su, kind in self.sources[l][u]]
+                    x = torch.cat([sig - 0.5, 0.5 * (sig - prev), integ - 0.5, ef - 0.5, *ctx,
+                                   torch.ones(1, dtype=sig.dtype)])
+                else:
+                    ctx = [(lat if kind == "lat" else fb) * self.h[sl][su] for sl, su, kind in self.sources[l][u]]
+                    x = torch.cat([sig, 0.5 * (sig - prev) + 0.5, integ, ef, *ctx, torch.ones(1, dtype=sig.dtype)])
                 s1 = x @ self.W1[l][u]
                 h = _sig(s1)
                 ha = torch.cat([h, torch.ones(1, dtype=h.dtype)])
                 s2 = ha @ self.W2[l][u]
                 hl.append(h)
-                cl.append((x, ha, _dsig(s1), _dsig(s2), _sig(s2)))
+                y = _sig(s2)
+                if m.residual:  # prediction = signal + 2 (output - 0.5), for each predicted step
+                    y = (torch.cat([sig, sig]) if m.two_steps else sig) + 2 * (y - 0.5)
+                cl.append((x, ha, _dsig(s1), _dsig(s2), y))
                 il.append(integ)
             new_integ.append(il)
             new_h.append(hl)

@@ -133,3 +133,15 @@ def test_checkpoint_with_dense_w1_and_momentum_loads_exactly():
     for f in frames[6:]:
         pa, pb = a.step(f, st).prediction, b.step(f, sb).prediction
         torch.testing.assert_close(pb, pa, rtol=1e-10, atol=1e-12)
+
+
+def test_centred_inputs_keep_lesioned_context_exactly_zero():
+    m = PVM([4, 2, 1], channels=1, patch=2, hidden=4, schedule=_on_now(), seed=1, center=True)
+    m.set_learning(False)
+    frames = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    _, st = _run(m, frames, disabled=("feedback", "lateral"))
+    _, st2 = _run(m, frames)
+    for l in range(3):
+        S = 4 if l == 0 else 16
+        assert torch.count_nonzero(st.caches[-1][l][0][..., 4 * S:-1]) == 0
+        assert st2.caches[-1][l][0][..., 4 * S:-1].abs().sum() > 0

@@ -6,17 +6,19 @@ from predvis.models.pvm import PVM, PVMSchedule
 from pvm_reference import ReferencePVM
 
 
-def _small(two_steps: bool, momentum: float = 0.5) -> PVM:
+def _small(two_steps: bool, momentum: float = 0.5, center: bool = False, residual: bool = False) -> PVM:
     sch = PVMSchedule(lr_initial=0.05, lr_final=0.02, layer_delay=2, final_delay=4, lateral_on=3, feedback_on=5)
     return PVM([4, 3, 2, 1], channels=3, patch=2, hidden=4, two_steps=two_steps, momentum=momentum,
-               schedule=sch, seed=3, dtype=torch.float64)
+               schedule=sch, seed=3, dtype=torch.float64, center=center,
+               residual=residual)
 
 
 # momentum 0.1 keeps 16 steps in the ring (float64): 40 frames wrap it twice (pending steps added to v1)
-@pytest.mark.parametrize("two_steps,momentum,n_frames", [(False, 0.5, 12), (True, 0.5, 12), (False, 0.1, 40),
-                                                         (False, 0.0, 6)])
-def test_batched_matches_per_unit_reference(two_steps, momentum, n_frames):
-    model = _small(two_steps, momentum)
+@pytest.mark.parametrize("two_steps,momentum,n_frames,center,residual", [
+    (False, 0.5, 12, False, False), (True, 0.5, 12, False, False), (False, 0.1, 40, False, False),
+    (False, 0.0, 6, False, False), (False, 0.5, 12, True, True), (True, 0.5, 12, True, True)])
+def test_batched_matches_per_unit_reference(two_steps, momentum, n_frames, center, residual):
+    model = _small(two_steps, momentum, center, residual)
     ref = ReferencePVM(model)
     g = torch.Generator().manual_seed(0)
     frames = torch.rand(n_frames, 3, 8, 8, generator=g, dtype=torch.float64)

@@ -39,6 +39,8 @@ class PVMModelConfig:
     final_delay: int = 100_000      # ... and drops to lr_final final_delay steps later
     lateral_on: int = 700_000       # lateral context factor 0 -> 1 at this step
     feedback_on: int = 900_000      # feedback context factor 0 -> 1 at this step
+    center: bool = False            # unit inputs shifted to mean ~0 (x - 0.5); the paper feeds [0, 1] values
+    residual: bool = False          # predict the change: prediction = signal + 2 (MLP output - 0.5); paper: off
 
     def validate(self) -> None:
         for key in ("channels", "patch", "hidden"):
@@ -56,7 +58,8 @@ class PVMModelConfig:
         sch = PVMSchedule(self.lr_initial, self.lr_final, self.layer_delay, self.final_delay,
                           self.lateral_on, self.feedback_on)
         return PVM(self.layers, self.channels, self.patch, self.hidden, self.lateral_radius,
-                   self.top_to_all, self.two_steps, self.momentum, self.tau, sch, seed)
+                   self.top_to_all, self.two_steps, self.momentum, self.tau, sch, seed, center=self.center,
+                   residual=self.residual)
 
 
 @dataclass

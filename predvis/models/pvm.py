@@ -147,6 +147,8 @@ class PVM(nn.Module):
         tau: float = 0.98,
         schedule: PVMSchedule | None = None,
         seed: int = 0,
+        center: bool = False,
+        residual: bool = False,
         dtype: torch.dtype = torch.float32,
     ):
         super().__init__()
@@ -159,6 +161,7 @@ class PVM(nn.Module):
         self.channels, self.patch, self.hidden = channels, patch, hidden
         self.two_steps, self.momentum, self.tau = two_steps, momentum, tau
         self.schedule = schedule or PVMSchedule()
+        self.center, self.residual = bool(center), bool(residual)
         self.frame_shape = (channels, layers[0] * patch, layers[0] * patch)
         self.disabled: set[str] = set()
         self.learning = True
@@ -217,6 +220,8 @@ class PVM(nn.Module):
             for fb in (0, 1):
                 keep = ((kind == LATERAL) & bool(lat)) | ((kind == FEEDBACK) & bool(fb))
                 self.register_buffer(f"ctx_idx_{l}_{lat}{fb}", torch.where(keep, idx, pad), persistent=False)
+                half = (0.5 * keep.to(dtype))[:, None, :, None].expand(U, 1, K, H).reshape(U, 1, K * H)
+                self.register_buffer(f"ctx_half_{l}_{lat}{fb}", half.contiguous(), persistent=False)
         if l > 0:
             kids = torch.tensor(self.wiring.children[l], dtype=torch.long) + self.offsets[l - 1]
             self.register_buffer(f"kids_{l}", kids, persistent=False)
@@ -345,13 +350,19 @@ class PVM(nn.Module):
             U = sig.shape[0]
             ctx = flat.index_select(0, idx.view(-1)).view(U, idx.shape[1], B, -1)
             ones = torch.ones(U, B, 1, dtype=sig.dtype, device=sig.device)
-            x = torch.cat([sig, 0.5 * (sig - prev) + 0.5, integ, err_feat,
-                           (ctx if B == 1 else ctx.transpose(1, 2)).reshape(U, B, -1), ones], dim=2)
+            ctx = (ctx if B == 1 else ctx.transpose(1, 2)).reshape(U, B, -1)
+            if self.center:  # features and live context slots shifted by -0.5 (lesioned slots stay 0)
+                x = torch.cat([sig - 0.5, 0.5 * (sig - prev), integ - 0.5, err_feat - 0.5,
+                               ctx - getattr(self, f"ctx_half_{l}_{sel}"), ones], dim=2)
+            else:
+                x = torch.cat([sig, 0.5 * (sig - prev) + 0.5, integ, err_feat, ctx, ones], dim=2)
             s1 = self._w1_forward(l, x)
             h = rational_sigmoid(s1)
             h_aug = torch.cat([h, ones], dim=2)
             s2 = torch.bmm(h_aug, getattr(self, f"w2_{l}"))
             y = rational_sigmoid(s2)
+            if self.residual:  # the MLP output encodes the change: prediction = signal + 2 (y - 0.5)
+                y = (y - 0.5).mul_(2.0).add_(sig.repeat(1, 1, 2) if self.two_steps else sig)
             new_caches.append((x, h_aug, rational_sigmoid_grad(s1), rational_sigmoid_grad(s2), y))
             new_h.append(h)
             ys.append(y)
@@ -472,6 +483,8 @@ class PVM(nn.Module):
             w2, m2 = getattr(self, f"w2_{l}"), getattr(self, f"m2_{l}")
             B = sig.shape[1]
             d2 = (target - y) * fp2  # (U, B, out)
+            if self.residual:  # d(prediction)/d(MLP output) = 2; the MLP's own target is 0.5 (target - signal) + 0.5
+                d2.mul_(0.5)
             d1 = torch.bmm(d2, w2[:, : self.hidden].transpose(1, 2)) * fp1  # (U, B, H), before W2 changes
             if B == 1:  # rank-1 update: broadcasting multiply-add, no temporary
                 m2.mul_(mu).addcmul_(h_aug.transpose(1, 2), d2, value=lr)
