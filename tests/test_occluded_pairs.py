@@ -1,5 +1,4 @@
 """Occluded digit scenes: held-out pairs, reversed drawing order, controls, determinism, bad input."""
-import time
 
 import numpy as np
 import pytest
@@ -74,13 +73,11 @@ def test_additive_control_and_positions(sprites):
     assert np.abs(s.offsets[..., 0]).max() <= 8 and np.abs(s.offsets[..., 1]).max() <= 5
 
 
-def test_deterministic_fast_and_fonts(sprites):
+def test_deterministic_large_and_fonts(sprites):
     gen = SceneGenerator(sprites, SceneSpec())
     a, b, c = gen.generate(100, [7, 1]), gen.generate(100, [7, 1]), gen.generate(100, [7, 2])
     assert torch.equal(a.input, b.input) and not torch.equal(a.input, c.input)
-    start = time.perf_counter()
-    gen.generate(10000, [0])
-    assert time.perf_counter() - start < 3.0
+    assert gen.generate(10000, [0]).input.shape == (10000, 1, 32, 32)  # speed: see make bench, not a timed test
     images, labels = font_digits()
     fonts = SceneGenerator(make_sprites(images, labels), SceneSpec())
     assert fonts.generate(10, [0]).input.shape == (10, 1, 32, 32)
