@@ -232,6 +232,7 @@ class GopcMethod(Method):
             "val_recon_mse": ((out["recon"] - seqs) ** 2).mean().item(),
             "val_prior_mse": ((out["prior"][:, c:] - seqs[:, c:]) ** 2).mean().item(),
             "val_copy_last_mse": ((seqs[:, c - 1:c] - seqs[:, c:]) ** 2).mean().item(),
+            "val_mean_frame_mse": ((seqs.mean(dim=(0, 1), keepdim=True) - seqs[:, c:]) ** 2).mean().item(),
         }
 
     def stepper(self) -> GopcStepper:

@@ -25,6 +25,7 @@ All three give the same latents and parameter gradients (tests check it).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -53,6 +54,8 @@ class GopcModelConfig:
     inner: Literal["jacobian", "batched", "reference"] = "jacobian"
     origin_noise: bool = False
     kl_weight: float = 1.0
+    init_logvar: float = -4.0        # initial bias of the posterior's logvar outputs (sigma ~ 0.14)
+    init_pixel: float = 0.1          # decoder output starts near this intensity (output bias = logit)
 
     def validate(self) -> None:
         for key in ("channels", "image_size", "z_dim", "r_dim", "prior_hidden", "prior_layers"):
@@ -75,6 +78,8 @@ class GopcModelConfig:
             raise ConfigError("model.inner: 'jacobian' needs origin_noise=false; use 'batched' with origin noise")
         if self.kl_weight < 0:
             raise ConfigError(f"model.kl_weight: must be >= 0, got {self.kl_weight}")
+        if not 0 < self.init_pixel < 1:
+            raise ConfigError(f"model.init_pixel: must be in (0, 1), got {self.init_pixel}")
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -86,7 +91,7 @@ class Decoder(nn.Module):
     ELU between (smooth, so the double backward sees a non-zero second derivative), sigmoid out.
     """
 
-    def __init__(self, r_dim: int, channels: int, image_size: int, widths: list[int]):
+    def __init__(self, r_dim: int, channels: int, image_size: int, widths: list[int], init_pixel: float = 0.5):
         super().__init__()
         self.base = image_size // 2 ** len(widths)
         self.widths = list(widths)
@@ -98,6 +103,8 @@ class Decoder(nn.Module):
             if i < len(widths) - 1:
                 layers.append(nn.ELU())
         self.deconv = nn.Sequential(*layers)
+        with torch.no_grad():
+            layers[-1].bias.fill_(math.log(init_pixel / (1 - init_pixel)))
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
         h = F.elu(self.fc(r)).view(-1, self.widths[0], self.base, self.base)
@@ -125,13 +132,16 @@ class Encoder(nn.Module):
 class Posterior(nn.Module):
     """P: z (N, z_dim) -> (mu, logvar), each (N, r_dim). No normalisation layers (see docs)."""
 
-    def __init__(self, z_dim: int, hidden: int, r_dim: int):
+    def __init__(self, z_dim: int, hidden: int, r_dim: int, init_logvar: float = 0.0):
         super().__init__()
         self.r_dim = r_dim
         if hidden:
             self.net = nn.Sequential(nn.Linear(z_dim, hidden), nn.ELU(), nn.Linear(hidden, 2 * r_dim))
         else:
             self.net = nn.Linear(z_dim, 2 * r_dim)
+        last = self.net[-1] if hidden else self.net
+        with torch.no_grad():
+            last.bias[r_dim:].fill_(init_logvar)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.net(z)
@@ -202,8 +212,8 @@ class GopcModel(nn.Module):
     def __init__(self, cfg: GopcModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.decoder = Decoder(cfg.r_dim, cfg.channels, cfg.image_size, cfg.dec_channels)
-        self.posterior = Posterior(cfg.z_dim, cfg.post_hidden, cfg.r_dim)
+        self.decoder = Decoder(cfg.r_dim, cfg.channels, cfg.image_size, cfg.dec_channels, cfg.init_pixel)
+        self.posterior = Posterior(cfg.z_dim, cfg.post_hidden, cfg.r_dim, cfg.init_logvar)
         self.prior = Prior(cfg.r_dim, cfg.prior_hidden, cfg.prior_layers)
         self.encoder = (
             Encoder(cfg.channels, cfg.image_size, cfg.enc_channels, cfg.z_dim) if cfg.kind == "vae1" else None
