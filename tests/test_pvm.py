@@ -145,3 +145,18 @@ def test_centred_inputs_keep_lesioned_context_exactly_zero():
         S = 4 if l == 0 else 16
         assert torch.count_nonzero(st.caches[-1][l][0][..., 4 * S:-1]) == 0
         assert st2.caches[-1][l][0][..., 4 * S:-1].abs().sum() > 0
+
+
+def test_separate_target_teaches_the_hidden_part_and_defaults_to_the_frame():
+    frames = torch.rand(6, 1, 1, 8, 8, generator=torch.Generator().manual_seed(7))
+    a, b, c = _momentum_model(), _momentum_model(), _momentum_model()
+    sa, sb, sc = a.init_state(1), b.init_state(1), c.init_state(1)
+    shown = frames.clone()
+    shown[..., 2:6, 2:6] = 0.5
+    for f, s in zip(frames, shown):
+        pa = a.step(f, sa).prediction
+        pb = b.step(f, sb, target=f).prediction
+        oc = c.step(s, sc, target=f)
+        torch.testing.assert_close(pa, pb, rtol=0, atol=0)
+    assert not torch.allclose(a.layer_weights(0)[0], c.layer_weights(0)[0])
+    assert set(oc.layer_errors) == {"L0", "L1", "L2"}

@@ -73,11 +73,17 @@ class PVMDataConfig:
     test_videos: int = 4            # photos: held-out videos (other seeds)
     test_frames: int = 200          # frames per held-out sequence
     test_seed: int = 2024
+    spot_p: float = 0.0             # training only: share of episodes with a grey square hidden in the input
+    spot_frames: int = 50           # episode length (frames); spot side drawn in [1/4, 1/2] of the frame
 
     def validate(self) -> None:
         for key in ("videos", "frames", "test_videos", "test_frames"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"data.{key}: must be >= 1, got {getattr(self, key)}")
+        if not 0 <= self.spot_p <= 1:
+            raise ConfigError(f"data.spot_p: must be in [0, 1], got {self.spot_p}")
+        if self.spot_frames < 1:
+            raise ConfigError(f"data.spot_frames: must be >= 1, got {self.spot_frames}")
         if self.test_frames < 3:
             raise ConfigError(f"data.test_frames: must be >= 3, got {self.test_frames}")
 
@@ -157,10 +163,34 @@ class PVMMethod(Method):
     def train_mode(self, training: bool) -> None:
         self.model.set_learning(training)
 
+    def spot_mask(self, step: int) -> torch.Tensor | None:
+        """Training blind spot (H, W) bool for this step, or None: one random square per episode of
+        ``data.spot_frames`` steps, in a share ``data.spot_p`` of episodes; a function of the step
+        (deterministic, resumable)."""
+        d = self.cfg.data
+        if d.spot_p <= 0:
+            return None
+        episode = step // d.spot_frames
+        g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + episode)
+        if float(torch.rand((), generator=g)) >= d.spot_p:
+            return None
+        H, W = self.size
+        side = int(torch.randint(min(H, W) // 4, min(H, W) // 2 + 1, (), generator=g))
+        y0 = int(torch.randint(0, H - side + 1, (), generator=g))
+        x0 = int(torch.randint(0, W - side + 1, (), generator=g))
+        mask = torch.zeros(H, W, dtype=torch.bool)
+        mask[y0:y0 + side, x0:x0 + side] = True
+        return mask
+
     def train_step(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.state is None:
             self.state = self.model.init_state(frames.shape[0])
-        out = self.model.step(frames, self.state)
+        mask = self.spot_mask(int(self.model.steps))
+        if mask is not None:  # hide the spot (grey) in the input; learn to predict the whole frame
+            shown = torch.where(mask.to(frames.device), torch.full_like(frames, 0.5), frames)
+            out = self.model.step(shown, self.state, target=frames)
+        else:
+            out = self.model.step(frames, self.state)
         self.state = out.state
         errs = {k: v.mean() for k, v in out.layer_errors.items()}
         return {"loss": errs.get("L0", torch.zeros((), device=frames.device)), **errs}

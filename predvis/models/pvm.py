@@ -318,8 +318,15 @@ class PVM(nn.Module):
         return sig.reshape(n, n, -1, C, p, p).permute(2, 3, 0, 4, 1, 5).reshape(-1, C, H, W)
 
     @torch.no_grad()
-    def step(self, frame: torch.Tensor, state: PVMState) -> StepOutput:
-        """Read ``frame`` (B, C, H, W) in [0, 1]; return the prediction of the next frame."""
+    def step(self, frame: torch.Tensor, state: PVMState, target: torch.Tensor | None = None) -> StepOutput:
+        """Read ``frame`` (B, C, H, W) in [0, 1]; return the prediction of the next frame.
+
+        target: optional (B, C, H, W): what layer 0 learns to have predicted and what its error is
+            measured against (default: ``frame``). Training with a partly hidden ``frame`` and the
+            whole ``target`` teaches filling in; the error *feature* still uses the seen ``frame``.
+        """
+        if target is not None and self.two_steps:
+            raise ConfigError("PVM.step: a separate target is not supported with two_steps")
         h_all = state.h_all
         sizes = self.sizes
         B = frame.shape[0]
@@ -329,15 +336,17 @@ class PVM(nn.Module):
             kids = getattr(self, f"kids_{l}")  # (U, 4)
             g = flat.index_select(0, kids.view(-1)).view(kids.shape[0], 4, B, -1)
             signals.append(g.view(kids.shape[0], B, -1) if B == 1 else g.transpose(1, 2).reshape(kids.shape[0], B, -1))
+        targets = signals if target is None else [self.patches(target)] + signals[1:]
         layer_errors: dict[str, torch.Tensor] = {}
         errs: list[torch.Tensor | None] = [None] * self.n_layers
         if state.caches:
             for l, sig in enumerate(signals):
                 y = state.caches[-1][l][4]
                 errs[l] = sig - y[..., : sizes[l]]
-                layer_errors[f"L{l}"] = errs[l].abs().mean(dim=(0, 2))
+                e = errs[l] if targets[l] is sig else targets[l] - y[..., : sizes[l]]
+                layer_errors[f"L{l}"] = e.abs().mean(dim=(0, 2))
         if self.learning:
-            self._learn(signals, state)
+            self._learn(targets, state)
             self.steps += 1
         lat, fb = self.factors()
         sel = f"{int(lat)}{int(fb)}"
