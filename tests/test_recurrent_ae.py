@@ -6,11 +6,27 @@ from predvis.config import ConfigError
 from predvis.models.recurrent_ae import RecurrentAE, RecurrentAEConfig, half_params, matched_channels
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: on a shared 2-core machine two threads spin-wait and run 10-100x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+
 def test_parameter_counts_match_the_diae_layers():
     cfg = RecurrentAEConfig(norm="lrn")
     assert half_params("encoder", "B", cfg) == 236_664 and half_params("encoder", "BLT", cfg) == 297_144
     assert half_params("decoder", "B", cfg) == 237_121 and half_params("decoder", "BLT", cfg) == 297_601
     assert half_params("encoder", "BL", cfg) - half_params("encoder", "B", cfg) == 3 * 32 * 32 * 9
+    for norm in ("lrn", "group"):
+        c = RecurrentAEConfig(norm=norm)
+        for v in ("B", "BL", "BT", "BLT"):
+            for role in ("encoder", "decoder"):
+                built = RecurrentAE(RecurrentAEConfig(encoder=v, decoder=v, norm=norm))
+                assert half_params(role, v, c) == sum(p.numel() for p in getattr(built, role).parameters())
     wide = RecurrentAE(RecurrentAEConfig(encoder="B", decoder="B", match="BLT"))
     full = RecurrentAE(RecurrentAEConfig(encoder="BLT", decoder="BLT"))
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731

@@ -180,8 +180,18 @@ class RecurrentHalf(nn.Module):
 
 
 def half_params(role: str, variant: str, cfg: RecurrentAEConfig, channels: int | None = None) -> int:
-    half = RecurrentHalf(role, variant, cfg, channels or cfg.channels)
-    return sum(p.numel() for p in half.parameters())
+    """Parameters (weights + biases) of one half, counted from the layer shapes without building it."""
+    c, h, z = channels or cfg.channels, cfg.hidden, cfg.code
+    flat = c * (cfg.image_size // 8) ** 2
+    conv = 16 * c * c + c                                   # a 4x4 c -> c (transposed) convolution
+    if role == "encoder":
+        n = (16 * c + c) + 2 * conv + (flat * h + h) + (h * h + h) + (h * z + z)
+    else:
+        n = (z * h + h) + (h * h + h) + (h * flat + flat) + 2 * conv + (16 * c + 1)
+    n += 3 * 9 * c * c if "L" in variant else 0
+    n += 2 * conv if "T" in variant else 0
+    n += 3 * 2 * c if cfg.norm == "group" else 0
+    return n
 
 
 def matched_channels(role: str, target: str, cfg: RecurrentAEConfig) -> int:

@@ -92,6 +92,8 @@ def _ms(values: list[float]) -> str:
 
 
 def _p(p: float) -> str:
+    if p < 1e-300:
+        return "< 1e-300"
     return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
 
 
@@ -103,6 +105,13 @@ def write_table(study: Path) -> str:
     meta = json.loads((study / "study.json").read_text()) if (study / "study.json").exists() else {}
     steps = max([r["steps"] for r in records if r["kind"] == "occluded"] or [4], key=lambda s: sum(
         1 for r in records if r["kind"] == "occluded" and r["steps"] == s))
+    grid = [(e, d) for e in VARIANTS for d in VARIANTS]
+    seeds = sorted({r["seed"] for r in records})
+    complete = [sd for sd in seeds if all(any(r["kind"] == "occluded" and r["steps"] == steps and r["seed"] == sd
+                                              and (r["enc"], r["dec"]) == v for r in records) for v in grid)]
+    ignored = [sd for sd in seeds if sd not in complete] if complete else []
+    if ignored:  # compare like with like: only seeds with all 16 variants
+        records = [r for r in records if r["seed"] in complete]
     occ, add = _pick(records, "occluded", steps), _pick(records, "additive", steps)
     n_test = len(next(iter(losses.values()))["held_out_sharp"]) if losses else 0
     lines = [f"# Depth inversion: 16 encoder x decoder variants ({meta.get('profile', '?')} profile)", "",
@@ -113,6 +122,8 @@ def write_table(study: Path) -> str:
              "additive: the held-out scenes blended without occlusion, for models trained on additive scenes "
              "(target = input). sharp: final-output sharpness / target's (sum of squared pixel differences; "
              "1 = as sharp as the target). Bw-Bw: B-B widened to BLT-BLT's parameter count. See docs/depth_inversion.md.", ""]
+    if ignored:
+        lines += [f"Seeds with all 16 variants: {complete}; models of incomplete seeds {ignored} are left out.", ""]
     head = "| encoder | decoder | params | held-out SSE | held-out MSE | seen SSE | additive SSE | sharp (held-out) | n | train s |"
     lines += [head, "|" + "---|" * 10]
     for enc, dec in [(e, d) for e in VARIANTS for d in VARIANTS] + [("Bw", "Bw")]:
