@@ -80,9 +80,7 @@ def _newest(runs: Path, method: str) -> Path:
 
 
 def _pick_run(run: Optional[Path], runs: Path) -> Path:
-    from predvis.run import newest_run
-
-    return run if run is not None else newest_run(runs, method="pvm")
+    return run if run is not None else _newest(runs, "pvm")
 
 
 @app.command()

@@ -15,6 +15,8 @@ import torch.nn as nn
 
 from predvis.config import ExperimentConfig, TrainConfig
 from predvis.models.stepping import SteppingModel
+from predvis.train import distributed
+from predvis.train.amp import make_scaler
 
 
 @dataclass
@@ -88,3 +90,50 @@ class Method:
 
     def test_sequences(self) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} has no test sequences")
+
+
+class AdamMethod(Method):
+    """A Method that trains one module ``self.model`` with Adam (``train.lr``, ``train.weight_decay``),
+    an exponential LR decay per epoch (``train.lr_decay``), optional gradient clipping
+    (``train.grad_clip``) and, for fp16, a grad scaler. Subclasses build ``self.model`` and then call
+    :meth:`setup_optimizer`; their ``train_step`` computes a loss and calls :meth:`optimizer_step`.
+    """
+
+    checkpoint_name = "model"  # the key of the weights in checkpoints
+
+    def setup_optimizer(self) -> None:
+        t = self.cfg.train
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=t.lr_decay)
+        self.scaler = make_scaler(t.amp, self.device)
+
+    def state_modules(self) -> dict[str, nn.Module]:
+        return {self.checkpoint_name: self.model}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"adam": self.optimizer}
+
+    def schedulers(self) -> dict[str, Any]:
+        return {"lr": self.scheduler}
+
+    def scalers(self) -> dict[str, Any]:
+        return {"scaler": self.scaler} if self.scaler is not None else {}
+
+    def optimizer_step(self, loss: torch.Tensor, weight: float = 1.0) -> None:
+        """Backward, average gradients across ranks (``weight`` = this rank's share of the global
+        batch), clip, step."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            distributed.average_gradients(self.model.parameters(), weight)
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+            distributed.average_gradients(self.model.parameters(), weight)
+        if self.cfg.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from predvis.config import ConfigError, TrainConfig, positive
 from predvis.data.mnist import MnistDigits, load_mnist, split_digits
 from predvis.errors import DataError
-from predvis.methods.base import Method
+from predvis.methods.base import AdamMethod
 from predvis.models.classifier import DigitClassifier
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
@@ -129,8 +129,10 @@ def _even_limit(digits: MnistDigits, limit: int, seed: int) -> MnistDigits:
     return digits.subset(np.sort(np.concatenate(keep)))
 
 
-class ClassifierMethod(Method):
+class ClassifierMethod(AdamMethod):
     """Cross-entropy training of DigitClassifier with Adam; val/test accuracy each epoch."""
+
+    checkpoint_name = "classifier"
 
     ModelConfig = ClassifierModelConfig
     DataConfig = ClassifierDataConfig
@@ -148,9 +150,7 @@ class ClassifierMethod(Method):
         if classes < n_classes:
             raise ConfigError(f"model.classes: the data has {n_classes} classes, got {classes}")
         self.model = DigitClassifier(m.in_channels, classes, tuple(m.widths), m.mean, m.std).to(device)
-        t = cfg.train
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=t.lr_decay)
+        self.setup_optimizer()
 
     @staticmethod
     def _load(d: ClassifierDataConfig, channels: int) -> tuple[MnistDigits, list[str]]:
@@ -191,25 +191,12 @@ class ClassifierMethod(Method):
             yield x[idx].to(self.device), y[idx].to(self.device)
 
     # ------------------------------------------------------------------ training
-    def state_modules(self):
-        return {"classifier": self.model}
-
-    def optimizers(self):
-        return {"adam": self.optimizer}
-
-    def schedulers(self):
-        return {"lr": self.scheduler}
-
     def train_step(self, batch) -> dict[str, torch.Tensor]:
         x, y = batch
         self.model.train()
         logits = self.model(x)
         loss = F.cross_entropy(logits, y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.cfg.train.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
-        self.optimizer.step()
+        self.optimizer_step(loss)
         return {"loss": loss.detach(), "acc": (logits.argmax(1) == y).float().mean().detach()}
 
     @torch.no_grad()

@@ -16,7 +16,7 @@ import torch
 from predvis.config import ConfigError, TrainConfig, at_least, positive
 from predvis.data.mnist import load_mnist, split_digits
 from predvis.data.occluded_pairs import DEFAULT_HELD_OUT, SceneGenerator, Scenes, SceneSpec, check_held_out, font_digits, make_sprites
-from predvis.methods.base import Method
+from predvis.methods.base import AdamMethod
 from predvis.models.recurrent_ae import RecurrentAE, RecurrentAEConfig, sse_per_image
 from predvis.models.stepping import StepOutput
 
@@ -77,7 +77,7 @@ class DepthEvalConfig:
         at_least("eval.figures", self.figures, 0)
 
 
-class DepthInversionMethod(Method):
+class DepthInversionMethod(AdamMethod):
     """One encoder/decoder variant trained by Adam on a fixed set of scenes."""
 
     ModelConfig = RecurrentAEConfig
@@ -105,9 +105,7 @@ class DepthInversionMethod(Method):
         held = [tuple(p) for p in d.held_out]
         self.gens = [SceneGenerator(s, spec, held, d.distinct) for s in splits]
         self.model = RecurrentAE(cfg.model).to(device)
-        t = cfg.train
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=t.lr_decay)
+        self.setup_optimizer()
 
     # ------------------------------------------------------------------ data
     @cached_property
@@ -171,15 +169,6 @@ class DepthInversionMethod(Method):
             yield data.input[idx].to(self.device), data.target[idx].to(self.device)
 
     # ------------------------------------------------------------------ training
-    def state_modules(self):
-        return {"model": self.model}
-
-    def optimizers(self):
-        return {"adam": self.optimizer}
-
-    def schedulers(self):
-        return {"lr": self.scheduler}
-
     def param_counts(self) -> dict[str, int]:
         count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
         return {f"model {self.cfg.model.name}": count(self.model), "encoder": count(self.model.encoder),
@@ -190,11 +179,7 @@ class DepthInversionMethod(Method):
         self.model.train()
         sse = sse_per_image(self.model(x), y)           # (steps, B)
         loss = sse[-1].mean() if self.cfg.train.loss_steps == "final" else sse.mean()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.cfg.train.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
-        self.optimizer.step()
+        self.optimizer_step(loss)
         final = sse[-1].detach().mean()
         return {"loss": loss.detach(), "sse": final, "mse": final / y[0].numel()}
 

@@ -11,12 +11,12 @@ import torch
 from predvis.config import ConfigError, TrainConfig, at_least, positive
 from predvis.data.mnist import MnistDigits, load_mnist, split_digits
 from predvis.data.moving_mnist import MovingMnist, MovingMnistSpec, load_mnist_test_seq
-from predvis.methods.base import Method
+from predvis.methods.base import AdamMethod
 from predvis.models.gopc import GopcModel, GopcModelConfig
 from predvis.models.gopc_stepper import GopcStepper
 from predvis.progress import progress
 from predvis.train import distributed
-from predvis.train.amp import autocast, make_scaler
+from predvis.train.amp import autocast
 
 
 @dataclass
@@ -92,7 +92,7 @@ class GopcTrainConfig(TrainConfig):
     lr: float = 1e-3
 
 
-class GopcMethod(Method):
+class GopcMethod(AdamMethod):
     """GOPC-1 or VAE-1 (``model.kind``) trained by Adam on whole sequences."""
 
     ModelConfig = GopcModelConfig
@@ -119,10 +119,7 @@ class GopcMethod(Method):
         self.spec = spec
         self.train_source = MovingMnist(self.train_digits.images, spec)
         self.model = GopcModel(cfg.model).to(device)
-        t = cfg.train
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=t.lr_decay)
-        self.scaler = make_scaler(t.amp, device)
+        self.setup_optimizer()
 
     # ------------------------------------------------------------------ data
     def _fixed_set(self, digits: MnistDigits, n: int, stream: int) -> torch.Tensor:
@@ -161,39 +158,13 @@ class GopcMethod(Method):
             yield TrainBatch(seq, eps, eps0, (part.stop - part.start) / size)
 
     # ------------------------------------------------------------------ training
-    def state_modules(self):
-        return {"model": self.model}
-
-    def optimizers(self):
-        return {"adam": self.optimizer}
-
-    def schedulers(self):
-        return {"lr": self.scheduler}
-
-    def scalers(self):
-        return {"scaler": self.scaler} if self.scaler is not None else {}
-
     def train_step(self, batch: TrainBatch) -> dict[str, torch.Tensor]:
         self.model.train()
         t = self.cfg.train
         with autocast(t.amp, self.device):
             out = self.model.run(batch.x, eps=batch.eps, eps0=batch.eps0)
             loss = out.loss(self.cfg.model.kl_weight)
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            distributed.average_gradients(self.model.parameters(), batch.weight)
-            self.scaler.unscale_(self.optimizer)
-        else:
-            loss.backward()
-            distributed.average_gradients(self.model.parameters(), batch.weight)
-        if t.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
+        self.optimizer_step(loss, batch.weight)
         pixels = batch.x[0, 0].numel()
         return {
             "loss": loss.detach(),

@@ -31,11 +31,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import nn
-import torch.nn.functional as F
 
 from predvis.errors import ConfigError
 from predvis.models.pvm_wiring import FEEDBACK, LATERAL, build_wiring, count_weights, signal_size

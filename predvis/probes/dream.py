@@ -19,7 +19,7 @@ import torch
 from rich.console import Console
 
 from predvis.errors import PredvisError
-from predvis.probes.common import check_positive, device_of, preserved, step_grid_rows
+from predvis.probes.common import check_positive, device_of, step_grid_rows
 
 console = Console(stderr=True)
 
