@@ -19,3 +19,13 @@ def pytest_collection_modifyitems(config, items):
 def smoke_args():
     """Overrides that keep a GOPC smoke run to about a second."""
     return ["data.train_sequences=8", "data.val_sequences=4", "data.test_sequences=4", "train.batch_size=4"]
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module: on a shared 2-core machine two threads can spin-wait and run
+    10-100x slower (use with ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

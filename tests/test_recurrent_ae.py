@@ -6,13 +6,7 @@ from predvis.config import ConfigError
 from predvis.models.recurrent_ae import RecurrentAE, RecurrentAEConfig, half_params, matched_channels
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a shared 2-core machine two threads spin-wait and run 10-100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 

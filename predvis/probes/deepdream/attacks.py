@@ -117,9 +117,14 @@ def pgd(model: nn.Module, x0: torch.Tensor, labels: torch.Tensor, eps: float, al
     if random_start and eps > 0:
         noise = torch.rand(x0.shape, generator=generator).to(x0) * 2 - 1
         x = project(x0 + eps * noise)
-    goal = labels if target is None else target
+    return _sign_steps(model, x, labels if target is None else target, target is not None, project, alpha, steps, history)
+
+
+def _sign_steps(model: nn.Module, x: torch.Tensor, goal: torch.Tensor, targeted: bool, project, alpha: float,
+                steps: int, history: list[torch.Tensor] | None) -> torch.Tensor:
+    """``steps`` projected sign-gradient steps of size ``alpha`` from ``x``."""
     for _ in range(steps):
-        grad = _loss_grad(model, x, goal, targeted=target is not None)
+        grad = _loss_grad(model, x, goal, targeted=targeted)
         x = project(x + alpha * grad.sign())
         if history is not None:
             history.append(x)
@@ -139,13 +144,7 @@ def patch_attack(model: nn.Module, x0: torch.Tensor, labels: torch.Tensor, mask:
         raise PredvisError(f"mask shape {tuple(mask.shape)} does not fit images {tuple(x0.shape)}")
     project = Mask(x0, mask)
     x = project(torch.rand(x0.shape, generator=generator).to(x0))
-    goal = labels if target is None else target
-    for _ in range(steps):
-        grad = _loss_grad(model, x, goal, targeted=target is not None)
-        x = project(x + alpha * grad.sign())
-        if history is not None:
-            history.append(x)
-    return x
+    return _sign_steps(model, x, labels if target is None else target, target is not None, project, alpha, steps, history)
 
 
 @dataclass
