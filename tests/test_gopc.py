@@ -95,6 +95,8 @@ def test_stepper_interface_and_prior_lesion(batch):
     assert isinstance(stepper, SteppingModel)
     state = stepper.init_state(3)
     out = stepper.step(x[:, 0].float(), state)
+    fresh, _ = model.infer_frame(x[:, 0].float(), state.prior)  # no cached origin Jacobians
+    assert torch.allclose(out.internals["latent"], fresh, atol=1e-6)
     out = stepper.step(x[:, 1].float(), out.state)
     assert out.prediction.shape == (3, 1, 16, 16) and out.layer_errors["pixels"].shape == (3,)
     with pathways_disabled(stepper, ["prior"]):

@@ -346,13 +346,16 @@ class GopcModel(nn.Module):
             (grad,) = torch.autograd.grad(loss, z0, create_graph=create_graph)
         return -grad
 
-    def infer_frame(self, x_t: torch.Tensor, prior) -> tuple[torch.Tensor, torch.Tensor]:
-        """Posterior (mu, logvar) of one frame (B, C, H, W) given the prior (mu_p, logvar_p)."""
+    def infer_frame(self, x_t: torch.Tensor, prior, origin: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior (mu, logvar) of one frame (B, C, H, W) given the prior (mu_p, logvar_p).
+
+        origin: a cached ``origin_jacobians()`` (valid while the weights do not change).
+        """
         cfg = self.cfg
         if cfg.kind == "vae1":
             z = self.encoder(x_t)
         elif cfg.inner == "jacobian":
-            g0, jac_dec, mu0, logvar0, jac_post = self.origin_jacobians()
+            g0, jac_dec, mu0, logvar0, jac_post = origin if origin is not None else self.origin_jacobians()
             z = -((g0 - x_t.flatten(1)) * 2) @ jac_dec - self._kl_grad_origin(mu0, logvar0, jac_post, prior)
         else:
             with torch.enable_grad():

@@ -31,6 +31,7 @@ class GopcStepper:
         cfg = model.cfg
         self.frame_shape = (cfg.channels, cfg.image_size, cfg.image_size)
         self.disabled: set[str] = set()
+        self._origin = None  # origin Jacobians, computed once: the weights are fixed here
 
     @property
     def device(self) -> torch.device:
@@ -53,7 +54,9 @@ class GopcStepper:
         b = frame.shape[0]
         use_prior = "prior" not in self.disabled
         prior = state.prior if use_prior else standard_normal(b, model.cfg.r_dim, self.device)
-        mu, _ = model.infer_frame(frame, prior)
+        if self._origin is None and model.cfg.kind == "gopc1" and model.cfg.inner == "jacobian":
+            self._origin = tuple(t.detach() for t in model.origin_jacobians())
+        mu, _ = model.infer_frame(frame, prior, self._origin)
         mu = mu.detach()
         if use_prior:
             lstm, next_prior = model.prior.step(mu, state.lstm)
