@@ -230,13 +230,16 @@ def command_line() -> str:
 # --------------------------------------------------------------------------- checkpoints
 
 def rng_state() -> dict:
+    """Every RNG state, as plain types and tensors (loadable with ``weights_only=True``)."""
     import random
 
     import numpy as np
 
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
     state = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": {"name": name, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -245,24 +248,18 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
+    """Restore what :func:`rng_state` saved."""
     import random
 
     import numpy as np
 
-    random.setstate(_as_python_random_state(state["python"]))
-    np.random.set_state(_as_numpy_state(state["numpy"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-
-
-def _as_python_random_state(state: Any) -> tuple:
-    version, internal, gauss = state
-    return (version, tuple(internal), gauss)
-
-
-def _as_numpy_state(state: Any) -> tuple:
-    return tuple(state)
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:

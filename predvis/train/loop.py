@@ -68,19 +68,7 @@ def build_method(cfg: ExperimentConfig) -> tuple[Method, torch.device]:
 
 # --------------------------------------------------------------------------- checkpoints
 
-def _numpy_state_to_safe(state: tuple) -> dict:
-    name, keys, pos, has_gauss, gauss = state
-    return {"name": name, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-            "has_gauss": int(has_gauss), "gauss": float(gauss)}
-
-
-def _numpy_state_from_safe(state: dict) -> tuple:
-    return (state["name"], state["keys"].numpy().astype(np.uint32), state["pos"], state["has_gauss"], state["gauss"])
-
-
 def checkpoint_payload(method: Method, epoch: int, step: int, best: float) -> dict:
-    rng = rng_state()
-    rng["numpy"] = _numpy_state_to_safe(rng["numpy"])
     scalers = getattr(method, "scalers", lambda: {})()
     return {
         "format": CHECKPOINT_FORMAT,
@@ -92,7 +80,7 @@ def checkpoint_payload(method: Method, epoch: int, step: int, best: float) -> di
         "optimizers": {k: o.state_dict() for k, o in method.optimizers().items()},
         "schedulers": {k: s.state_dict() for k, s in method.schedulers().items()},
         "scalers": {k: s.state_dict() for k, s in scalers.items()},
-        "rng": rng,
+        "rng": rng_state(),
         "extra": method.extra_state(),
     }
 
@@ -121,9 +109,7 @@ def restore(method: Method, ckpt: dict, path: Path, with_training_state: bool = 
         for name, obj in objects.items():
             if name in ckpt.get(kind, {}):
                 obj.load_state_dict(ckpt[kind][name])
-    rng = dict(ckpt["rng"])
-    rng["numpy"] = _numpy_state_from_safe(rng["numpy"])
-    set_rng_state(rng)
+    set_rng_state(ckpt["rng"])
 
 
 # --------------------------------------------------------------------------- runs
