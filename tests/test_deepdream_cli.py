@@ -120,3 +120,29 @@ def test_dream_on_a_vae1_run_encoder_and_decoder(tmp_path, capsys):
     assert summary["size"] == [32, 32] and summary["last"] > summary["first"]
     code, _, err = dd(tmp_path, capsys, "--model", str(run), "model.module=model.encodr")
     assert code == 2 and "did you mean 'encoder'" in err
+
+
+def test_dream_on_a_pvm_run(tmp_path, capsys):
+    """A PVM has no forward pass: deepdream shows it a static image until it settles and ascends
+    the gradient through those steps into the image; its layers are state0..state2 and prediction."""
+    assert main(["train", "pvm", "--profile", "smoke", "--out", str(tmp_path)]) == 0
+    run = next((tmp_path / "pvm").iterdir())
+    code, out, _ = dd(tmp_path, capsys, "--model", str(run), "--list-layers")
+    assert code == 0 and "state2" in out and "prediction" in out and "(1, 9, 4, 4)" in out
+    code, out, _ = dd(tmp_path, capsys, "--model", str(run), "--objective", "state1:3")
+    assert code == 0
+    summary = json.loads((Path(out.strip().splitlines()[-1]) / "summary.json").read_text())
+    assert summary["size"] == [16, 16] and summary["last"] > summary["first"]
+
+
+def test_dream_on_a_recurrent_autoencoder_run(tmp_path, capsys):
+    """A BLT autoencoder (depth-inversion run): its layers' settled (last unrolled) activations."""
+    tiny = ["data.train_scenes=16", "data.val_scenes=8", "data.test_scenes=8", "eval.figures=1"]
+    assert main(["train", "depth_inversion", "--profile", "smoke", "--out", str(tmp_path), *tiny]) == 0
+    run = next((tmp_path / "depth_inversion").iterdir())
+    code, out, _ = dd(tmp_path, capsys, "--model", str(run), "--list-layers")
+    assert code == 0 and "encoder" in out
+    code, out, _ = dd(tmp_path, capsys, "--model", str(run))
+    assert code == 0
+    summary = json.loads((Path(out.strip().splitlines()[-1]) / "summary.json").read_text())
+    assert summary["last"] > summary["first"]

@@ -323,6 +323,15 @@ class PVM(nn.Module):
             measured against (default: ``frame``). Training with a partly hidden ``frame`` and the
             whole ``target`` teaches filling in; the error *feature* still uses the seen ``frame``.
         """
+        return self.differentiable_step(frame, state, target)
+
+    def differentiable_step(self, frame: torch.Tensor, state: PVMState,
+                            target: torch.Tensor | None = None) -> StepOutput:
+        """:meth:`step` in the caller's autograd mode: with learning off and gradients on, the
+        prediction and the new states are differentiable functions of ``frame`` (deepdream's
+        feed-forward view, :mod:`predvis.models.pvm_view`). Online learning needs no_grad."""
+        if self.learning and torch.is_grad_enabled():
+            raise RuntimeError("PVM.differentiable_step: switch learning off (set_learning(False)) to take gradients")
         if target is not None and self.two_steps:
             raise ConfigError("PVM.step: a separate target is not supported with two_steps")
         h_all = state.h_all

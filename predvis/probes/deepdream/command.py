@@ -267,7 +267,8 @@ def run_deepdream(cfg: DeepdreamConfig, runs_root: Path = Path("runs"), override
         key = tuple(sorted(layers))
         if key not in dreamers:
             src = target.source
-            dreamers[key] = Dreamer(src.module, key, src.mean, src.std)
+            dreamers[key] = Dreamer(src.module, key, src.mean, src.std, recurrent=src.recurrent,
+                                     fixed_size=target.fixed_size)
         return dreamers[key]
 
     try:

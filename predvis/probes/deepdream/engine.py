@@ -19,6 +19,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
+import torch.nn.functional as F
 
 from predvis.errors import PredvisError
 from predvis.probes.deepdream import transforms as T
@@ -98,21 +99,27 @@ class Dreamer:
 
     model: an nn.Module taking (B, C, H, W); it is put in eval mode and its parameters stop
         requiring gradients. mean, std: the model's input normalisation (per channel), applied
-        inside the graph; None when the model normalises its own input.
+        inside the graph; None when the model normalises its own input. recurrent: read each
+        layer's last call (see LayerTap). fixed_size: the only side the model accepts; smaller
+        octaves are upsampled to it inside the graph.
     The counter ``iteration`` runs across calls, so a layer schedule continues across frames.
     """
 
     def __init__(self, model: nn.Module, layers: Iterable[str], mean: Sequence[float] | None = None,
-                 std: Sequence[float] | None = None):
+                 std: Sequence[float] | None = None, recurrent: bool = False,
+                 fixed_size: int | None = None):
         self.model = model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
-        try:
-            param = next(iter(model.parameters()))
-            self.device, self.dtype = param.device, param.dtype
-        except StopIteration:
+        tensor = next(iter(model.parameters()), None)
+        if tensor is None:  # a model held in buffers (PVM)
+            tensor = next((b for b in model.buffers() if b.is_floating_point()), None)
+        if tensor is not None:
+            self.device, self.dtype = tensor.device, tensor.dtype
+        else:
             self.device, self.dtype = torch.device("cpu"), torch.float32
-        self.tap = LayerTap(self.model, layers)
+        self.tap = LayerTap(self.model, layers, last_call=recurrent)
+        self.fixed_size = fixed_size
         self.mean = self.std = None
         if mean is not None or std is not None:
             if mean is None or std is None or len(mean) != len(std) or min(std) <= 0:
@@ -125,6 +132,9 @@ class Dreamer:
         self.tap.close()
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fixed_size and x.dim() == 4 and tuple(x.shape[2:]) != (self.fixed_size, self.fixed_size):
+            # a model with one input size: a smaller octave is shown upsampled (inside the graph)
+            x = F.interpolate(x, size=(self.fixed_size, self.fixed_size), mode="bilinear", align_corners=False)
         return x if self.mean is None else (x - self.mean) / self.std
 
     def activations(self, x: torch.Tensor, names: Iterable[str]) -> dict[str, torch.Tensor]:

@@ -57,14 +57,19 @@ def check_layers(model: nn.Module, names: Iterable[str]) -> None:
 class LayerTap:
     """Forward hooks on named layers of ``model``.
 
+    last_call: for recurrent models whose layers run once per time step: keep each layer's
+    activation from its *last* call (the settled one) and run the whole forward pass, instead
+    of the first call and stopping there.
+
     Use as a context manager (hooks are removed on exit)::
 
         with LayerTap(model, ["conv2", "conv3"]) as tap:
             acts = tap.run(x, ["conv2"])   # forward stops right after conv2
     """
 
-    def __init__(self, model: nn.Module, names: Iterable[str]):
+    def __init__(self, model: nn.Module, names: Iterable[str], last_call: bool = False):
         self.model = model
+        self.last_call = last_call
         self.names = list(dict.fromkeys(names))
         check_layers(model, self.names)
         self._wanted: set[str] = set()
@@ -77,12 +82,12 @@ class LayerTap:
 
     def _hook(self, name: str):
         def hook(module, args, output):
-            if name in self._wanted and name not in self._acts:
+            if name in self._wanted and (self.last_call or name not in self._acts):
                 act = _first_tensor(output)
                 if act is None:
                     raise PredvisError(f"layer '{name}' does not output a tensor")
                 self._acts[name] = act
-                if len(self._acts) == len(self._wanted):
+                if len(self._acts) == len(self._wanted) and not self.last_call:
                     raise _Stop
         return hook
 

@@ -35,6 +35,7 @@ class ModelSource:
 
     mean, std: per-channel input normalisation applied by the dreamer (None: the model does
     its own). in_channels: channels of the images it reads. default_layer: a sensible layer.
+    recurrent: its layers run several times per forward pass (unrolled in time).
     """
 
     module: nn.Module
@@ -43,6 +44,7 @@ class ModelSource:
     default_layer: str
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    recurrent: bool = False  # layers run once per time step: dream on their last (settled) call
 
 
 def in_channels_of(module: nn.Module, default: int = 3) -> int:

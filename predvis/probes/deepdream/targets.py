@@ -70,10 +70,16 @@ def _suggest(name: str, choices: list[str]) -> str:
     return suggest(name, choices)
 
 
+def _has_forward(module: nn.Module) -> bool:
+    return getattr(type(module).forward, "__name__", "") != "_forward_unimplemented"
+
+
 def _default_part(mods: dict[str, nn.Module]) -> str:
     if "classifier" in mods:
         return "classifier"
     head = next(iter(mods))
+    if _has_forward(mods[head]):  # a whole image-to-image model (recurrent autoencoder)
+        return head
     for part in ("encoder", "decoder"):
         if getattr(mods[head], part, None) is not None:
             return f"{head}.{part}"
@@ -81,14 +87,19 @@ def _default_part(mods: dict[str, nn.Module]) -> str:
 
 
 def from_run(run: Path, part: str = "") -> Target:
-    """A module of a trained predvis run (classifier, GOPC-1 decoder, VAE-1 encoder, ...)."""
+    """A module of a trained predvis run (classifier, GOPC-1 decoder, VAE-1 encoder, a recurrent
+    autoencoder, a PVM through :class:`predvis.models.pvm_view.PVMFeedforward`)."""
     from predvis.train.loop import load_trained
 
     cfg, method = load_trained(run, device="cpu")
     mods = method.state_modules()
     name = part or _default_part(mods)
     module = _pick_submodule(mods, name, run).eval()
-    if getattr(type(module).forward, "__name__", "") == "_forward_unimplemented":
+    from predvis.models.pvm import PVM
+
+    if isinstance(module, PVM):
+        return _pvm_target(module, run, name, method)
+    if not _has_forward(module):
         raise PredvisError(
             f"'{name}' of run {run} has no feed-forward pass (a stepping model); deepdream needs a module that "
             f"maps an input to activations: pick one with model.module=NAME.PART (see --list-layers of a part)"
@@ -96,13 +107,27 @@ def from_run(run: Path, part: str = "") -> Target:
     latent = _latent_dim(module)
     is_classifier = cfg.method == "classifier" and name == "classifier"
     fixed = None if is_classifier else getattr(cfg.data, "size", None)
-    channels = getattr(cfg.model, "in_channels", None) or getattr(cfg.model, "channels", None) or S.in_channels_of(module)
+    has_conv = any(isinstance(m, nn.Conv2d) for m in module.modules())
+    channels = (S.in_channels_of(module) if has_conv else None) or getattr(cfg.model, "in_channels", None) \
+        or getattr(cfg.model, "channels", None) or 3
     if is_classifier:
         default = "conv3"
     else:
         default = _deep_spatial_layer(module, latent, channels, fixed or 64)
-    source = S.ModelSource(module, f"run {run} ({name})", channels, default)
+    recurrent = bool(getattr(module, "pathways", ()))  # a recurrent autoencoder with lateral / top-down loops
+    source = S.ModelSource(module, f"run {run} ({name})", channels, default, recurrent=recurrent)
     return Target(source, fixed, latent, method, Path(run))
+
+
+def _pvm_target(pvm, run: Path, name: str, method) -> Target:
+    """A PVM seen through its feed-forward view: a static image shown until it settles."""
+    from predvis.models.pvm_view import PVMFeedforward
+
+    view = PVMFeedforward(pvm).eval()
+    channels, size, _ = pvm.frame_shape
+    default = f"state{(pvm.n_layers - 1) // 2}"
+    source = S.ModelSource(view, f"run {run} ({name}, static image settled {view.settle} steps)", channels, default)
+    return Target(source, size, None, method, Path(run))
 
 
 def _deep_spatial_layer(module: nn.Module, latent: int | None, channels: int, size: int) -> str:
@@ -113,6 +138,10 @@ def _deep_spatial_layer(module: nn.Module, latent: int | None, channels: int, si
     except RuntimeError:
         return OUTPUT
     spatial = [n for n, _ in _leaves(module) if rows.get(n) and len(rows[n]) == 4 and min(rows[n][2:]) > 1]
+    encoder = [n for n in spatial if n.startswith("encoder.")]
+    if encoder and any(not n.startswith("encoder.") for n in spatial):
+        # a whole autoencoder: the encoder's deepest (smallest) map, where its features are richest
+        return min(encoder, key=lambda n: rows[n][2] * rows[n][3])
     return spatial[int(0.66 * (len(spatial) - 1))] if spatial else OUTPUT
 
 
