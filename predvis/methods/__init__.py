@@ -7,10 +7,12 @@ from predvis.methods.base import Method
 from predvis.methods.classifier import ClassifierMethod
 from predvis.methods.depth_inversion import DepthInversionMethod
 from predvis.methods.gopc import GopcMethod
+from predvis.methods.gopc2 import Gopc2Method
 from predvis.methods.pvm import PVMMethod
 
 METHODS: dict[str, type[Method]] = {
     "gopc": GopcMethod,
+    "gopc2": Gopc2Method,
     "classifier": ClassifierMethod,
     "pvm": PVMMethod,
     "depth_inversion": DepthInversionMethod,

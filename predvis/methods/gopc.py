@@ -118,17 +118,24 @@ class GopcMethod(AdamMethod):
         spec = MovingMnistSpec(d.dataset, d.frames, d.size, d.digits, tuple(d.amp), tuple(d.omega), d.step)
         self.spec = spec
         self.train_source = MovingMnist(self.train_digits.images, spec)
-        self.model = GopcModel(cfg.model).to(device)
+        self.model = self.build_model(cfg.model).to(device)
         self.setup_optimizer()
 
+    def build_model(self, model_cfg) -> GopcModel:
+        """The model trained by this method (GOPC-2 overrides it)."""
+        return GopcModel(model_cfg)
+
     # ------------------------------------------------------------------ data
-    def _fixed_set(self, digits: MnistDigits, n: int, stream: int) -> torch.Tensor:
+    def _fixed_set(self, digits: MnistDigits, n: int, stream: int, with_params: bool = False):
+        """The fixed validation (stream 1) or test (stream 2) sequences; with_params also returns the
+        generator's per-sequence trajectory parameters (N, D, 2, P) (see data/moving_mnist.py)."""
         source = MovingMnist(digits.images, self.spec)
-        out = []
+        out, params = [], []
         for start in range(0, n, 500):  # chunked to bound memory
-            seq, _ = source.generate(min(500, n - start), [self.cfg.data.test_seed, stream, start])
+            seq, traj = source.generate(min(500, n - start), [self.cfg.data.test_seed, stream, start])
             out.append(seq)
-        return torch.cat(out)
+            params.append(traj.params)
+        return (torch.cat(out), np.concatenate(params)) if with_params else torch.cat(out)
 
     @cached_property
     def val_set(self) -> torch.Tensor:

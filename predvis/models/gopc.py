@@ -286,26 +286,7 @@ class GopcModel(nn.Module):
         if cfg.kind == "gopc1" and cfg.origin_noise and eps0 is None:
             eps0 = torch.randn(b, t_len, cfg.r_dim, device=device, dtype=dtype)
         observed = t_len if context is None else min(context, t_len)
-        flat = x[:, :observed].reshape(b * observed, *x.shape[2:])
-
-        # the parts of z_t that do not depend on the prior, for all observed frames at once
-        z_fixed = None
-        jac = None
-        if observed > 0:
-            if cfg.kind == "vae1":
-                z_fixed = self.encoder(flat).view(b, observed, -1)
-            elif cfg.inner == "jacobian":
-                g0, jac_dec, mu0, logvar0, jac_post = self.origin_jacobians()
-                jac = (mu0, logvar0, jac_post)
-                resid = (g0 - flat.flatten(1)) * 2
-                z_fixed = -(resid @ jac_dec).view(b, observed, -1)
-            elif cfg.inner == "batched":
-                with torch.enable_grad():
-                    z0 = torch.zeros(b * observed, cfg.z_dim, device=device, dtype=dtype, requires_grad=True)
-                    e0 = None if eps0 is None else eps0[:, :observed].reshape(b * observed, -1)
-                    loss = self._origin_loss(flat, z0, None, e0, with_kl=False)
-                    (grad,) = torch.autograd.grad(loss, z0, create_graph=create_graph)
-                z_fixed = -grad.view(b, observed, -1)
+        z_fixed, jac = self.origin_parts(x, observed, eps0, create_graph)
 
         state = self.prior.init_state(b, device, dtype)
         prior = standard_normal(b, cfg.r_dim, device, dtype)
@@ -327,6 +308,31 @@ class GopcModel(nn.Module):
         recon = self.decoder(r_all.reshape(b * t_len, -1)).view_as(x)
         sse = ((recon - x) ** 2).flatten(2).sum(-1)
         return SequenceOutput(recon, sse, torch.stack(kls, 1), r_all, torch.stack(prior_mus, 1))
+
+    def origin_parts(self, x: torch.Tensor, observed: int, eps0: torch.Tensor | None, create_graph: bool):
+        """The parts of z_t that do not depend on the prior, for the first ``observed`` frames of x
+        at once: (z_fixed (B, observed, z_dim) or None, origin Jacobians for ``_infer_z`` or None)."""
+        cfg = self.cfg
+        b = x.shape[0]
+        flat = x[:, :observed].reshape(b * observed, *x.shape[2:])
+        z_fixed = None
+        jac = None
+        if observed > 0:
+            if cfg.kind == "vae1":
+                z_fixed = self.encoder(flat).view(b, observed, -1)
+            elif cfg.inner == "jacobian":
+                g0, jac_dec, mu0, logvar0, jac_post = self.origin_jacobians()
+                jac = (mu0, logvar0, jac_post)
+                resid = (g0 - flat.flatten(1)) * 2
+                z_fixed = -(resid @ jac_dec).view(b, observed, -1)
+            elif cfg.inner == "batched":
+                with torch.enable_grad():
+                    z0 = torch.zeros(b * observed, cfg.z_dim, device=x.device, dtype=x.dtype, requires_grad=True)
+                    e0 = None if eps0 is None else eps0[:, :observed].reshape(b * observed, -1)
+                    loss = self._origin_loss(flat, z0, None, e0, with_kl=False)
+                    (grad,) = torch.autograd.grad(loss, z0, create_graph=create_graph)
+                z_fixed = -grad.view(b, observed, -1)
+        return z_fixed, jac
 
     def _infer_z(self, x_t, t, z_fixed, jac, prior, eps0, create_graph) -> torch.Tensor:
         cfg = self.cfg

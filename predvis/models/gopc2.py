@@ -1,0 +1,273 @@
+"""GOPC-2: hierarchical gradient-origin predictive coding (docs/models.md, "GOPC-2").
+
+Lower level, exactly GOPC-1's inference (reused from predvis.models.gopc): per frame t
+
+    z_t = -grad_{z0} [ ||x_t - G(r0)||^2 + KL(q(r | z0) || p_t) ]   at z0 = 0
+    (mu_t, logvar_t) = P(z_t),   r_t = mu_t + sigma_t eps_t
+
+Higher level: a latent r^H (B, h_dim), starting at its origin 0 in every sequence, generates the
+lower transition through a hypernetwork H:
+
+    r_hat_t = V(r_{t-1}; H(r^H)) = A(r^H) r_{t-1} + b(r^H)          (then the output stabiliser)
+    p_t = N(r_hat_t, exp(prior_logvar))                              (p_0 = N(0, I))
+
+After each r_t (t >= 1), r^H takes one gradient step:
+
+    r^H <- r^H - hyper_step * shape( grad_{r^H} [ ||r_t - r_hat_t||^2 + KL(q(r^H) || N(0, I)) ] )
+
+with q(r^H) = N(r^H, I) (only the mean is inferred, so the KL's gradient is r^H itself) and
+``shape`` the inner-gradient stabiliser (identity, per-sample norm clipping or normalisation).
+
+Hypernetworks (``hyper``):
+- ``full``: H emits every entry of A (r x r) and b (r) from r^H (A starts at the identity).
+- ``mixture``: K learned bases (A_k, b_k); A = sum_k w_k A_k, b = sum_k w_k b_k with mixture weights
+  w = H(r^H) from a small network (dynamic predictive coding, Jiang & Rao 2022/2024).
+
+Training loss per sequence: sum_t ||x_t - G(r_t)||^2 + kl_weight KL(q(r_t) || p_t)
++ kl_weight KL(q(r^H_T) || N(0, I)), back-propagated through both inner gradient steps.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from predvis.errors import ConfigError
+from predvis.models.gopc import (
+    Decoder, GopcModel, GopcModelConfig, Posterior, SequenceOutput, gaussian_kl, standard_normal,
+)
+
+STABILISERS = ("none", "sigmoid", "layernorm", "clip", "normalise", "softmax", "spectral")
+
+
+def parse_stabiliser(text: str) -> set[str]:
+    """'clip+softmax' -> {'clip', 'softmax'}; 'none' -> set(); unknown names raise ConfigError."""
+    names = {n.strip() for n in text.split("+") if n.strip()}
+    bad = sorted(names - set(STABILISERS))
+    if bad or not names:
+        raise ConfigError(
+            f"model.stabiliser: unknown '{'+'.join(bad) or text}'; join any of {', '.join(STABILISERS)} with '+'"
+        )
+    if {"sigmoid", "layernorm"} <= names:
+        raise ConfigError("model.stabiliser: choose sigmoid or layernorm on the predicted vector, not both")
+    if {"clip", "normalise"} <= names:
+        raise ConfigError("model.stabiliser: choose clip or normalise for the inner gradient, not both")
+    return names - {"none"}
+
+
+@dataclass
+class Gopc2ModelConfig(GopcModelConfig):
+    """GOPC-1's lower level plus the higher latent r^H. ``prior_hidden``, ``prior_layers`` and
+    ``enc_channels`` are inherited but unused (there is no LSTM and no encoder)."""
+
+    kind: Literal["gopc2"] = "gopc2"
+    h_dim: int = 8                    # size of r^H
+    hyper: Literal["mixture", "full"] = "mixture"
+    mixture: int = 4                  # K transition bases (hyper=mixture)
+    hyper_hidden: int = 32            # hidden width of the hypernetwork
+    hyper_step: float = 1.0           # step size of the inner gradient step on r^H
+    hyper_clip: float = 1.0           # per-sample norm bound of that gradient (stabiliser clip)
+    stabiliser: str = "clip+softmax+spectral"   # '+'-joined names from STABILISERS; 'none' = the thesis
+    prior_logvar: float = 0.0         # initial log-variance of p_t around r_hat_t (learned, one per dim)
+
+    def validate(self) -> None:
+        super().validate()
+        for key in ("h_dim", "mixture", "hyper_hidden"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"model.{key}: must be > 0, got {getattr(self, key)}")
+        if self.hyper_step < 0:
+            raise ConfigError(f"model.hyper_step: must be >= 0, got {self.hyper_step}")
+        if self.hyper_clip <= 0:
+            raise ConfigError(f"model.hyper_clip: must be > 0, got {self.hyper_clip}")
+        if self.origin_noise:
+            raise ConfigError("model.origin_noise: not supported by GOPC-2 (r0 = mu0)")
+        parse_stabiliser(self.stabiliser)
+
+    @property
+    def stabilisers(self) -> set[str]:
+        return parse_stabiliser(self.stabiliser)
+
+
+@dataclass
+class Gopc2Output(SequenceOutput):
+    """SequenceOutput plus hyper: (B, T, h_dim) r^H after frame t; hyper_kl: (B,) KL of the last r^H;
+    trans_err: (B, T) ||r_t - r_hat_t||^2 (0 at t = 0)."""
+
+    hyper: torch.Tensor = None
+    hyper_kl: torch.Tensor = None
+    trans_err: torch.Tensor = None
+
+    def loss(self, kl_weight: float) -> torch.Tensor:
+        return ((self.sse + kl_weight * self.kl).sum(1) + kl_weight * self.hyper_kl).mean()
+
+
+class Transition(nn.Module):
+    """V(r; H(r^H)) = A(r^H) r + b(r^H), followed by the output stabiliser (sigmoid / layernorm)."""
+
+    def __init__(self, cfg: Gopc2ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.stab = cfg.stabilisers
+        r, h, k = cfg.r_dim, cfg.h_dim, cfg.mixture
+        if cfg.hyper == "full":
+            self.net = nn.Sequential(nn.Linear(h, cfg.hyper_hidden), nn.ELU(), nn.Linear(cfg.hyper_hidden, r * r + r))
+            with torch.no_grad():  # A starts at the identity, b at 0; r^H moves them a little
+                self.net[-1].weight.mul_(0.1)
+                self.net[-1].bias.zero_()
+                self.net[-1].bias[: r * r].copy_(torch.eye(r).flatten())
+        else:
+            self.net = nn.Sequential(nn.Linear(h, cfg.hyper_hidden), nn.ELU(), nn.Linear(cfg.hyper_hidden, k))
+            self.bases = nn.Parameter(torch.eye(r).expand(k, r, r) + 0.01 * torch.randn(k, r, r))
+            self.offsets = nn.Parameter(torch.zeros(k, r))
+            if "softmax" not in self.stab:
+                with torch.no_grad():  # raw weights start summing to about 1, like the softmax
+                    self.net[-1].bias.fill_(1.0 / k)
+        self.norm = nn.LayerNorm(r) if "layernorm" in self.stab else None
+
+    def bases_now(self) -> torch.Tensor | None:
+        """Mixture bases, each divided by max(1, its spectral norm) with the stabiliser spectral;
+        computed once per sequence (the weights do not change within one)."""
+        if self.cfg.hyper != "mixture":
+            return None
+        if "spectral" not in self.stab:
+            return self.bases
+        sigma = torch.linalg.matrix_norm(self.bases, ord=2)
+        return self.bases / torch.clamp(sigma, min=1.0)[:, None, None]
+
+    def weights(self, h: torch.Tensor) -> torch.Tensor:
+        """Mixture weights (B, K)."""
+        logits = self.net(h)
+        return torch.softmax(logits, -1) if "softmax" in self.stab else logits
+
+    def generated(self, h: torch.Tensor, bases: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A (B, r, r) and b (B, r) for r^H (B, h_dim)."""
+        r = self.cfg.r_dim
+        if self.cfg.hyper == "full":
+            out = self.net(h)
+            a = out[:, : r * r].view(-1, r, r)
+            if "spectral" in self.stab:  # Frobenius >= spectral norm: bounds the map by 1
+                a = a / torch.clamp(torch.linalg.matrix_norm(a) / r ** 0.5, min=1.0)[:, None, None]
+            return a, out[:, r * r:]
+        w = self.weights(h)
+        bases = self.bases_now() if bases is None else bases
+        return torch.einsum("bk,kij->bij", w, bases), w @ self.offsets
+
+    def forward(self, r: torch.Tensor, h: torch.Tensor, bases: torch.Tensor | None = None) -> torch.Tensor:
+        a, b = self.generated(h, bases)
+        out = torch.bmm(a, r.unsqueeze(-1)).squeeze(-1) + b
+        if "sigmoid" in self.stab:
+            return torch.sigmoid(out)
+        if self.norm is not None:
+            return self.norm(out)
+        return out
+
+
+class Gopc2Model(GopcModel):
+    """GOPC-2 on frames (C, S, S) in [0, 1]. Reuses GopcModel's decoder, posterior and gradient-origin
+    inference of r_t; replaces its LSTM prior by the transition V generated from r^H."""
+
+    def __init__(self, cfg: Gopc2ModelConfig):
+        nn.Module.__init__(self)  # GopcModel's parts minus the LSTM prior and the encoder
+        self.cfg = cfg
+        self.decoder = Decoder(cfg.r_dim, cfg.channels, cfg.image_size, cfg.dec_channels, cfg.init_pixel)
+        self.posterior = Posterior(cfg.z_dim, cfg.post_hidden, cfg.r_dim, cfg.init_logvar)
+        self.transition = Transition(cfg)
+        self.prior_logvar = nn.Parameter(torch.full((cfg.r_dim,), float(cfg.prior_logvar)))
+        self.encoder = None
+        self.prior = None
+        self.use_prior = True   # pathway 'prior': off -> p_t = N(0, I), no transition
+        self.use_hyper = True   # pathway 'hyper': off -> r^H held at its origin 0
+
+    # ----------------------------------------------------------------- the higher level
+    def hyper_origin(self, batch: int, device, dtype=torch.float32) -> torch.Tensor:
+        return torch.zeros(batch, self.cfg.h_dim, device=device, dtype=dtype)
+
+    def hyper_energy(self, h: torch.Tensor, r_prev: torch.Tensor, r: torch.Tensor, bases=None) -> torch.Tensor:
+        """Per-sample ||r_t - V(r_{t-1}; H(r^H))||^2 + KL(N(r^H, I) || N(0, I)) -> (B,)."""
+        err = ((r - self.transition(r_prev, h, bases)) ** 2).sum(-1)
+        return err + 0.5 * (h ** 2).sum(-1)
+
+    def hyper_grad(self, h: torch.Tensor, r_prev: torch.Tensor, r: torch.Tensor, create_graph: bool,
+                   bases=None) -> torch.Tensor:
+        """grad_{r^H} of the summed hyper energy (per sample, since samples are independent)."""
+        with torch.enable_grad():
+            if not h.requires_grad:
+                h = h.detach().requires_grad_(True)
+            energy = self.hyper_energy(h, r_prev, r, bases).sum()
+            (grad,) = torch.autograd.grad(energy, h, create_graph=create_graph)
+        return grad
+
+    def hyper_step(self, h: torch.Tensor, r_prev: torch.Tensor, r: torch.Tensor, create_graph: bool,
+                   bases=None) -> torch.Tensor:
+        """One inner step on r^H after r_t has been inferred (the gradient shaped by the stabiliser)."""
+        grad = self.hyper_grad(h, r_prev, r, create_graph, bases)
+        stab = self.cfg.stabilisers
+        if "clip" in stab or "normalise" in stab:
+            norm = torch.sqrt((grad ** 2).sum(-1, keepdim=True) + 1e-12)
+            c = self.cfg.hyper_clip
+            grad = grad * (c / torch.clamp(norm, min=c) if "clip" in stab else 1.0 / norm)
+        new = h - self.cfg.hyper_step * grad
+        return new if create_graph else new.detach()
+
+    def next_prior(self, r: torch.Tensor, h: torch.Tensor, bases=None) -> tuple[torch.Tensor, torch.Tensor]:
+        mu = self.transition(r, h, bases)
+        return mu, self.prior_logvar.expand_as(mu)
+
+    # ----------------------------------------------------------------- running a sequence
+    def run(
+        self,
+        x: torch.Tensor,
+        sample: bool = True,
+        eps: torch.Tensor | None = None,
+        eps0: torch.Tensor | None = None,
+        context: int | None = None,
+        create_graph: bool | None = None,
+    ) -> Gopc2Output:
+        """As GopcModel.run; frames t >= context take r_t = mean of p_t and leave r^H unchanged
+        (nothing new is observed)."""
+        cfg = self.cfg
+        b, t_len = x.shape[:2]
+        create_graph = self.training if create_graph is None else create_graph
+        device, dtype = x.device, x.dtype
+        if sample and eps is None:
+            eps = torch.randn(b, t_len, cfg.r_dim, device=device, dtype=dtype)
+        observed = t_len if context is None else min(context, t_len)
+        z_fixed, jac = self.origin_parts(x, observed, None, create_graph)
+        bases = self.transition.bases_now()
+
+        h = self.hyper_origin(b, device, dtype)
+        prior = standard_normal(b, cfg.r_dim, device, dtype)
+        r_prev = None
+        zero = torch.zeros(b, device=device, dtype=dtype)
+        latents, kls, prior_mus, hypers, errs = [], [], [], [], []
+        for t in range(t_len):
+            prior_mus.append(prior[0])
+            if t < observed:
+                z = self._infer_z(x[:, t], t, z_fixed, jac, prior, None, create_graph)
+                mu, logvar = self.posterior(z)
+                r = mu + torch.exp(0.5 * logvar) * eps[:, t] if sample else mu
+                kls.append(gaussian_kl(mu, logvar, *prior))
+                if r_prev is not None and self.use_prior:
+                    errs.append(((r - prior[0]) ** 2).sum(-1))
+                    if self.use_hyper:
+                        h = self.hyper_step(h, r_prev, r, create_graph, bases)
+                else:
+                    errs.append(zero)
+            else:
+                r = prior[0]
+                kls.append(zero)
+                errs.append(zero)
+            latents.append(r)
+            hypers.append(h)
+            if self.use_prior:
+                prior = self.next_prior(r, h, bases)
+            r_prev = r
+        r_all = torch.stack(latents, 1)
+        recon = self.decoder(r_all.reshape(b * t_len, -1)).view_as(x)
+        sse = ((recon - x) ** 2).flatten(2).sum(-1)
+        hyper_kl = 0.5 * (h ** 2).sum(-1)
+        return Gopc2Output(recon, sse, torch.stack(kls, 1), r_all, torch.stack(prior_mus, 1),
+                           torch.stack(hypers, 1), hyper_kl, torch.stack(errs, 1))
