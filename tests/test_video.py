@@ -26,6 +26,22 @@ def test_gif_is_read_and_resized(tmp_path):
     assert load_video(tmp_path / "v.gif", (16, 16), max_frames=2).shape[0] == 2
 
 
+def test_mp4_is_read(tmp_path):
+    """An MP4 (H.264) file through imageio's ffmpeg backend (installed with predvis[dev])."""
+    pytest.importorskip("imageio_ffmpeg")
+    import imageio.v3 as iio
+
+    frames = np.zeros((6, 32, 32, 3), np.uint8)
+    for i in range(6):
+        frames[i, :, 4 * i: 4 * i + 8] = 255  # a white bar moving right
+    iio.imwrite(tmp_path / "v.mp4", frames, plugin="FFMPEG", fps=10)
+    v = load_video(tmp_path / "v.mp4", (16, 16))
+    assert v.shape == (6, 3, 16, 16)
+    cols = v[:, 0].mean(dim=1)  # (T, W): column brightness
+    assert cols.argmax(dim=1).tolist() == sorted(cols.argmax(dim=1).tolist())  # the bar moves right
+    assert cols[0, :4].mean() > 0.8 and cols[-1, :4].mean() < 0.2
+
+
 def test_png_folder_in_name_order_and_grey(tmp_path):
     import imageio.v3 as iio
 
