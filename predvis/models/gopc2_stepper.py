@@ -41,10 +41,14 @@ class Gopc2Stepper:
     def device(self) -> torch.device:
         return self.model.decoder.fc.weight.device
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.decoder.fc.weight.dtype
+
     def init_state(self, batch: int) -> Gopc2State:
         return Gopc2State(
-            self.model.hyper_origin(batch, self.device), None,
-            standard_normal(batch, self.model.cfg.r_dim, self.device), None,
+            self.model.hyper_origin(batch, self.device, self.dtype), None,
+            standard_normal(batch, self.model.cfg.r_dim, self.device, self.dtype), None,
         )
 
     def set_learning(self, enabled: bool) -> None:
@@ -61,10 +65,10 @@ class Gopc2Stepper:
                 self._origin = tuple(t.detach() for t in model.origin_jacobians())
             bases = model.transition.bases_now()
             self._bases = None if bases is None else bases.detach()
-        prior = state.prior if use_prior else standard_normal(b, model.cfg.r_dim, self.device)
+        prior = state.prior if use_prior else standard_normal(b, model.cfg.r_dim, self.device, self.dtype)
         mu, _ = model.infer_frame(frame, prior, self._origin)
         mu = mu.detach()
-        hyper = state.hyper if use_hyper else model.hyper_origin(b, self.device)
+        hyper = state.hyper if use_hyper else model.hyper_origin(b, self.device, self.dtype)
         errors = {}
         if state.last_prediction is not None:
             errors["pixels"] = ((state.last_prediction - frame) ** 2).flatten(1).mean(1)
@@ -75,7 +79,7 @@ class Gopc2Stepper:
         if use_prior:
             next_prior = tuple(v.detach() for v in model.next_prior(mu, hyper, self._bases))
         else:
-            next_prior = standard_normal(b, model.cfg.r_dim, self.device)
+            next_prior = standard_normal(b, model.cfg.r_dim, self.device, self.dtype)
         prediction = model.decoder(next_prior[0]).detach()
         internals = {
             "reconstruction": model.decoder(mu).detach(),

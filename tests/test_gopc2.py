@@ -1,0 +1,183 @@
+"""GOPC-2: the r^H inference step, hypernetwork shapes, stabilisers, the stepping interface and its
+`hyper` lesion, the NaN guard with a real inf in the weights, and the CLI (train then predict)."""
+import math
+
+import pytest
+import torch
+
+from predvis.cli import main
+from predvis.config import load_experiment
+from predvis.errors import ConfigError, TrainingDiverged
+from predvis.models.gopc2 import Gopc2Model, Gopc2ModelConfig, parse_stabiliser
+from predvis.models.gopc2_stepper import Gopc2Stepper
+from predvis.run import load_checkpoint
+from predvis.train import loop
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SMOKE = ["data.train_sequences=8", "data.val_sequences=4", "data.test_sequences=4", "train.batch_size=4"]
+
+
+def tiny(hyper="mixture", stabiliser="none", dtype=torch.float64, **kw) -> Gopc2Model:
+    torch.manual_seed(0)
+    cfg = Gopc2ModelConfig(image_size=16, z_dim=6, r_dim=5, post_hidden=7, dec_channels=[4, 3], h_dim=3,
+                           hyper_hidden=6, mixture=3, hyper=hyper, stabiliser=stabiliser, **kw)
+    cfg.validate()
+    return Gopc2Model(cfg).to(dtype)
+
+
+@pytest.mark.parametrize("hyper,stab", [("mixture", "none"), ("full", "none"), ("mixture", "softmax+spectral"),
+                                        ("full", "layernorm+spectral"), ("mixture", "sigmoid")])
+def test_hyper_gradient_matches_finite_differences(hyper, stab):
+    model = tiny(hyper, stab)
+    b = 3
+    h = torch.randn(b, 3, dtype=torch.float64) * 0.5
+    r_prev, r = torch.randn(b, 5, dtype=torch.float64), torch.randn(b, 5, dtype=torch.float64)
+    grad = model.hyper_grad(h, r_prev, r, create_graph=False)
+    fd = torch.zeros_like(h)
+    step = 1e-6
+    with torch.no_grad():
+        for i in range(b):
+            for j in range(3):
+                hp, hm = h.clone(), h.clone()
+                hp[i, j] += step
+                hm[i, j] -= step
+                fd[i, j] = (model.hyper_energy(hp, r_prev, r).sum() - model.hyper_energy(hm, r_prev, r).sum()) / (2 * step)
+    assert torch.allclose(grad, fd, rtol=1e-6, atol=1e-8)
+    # the energy is per sample: the gradient of sample i does not depend on the others
+    alone = model.hyper_grad(h[:1], r_prev[:1], r[:1], create_graph=False)
+    assert torch.allclose(alone, grad[:1], rtol=1e-12, atol=1e-14)
+
+
+def test_hyper_step_is_one_gradient_step_and_clip_bounds_it():
+    model = tiny(hyper_step=0.7)
+    h = torch.randn(2, 3, dtype=torch.float64)
+    r_prev, r = torch.randn(2, 5, dtype=torch.float64), 10 * torch.randn(2, 5, dtype=torch.float64)
+    grad = model.hyper_grad(h, r_prev, r, create_graph=False)
+    assert torch.allclose(model.hyper_step(h, r_prev, r, create_graph=False), h - 0.7 * grad)
+    clipped = tiny(stabiliser="clip", hyper_step=0.7, hyper_clip=0.5)
+    moved = (clipped.hyper_step(h, r_prev, r, create_graph=False) - h).norm(dim=-1)
+    assert (moved <= 0.7 * 0.5 + 1e-12).all() and grad.norm(dim=-1).min() > 0.5
+    normed = tiny(stabiliser="normalise", hyper_step=0.7)
+    moved = (normed.hyper_step(h, r_prev, r, create_graph=False) - h).norm(dim=-1)
+    assert torch.allclose(moved, torch.full_like(moved, 0.7))
+
+
+def test_mixture_and_full_hypernetwork_shapes():
+    model = tiny("mixture", "softmax+spectral")
+    h = torch.randn(4, 3, dtype=torch.float64)
+    w = model.transition.weights(h)
+    assert w.shape == (4, 3) and (w > 0).all() and torch.allclose(w.sum(-1), torch.ones(4, dtype=torch.float64))
+    a, b = model.transition.generated(h)
+    assert a.shape == (4, 5, 5) and b.shape == (4, 5)
+    assert (torch.linalg.matrix_norm(model.transition.bases_now(), ord=2) <= 1 + 1e-9).all()
+    assert (torch.linalg.matrix_norm(a, ord=2) <= 1 + 1e-9).all()  # a convex mix of bases of norm <= 1
+    full = tiny("full", "none")
+    a, b = full.transition.generated(h)
+    assert a.shape == (4, 5, 5) and b.shape == (4, 5)
+    assert full.transition.net[-1].out_features == 5 * 5 + 5
+    # at r^H = 0 the full transition starts near the identity
+    a0, _ = full.transition.generated(torch.zeros(1, 3, dtype=torch.float64))
+    assert (a0[0] - torch.eye(5, dtype=torch.float64)).abs().max() < 0.5
+    assert tiny("mixture", "none").transition.weights(h).sum(-1).sub(1).abs().max() > 1e-3  # unbounded
+
+
+@pytest.mark.parametrize("text,ok", [("none", set()), ("clip+softmax", {"clip", "softmax"}), ("clap", None),
+                                     ("sigmoid+layernorm", None), ("clip+normalise", None), ("", None)])
+def test_stabiliser_names(text, ok):
+    if ok is None:
+        with pytest.raises(ConfigError, match="model.stabiliser"):
+            parse_stabiliser(text)
+    else:
+        assert parse_stabiliser(text) == ok
+
+
+def test_sequence_run_and_training_gradients_reach_the_hypernetwork():
+    model = tiny("mixture", "clip+softmax+spectral").train()
+    x = torch.rand(2, 5, 1, 16, 16, dtype=torch.float64)
+    out = model.run(x, eps=torch.zeros(2, 5, 5, dtype=torch.float64))
+    assert out.hyper.shape == (2, 5, 3) and out.trans_err.shape == (2, 5) and out.latents.shape == (2, 5, 5)
+    assert torch.equal(out.hyper[:, 0], torch.zeros(2, 3, dtype=torch.float64))  # no step before frame 1
+    assert (out.hyper[:, -1].abs().sum(-1) > 0).all()
+    loss = out.loss(1.0)
+    assert math.isfinite(loss.item())
+    loss.backward()
+    for name, p in model.transition.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert model.prior_logvar.grad.abs().sum() > 0
+
+
+def test_context_rollout_holds_hyper_after_the_context():
+    model = tiny().eval()
+    x = torch.rand(2, 6, 1, 16, 16, dtype=torch.float64)
+    out = model.run(x, sample=False, context=3)
+    assert torch.equal(out.hyper[:, 3:], out.hyper[:, 2:3].expand(-1, 3, -1))
+    assert torch.allclose(out.latents[:, 3:], out.prior_mu[:, 3:])
+
+
+def test_stepper_matches_the_sequence_model_and_hyper_lesion_holds_the_origin():
+    model = tiny("mixture", "clip+softmax")
+    x = torch.rand(2, 5, 1, 16, 16, dtype=torch.float64)
+    model.eval()
+    ref = model.run(x, sample=False)
+    stepper = Gopc2Stepper(model)
+    state = stepper.init_state(2)
+    for t in range(5):
+        o = stepper.step(x[:, t], state)
+        state = o.state
+        assert torch.allclose(o.internals["hyper"], ref.hyper[:, t], atol=1e-10)
+        assert torch.allclose(o.internals["latent"], ref.latents[:, t], atol=1e-10)
+        if t < 4:
+            assert torch.allclose(o.prediction, model.decoder(ref.prior_mu[:, t + 1]), atol=1e-10)
+    stepper.disabled = {"hyper"}
+    state = stepper.init_state(2)
+    origin = torch.zeros(2, 3, dtype=torch.float64)
+    for t in range(5):
+        o = stepper.step(x[:, t], state)
+        state = o.state
+        assert torch.equal(o.internals["hyper"], origin)
+        expect = model.decoder(model.transition(o.internals["latent"], origin))
+        assert torch.allclose(o.prediction, expect, atol=1e-12)
+    assert set(o.layer_errors) == {"pixels", "latent"}
+    model.use_hyper = False  # the sequence model's switch does the same
+    assert torch.equal(model.run(x, sample=False).hyper, torch.zeros(2, 5, 3, dtype=torch.float64))
+
+
+def test_real_inf_in_the_weights_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    cfg = load_experiment("gopc2", "smoke", SMOKE + ["train.epochs=3"])
+    from predvis.methods.gopc2 import Gopc2Method
+
+    original = Gopc2Method.train_step
+    calls = {"n": 0}
+
+    def poisoned(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 3:  # first step of epoch 2 (2 steps per epoch): an inf in a transition basis
+            with torch.no_grad():
+                self.model.transition.bases[0, 0, 0] = float("inf")
+        return original(self, batch)
+
+    monkeypatch.setattr(Gopc2Method, "train_step", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"at epoch 2, step 3; last good checkpoint kept"):
+        loop.train(cfg, tmp_path, {})
+    run = next((tmp_path / "gopc2").iterdir())
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert ckpt["epoch"] == 0
+    assert all(torch.isfinite(v).all() for v in ckpt["modules"]["model"].values())
+    assert '"diverged"' in (run / "status.json").read_text()
+
+
+def test_cli_train_gopc2_smoke_then_predict(tmp_path, capsys):
+    assert main(["train", "gopc2", "--profile", "smoke", "--out", str(tmp_path), *SMOKE]) == 0
+    run = capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["predict", run]) == 0
+    out = capsys.readouterr().out.strip().splitlines()[-1]
+    text = open(f"{out}/tables/prior.md").read()
+    assert "gopc2" in text and "copy last frame" in text
+    assert main(["lesion", run, "--disable", "hyper"]) == 0
+
+
+def test_bad_stabiliser_is_one_line(tmp_path, capsys):
+    code = main(["train", "gopc2", "--profile", "smoke", "--out", str(tmp_path), "model.stabiliser=clip+wobble"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "model.stabiliser" in err[0] and "wobble" in err[0]
