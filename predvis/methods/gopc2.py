@@ -33,18 +33,5 @@ class Gopc2Method(GopcMethod):
             "trans_err": out.trans_err[:, 1:].detach().mean(),
         }
 
-    @torch.no_grad()
-    def latents(self, seqs: torch.Tensor, context: int | None = None) -> dict[str, torch.Tensor]:
-        """Posterior means r_t (N, T, r_dim) and r^H after each frame (N, T, h_dim) for ``seqs``
-        (all frames observed unless ``context``); used by the r^H probe of the stability study."""
-        self.model.eval()
-        r, h = [], []
-        bs = self.cfg.eval.batch_size
-        for start in range(0, len(seqs), bs):
-            out = self.model.run(seqs[start:start + bs].to(self.device), sample=False, context=context)
-            r.append(out.latents.float().cpu())
-            h.append(out.hyper.float().cpu())
-        return {"latent": torch.cat(r), "hyper": torch.cat(h)}
-
     def stepper(self) -> Gopc2Stepper:
         return Gopc2Stepper(self.model)

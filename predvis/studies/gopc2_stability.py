@@ -1,0 +1,381 @@
+"""The GOPC-2 stability study (issue 7, part 1): which stabilisers keep GOPC-2 finite, whether the
+default beats GOPC-1's prior, and whether r^H carries the slow variables of the trajectories.
+
+    python -m predvis.studies.gopc2_stability --profile quick --seeds 5
+    python -m predvis.studies.gopc2_stability --study runs/gopc2_study/<stamp>_quick   # continue
+
+Jobs (every one a normal run directory under ``--out``):
+- ``gopc1``: GOPC-1 on the same profile, seeds 0..``--ref-seeds``-1 (the side-by-side reference);
+- ``default``: GOPC-2 with the default settings, seeds 0..``--seeds``-1, the full schedule;
+- the other stabiliser settings (``VARIANTS``), seeds 0..``--short-seeds``-1, for ``--short-epochs``
+  epochs only (a shortened budget: they are run until they diverge or the budget ends).
+
+The study folder (``--out``/gopc2_study/<stamp>_<profile>/) holds one JSON record per finished job
+(``jobs/``) and ``tables/gopc2_stability.md``, rewritten after every job, so a partial study reports what
+has finished. Several processes may work on one study folder at once (``--study DIR`` in each): a job
+is claimed by creating ``jobs/<tag>.claim``; claims of processes that are gone are taken over.
+Each record holds the test-set reconstruction and prior MSE (eval.context frames observed, the rest
+predicted), the step at which the loss became NaN/inf (if it did; then the last good checkpoint is
+evaluated) and, for GOPC-1 and the default GOPC-2, the ridge-probe R^2 of the generator's slow
+trajectory parameters from r^H and from the lower latent r_t.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_LABEL = "default"
+# label -> (overrides, description). The default (model defaults) is trained on the full schedule.
+VARIANTS: dict[str, tuple[list[str], str]] = {
+    "thesis": (["model.hyper=full", "model.stabiliser=none", "model.hyper_step=1"],
+               "full hypernetwork, no stabiliser, r^H step 1 (the thesis)"),
+    "thesis+sigmoid": (["model.hyper=full", "model.stabiliser=sigmoid", "model.hyper_step=1"],
+                       "thesis + sigmoid on the predicted vector"),
+    "thesis+layernorm": (["model.hyper=full", "model.stabiliser=layernorm", "model.hyper_step=1"],
+                         "thesis + layer norm on the predicted vector"),
+    "thesis+gradclip": (["model.hyper=full", "model.stabiliser=none", "model.hyper_step=1", "train.grad_clip=1"],
+                        "thesis + outer gradient clipping at norm 1"),
+    "mixture-none": (["model.hyper=mixture", "model.stabiliser=none"], "mixture hypernetwork, no stabiliser"),
+    "mixture-clip": (["model.hyper=mixture", "model.stabiliser=clip"], "mixture + clipped inner gradient on r^H"),
+    "full-default": (["model.hyper=full"], "full hypernetwork with the default stabilisers"),
+}
+
+
+def plan(seeds: int, ref_seeds: int, short_seeds: int, variants: list[str]) -> list[dict]:
+    jobs = []
+    for seed in range(max(seeds, ref_seeds)):  # default and reference first: they carry the goal
+        if seed < seeds:
+            jobs.append({"exp": "gopc2", "label": DEFAULT_LABEL, "seed": seed, "short": False})
+        if seed < ref_seeds:
+            jobs.append({"exp": "gopc1", "label": "gopc1", "seed": seed, "short": False})
+    for seed in range(short_seeds):
+        for label in variants:
+            jobs.append({"exp": "gopc2", "label": label, "seed": seed, "short": True})
+    for j in jobs:
+        j["tag"] = f"{j['label']}_s{j['seed']}"
+    return jobs
+
+
+# --------------------------------------------------------------------------- probe
+
+def ridge_r2(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
+             alphas=(1e-3, 1e-2, 1e-1, 1, 10, 100, 1000), folds: int = 5) -> np.ndarray:
+    """Held-out R^2 per target column of a ridge regression on standardised features; alpha chosen by
+    ``folds``-fold cross-validation on the training rows."""
+    mx, sx = train_x.mean(0), train_x.std(0) + 1e-8
+    my = train_y.mean(0)
+    xt, yt = (train_x - mx) / sx, train_y - my
+
+    def fit(x, y, alpha):
+        return np.linalg.solve(x.T @ x + alpha * np.eye(x.shape[1]), x.T @ y)
+
+    idx = np.arange(len(xt)) % folds
+    best, best_err = alphas[0], np.inf
+    for alpha in alphas:
+        err = 0.0
+        for f in range(folds):
+            tr, va = idx != f, idx == f
+            w = fit(xt[tr], yt[tr], alpha)
+            err += ((xt[va] @ w - yt[va]) ** 2).sum()
+        if err < best_err:
+            best, best_err = alpha, err
+    w = fit(xt, yt, best)
+    pred = ((test_x - mx) / sx) @ w + my
+    sst = ((test_y - test_y.mean(0)) ** 2).sum(0)
+    return 1 - ((pred - test_y) ** 2).sum(0) / np.maximum(sst, 1e-12)
+
+
+def slow_targets(params: np.ndarray, frames: int) -> dict[str, np.ndarray]:
+    """Smooth Moving MNIST generator parameters (N, 1, 2, 3) = amplitude, angular frequency, phase per
+    axis -> per-sequence targets (N, 2) and per-frame velocity (N, T, 2) = a w cos(w t + phi)."""
+    a, w, phi = params[:, 0, :, 0], params[:, 0, :, 1], params[:, 0, :, 2]
+    t = np.arange(frames)[None, :, None]
+    return {
+        "omega": w,                          # turning rate of the trajectory, rad/frame
+        "amplitude": a,                      # px
+        "speed": a * w,                      # peak speed, px/frame
+        "velocity": a[:, None] * w[:, None] * np.cos(w[:, None] * t + phi[:, None]),
+    }
+
+
+def collect(method, seqs, batch: int = 100) -> dict[str, np.ndarray]:
+    """Posterior-mean latents r_t (N, T, r) and, for GOPC-2, r^H after each frame (N, T, h)."""
+    import torch
+
+    method.model.eval()
+    lat, hyp = [], []
+    with torch.no_grad():
+        for s in range(0, len(seqs), batch):
+            out = method.model.run(seqs[s:s + batch].to(method.device), sample=False)
+            lat.append(out.latents.float().cpu().numpy())
+            if getattr(out, "hyper", None) is not None:
+                hyp.append(out.hyper.float().cpu().numpy())
+    res = {"latent": np.concatenate(lat)}
+    if hyp:
+        res["hyper"] = np.concatenate(hyp)
+    return res
+
+
+def probe(method, context: int) -> dict[str, float]:
+    """R^2 on the test sequences of ridge probes fitted on 500 other sequences (validation digits).
+
+    Per-sequence targets (omega, amplitude, speed; both axes) from: r^H after the context frames
+    (``hyper@ctx``), r^H after all frames (``hyper@end``), r_t averaged over time (``latent_mean``).
+    Per-frame velocity (t >= 2) from r^H_t (``hyper_t``) and from r_t (``latent_t``)."""
+    frames = method.cfg.data.frames
+    train_seqs, train_params = method._fixed_set(method.val_digits, 500, 3, with_params=True)
+    test_seqs, test_params = method._fixed_set(method.test_digits, method.cfg.data.test_sequences, 2,
+                                               with_params=True)
+    feats = {"train": collect(method, train_seqs), "test": collect(method, test_seqs)}
+    targets = {"train": slow_targets(train_params, frames), "test": slow_targets(test_params, frames)}
+    views = {"latent_mean": lambda f: f["latent"].mean(1)}
+    if "hyper" in feats["train"]:
+        views["hyper@ctx"] = lambda f: f["hyper"][:, context - 1]
+        views["hyper@end"] = lambda f: f["hyper"][:, -1]
+    out = {}
+    for view, get in views.items():
+        for name in ("omega", "amplitude", "speed"):
+            r2 = ridge_r2(get(feats["train"]), targets["train"][name], get(feats["test"]), targets["test"][name])
+            out[f"{name}|{view}"] = float(r2.mean())
+    per_frame = {"latent_t": "latent", "hyper_t": "hyper"}
+    for view, key in per_frame.items():
+        if key not in feats["train"]:
+            continue
+        fx = {s: feats[s][key][:, 2:].reshape(-1, feats[s][key].shape[-1]) for s in feats}
+        fy = {s: targets[s]["velocity"][:, 2:].reshape(-1, 2) for s in feats}
+        out[f"velocity|{view}"] = float(ridge_r2(fx["train"], fy["train"], fx["test"], fy["test"]).mean())
+    return out
+
+
+# --------------------------------------------------------------------------- one job
+
+def evaluate(method) -> dict[str, float]:
+    seqs = method.test_sequences()
+    c = method.cfg.eval.context
+    out = method.rollouts(seqs, c)
+    mean_frame = method.val_set.mean(dim=(0, 1), keepdim=True)
+    return {
+        "recon_mse": ((out["recon"] - seqs) ** 2).mean().item(),
+        "prior_mse": ((out["prior"][:, c:] - seqs[:, c:]) ** 2).mean().item(),
+        "copy_last_mse": ((seqs[:, c - 1:c] - seqs[:, c:]) ** 2).mean().item(),
+        "mean_frame_mse": ((mean_frame - seqs[:, c:]) ** 2).mean().item(),
+        "test_sequences": len(seqs),
+    }
+
+
+def run_job(job: dict, profile: str, runs_root: Path, threads: int, short_epochs: int, extra: list[str]) -> dict:
+    import torch
+
+    from predvis.config import load_experiment, parse_overrides
+    from predvis.errors import TrainingDiverged
+    from predvis.train import loop
+
+    overrides = list(VARIANTS[job["label"]][0]) if job["label"] in VARIANTS else []
+    overrides += [f"seed={job['seed']}", f"train.threads={threads}"] + extra
+    if job["short"]:
+        overrides.append(f"train.epochs={short_epochs}")
+    cfg = load_experiment(job["exp"], profile, overrides)
+    steps_per_epoch = -(-cfg.data.train_sequences // cfg.train.batch_size)
+    record = {**job, "overrides": overrides, "budget_steps": cfg.train.epochs * steps_per_epoch,
+              "nan_step": None, "run": None}
+    started = time.perf_counter()
+    before = set((runs_root / cfg.name).iterdir()) if (runs_root / cfg.name).exists() else set()
+    try:
+        record["run"] = str(loop.train(cfg, runs_root, parse_overrides(overrides)))
+    except TrainingDiverged as err:
+        found = re.search(r"step (\d+)", str(err))
+        record["nan_step"] = int(found.group(1)) if found else -1
+        record["message"] = str(err)
+        new = sorted(set((runs_root / cfg.name).iterdir()) - before)
+        record["run"] = str(new[-1]) if new else None
+    record["seconds"] = time.perf_counter() - started
+    run = Path(record["run"]) if record["run"] else None
+    if run is not None and (run / "checkpoints" / "last.pt").exists():
+        _, method = loop.load_trained(run, which="last" if record["nan_step"] else "best")
+        torch.set_num_threads(threads)
+        record.update(evaluate(method))
+        record["evaluated"] = "last good checkpoint" if record["nan_step"] else "best checkpoint"
+        if not job["short"]:
+            record["probe"] = probe(method, method.cfg.eval.context)
+    return record
+
+
+# --------------------------------------------------------------------------- table
+
+def _ms(values: list[float]) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
+
+
+def write_table(study: Path, jobs: list[dict], profile: str) -> str:
+    recs = {}
+    for path in sorted((study / "jobs").glob("*.json")):
+        rec = json.loads(path.read_text())
+        recs[rec["tag"]] = rec
+    planned: dict[str, list[dict]] = {}
+    for j in jobs:
+        planned.setdefault(j["label"], []).append(j)
+    lines = [f"# GOPC-2 stability study ({profile} profile)", "",
+             "Smooth Moving MNIST; MSE per pixel on the test sequences (the same set and seeds for every row); "
+             "prior MSE over the frames after the context frames, the model's own latents fed back "
+             "(docs/models.md, GOPC-2). `NaN at step` lists, per diverged seed, the step at which the loss became "
+             "NaN/inf; the MSE columns average the seeds that finished and, for diverged seeds, their last good "
+             "checkpoint (the end of the last finished epoch; marked *). Rows marked 'short' ran a shortened budget "
+             "(the steps shown), not the full schedule.", ""]
+    head = "| setting | what | budget (steps) | seeds done | NaN fraction | NaN at step | recon MSE | prior MSE |"
+    lines += [head, "|---|---|---|---|---|---|---|---|"]
+    baseline = None
+    for label, js in planned.items():
+        done = [recs[j["tag"]] for j in js if j["tag"] in recs]
+        what = ("GOPC-1 (LSTM prior)" if label == "gopc1" else "GOPC-2 defaults (experiments/gopc2.yaml)"
+                if label == DEFAULT_LABEL else VARIANTS[label][1])
+        nan = [r for r in done if r["nan_step"]]
+        budget = done[0]["budget_steps"] if done else "-"
+        budget = f"{budget}{' (short)' if js[0]['short'] else ''}"
+        star = "*" if nan and any(r.get("recon_mse") is not None for r in nan) else ""
+        lines.append(
+            f"| {label} | {what} | {budget} | {len(done)}/{len(js)} | "
+            f"{len(nan)}/{len(done) if done else '-'} | {', '.join(str(r['nan_step']) for r in nan) or '-'} | "
+            f"{_ms([r.get('recon_mse') for r in done])}{star} | {_ms([r.get('prior_mse') for r in done])}{star} |")
+        for r in done:
+            if baseline is None and r.get("copy_last_mse") is not None:
+                baseline = r
+    if baseline:
+        lines += ["", f"Baselines on the same {baseline['test_sequences']} test sequences and frames: copy last context "
+                  f"frame {baseline['copy_last_mse']:.4f}, mean frame {baseline['mean_frame_mse']:.4f}."]
+    # per seed, side by side
+    lines += ["", "## GOPC-2 default vs GOPC-1, per seed (full schedule, same test set)", "",
+              "| seed | GOPC-1 recon | GOPC-1 prior | GOPC-2 recon | GOPC-2 prior | GOPC-2 prior < GOPC-1 prior |",
+              "|---|---|---|---|---|---|"]
+    seeds = sorted({j["seed"] for j in jobs if not j["short"]})
+    for s in seeds:
+        a, b = recs.get(f"gopc1_s{s}"), recs.get(f"{DEFAULT_LABEL}_s{s}")
+        f = lambda r, k: f"{r[k]:.4f}" if r and r.get(k) is not None else "-"  # noqa: E731
+        better = "-" if not (a and b and a.get("prior_mse") and b.get("prior_mse")) else (
+            "yes" if b["prior_mse"] < a["prior_mse"] else "no")
+        if not a and b and recs.get("gopc1_s0"):
+            better = "yes (vs seed 0)" if b.get("prior_mse") and b["prior_mse"] < recs["gopc1_s0"]["prior_mse"] else "no (vs seed 0)"
+        lines.append(f"| {s} | {f(a, 'recon_mse')} | {f(a, 'prior_mse')} | {f(b, 'recon_mse')} | {f(b, 'prior_mse')} | {better} |")
+    # probes
+    probes = {lab: [recs[j["tag"]]["probe"] for j in js if j["tag"] in recs and "probe" in recs[j["tag"]]]
+              for lab, js in planned.items()}
+    rows = []
+    keys = [("omega", "angular frequency w (turning rate), per sequence"), ("amplitude", "amplitude a, per sequence"),
+            ("speed", "peak speed a w, per sequence"), ("velocity", "velocity a w cos(w t + phi), per frame t >= 2")]
+    for key, desc in keys:
+        cells = []
+        for lab, view in ((DEFAULT_LABEL, "hyper@ctx"), (DEFAULT_LABEL, "hyper@end"), (DEFAULT_LABEL, "hyper_t"),
+                          (DEFAULT_LABEL, "latent_mean"), (DEFAULT_LABEL, "latent_t"),
+                          ("gopc1", "latent_mean"), ("gopc1", "latent_t")):
+            vals = [p.get(f"{key}|{view}") for p in probes.get(lab, [])]
+            cells.append(_ms([v for v in vals if v is not None]) if any(v is not None for v in vals) else "")
+        rows.append(f"| {desc} | " + " | ".join(cells) + " |")
+    if any(probes.values()):
+        lines += ["", "## Does r^H carry the slow variables? Ridge-probe R^2 on held-out test sequences", "",
+                  "Linear (ridge, alpha by 5-fold CV) probes fitted on 500 sequences from the validation digits, "
+                  "scored on the test sequences; R^2 averaged over the x and y axes; mean ± std over seeds. "
+                  "Columns: GOPC-2's r^H after the 5 context frames, r^H after all 20 frames, r^H_t per frame; "
+                  "the lower latent r_t averaged over the 20 frames and per frame, for GOPC-2 and GOPC-1.", "",
+                  "| target | GOPC-2 r^H@ctx | GOPC-2 r^H@end | GOPC-2 r^H_t | GOPC-2 mean r_t | GOPC-2 r_t | "
+                  "GOPC-1 mean r_t | GOPC-1 r_t |", "|---|---|---|---|---|---|---|---|"] + rows
+    missing = [j["tag"] for j in jobs if j["tag"] not in recs]
+    if missing:
+        lines += ["", f"Not finished yet ({len(missing)}): {', '.join(missing)}. Continue with "
+                  f"`python -m predvis.studies.gopc2_stability --study {study}`."]
+    text = "\n".join(lines) + "\n"
+    (study / "tables").mkdir(exist_ok=True)
+    tmp = study / "tables" / ".gopc2_stability.md.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, study / "tables" / "gopc2_stability.md")
+    return text
+
+
+# --------------------------------------------------------------------------- main
+
+def _claim(study: Path, tag: str) -> bool:
+    path = study / "jobs" / f"{tag}.claim"
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
+            return True
+        except FileExistsError:
+            try:
+                pid = int(path.read_text() or "0")
+                os.kill(pid, 0)
+                return False  # a live process has it
+            except (ValueError, ProcessLookupError):
+                path.unlink(missing_ok=True)  # its process is gone: take it over
+            except PermissionError:
+                return False
+    return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m predvis.studies.gopc2_stability", description=__doc__.split("\n")[0])
+    ap.add_argument("--profile", default="quick")
+    ap.add_argument("--seeds", type=int, default=5, help="seeds of the default GOPC-2 (full schedule)")
+    ap.add_argument("--ref-seeds", type=int, default=1, help="seeds of the GOPC-1 reference (full schedule)")
+    ap.add_argument("--short-seeds", type=int, default=1, help="seeds of each other stabiliser setting")
+    ap.add_argument("--short-epochs", type=int, default=2, help="epochs of the shortened budget")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of: " + ", ".join(VARIANTS))
+    ap.add_argument("--only", default="", help="comma-separated labels to run in this process (others skipped)")
+    ap.add_argument("--out", default="runs")
+    ap.add_argument("--study", default="", help="continue this study folder")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--table-only", action="store_true")
+    ap.add_argument("extra", nargs="*", help="KEY=VALUE overrides for every job")
+    args = ap.parse_args(argv)
+    variants = [v for v in args.variants.split(",") if v]
+    for v in variants:
+        if v not in VARIANTS:
+            print(f"error: --variants: unknown '{v}' (known: {', '.join(VARIANTS)})", file=sys.stderr)
+            return 2
+    runs_root = Path(args.out)
+    if args.study:
+        study = Path(args.study)
+        saved = json.loads((study / "study.json").read_text())
+        args.profile, jobs = saved["profile"], saved["jobs"]
+        short_epochs, extra = saved["short_epochs"], saved["extra"]
+        runs_root = Path(saved["runs_root"])
+    else:
+        study = runs_root / "gopc2_study" / f"{time.strftime('%Y%m%d-%H%M%S')}_{args.profile}"
+        (study / "jobs").mkdir(parents=True)
+        jobs = plan(args.seeds, args.ref_seeds, args.short_seeds, variants)
+        short_epochs, extra = args.short_epochs, args.extra
+        (study / "study.json").write_text(json.dumps({
+            "profile": args.profile, "jobs": jobs, "short_epochs": short_epochs, "extra": extra,
+            "runs_root": str(runs_root), "argv": sys.argv}, indent=2))
+    print(f"study folder: {study}", file=sys.stderr)
+    only = {o for o in args.only.split(",") if o}
+    if not args.table_only:
+        os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+        for job in jobs:
+            if only and job["label"] not in only:
+                continue
+            if (study / "jobs" / f"{job['tag']}.json").exists() or not _claim(study, job["tag"]):
+                continue
+            print(f"job {job['tag']}", file=sys.stderr)
+            record = run_job(job, args.profile, runs_root, args.threads, short_epochs, extra)
+            (study / "jobs" / f"{job['tag']}.json").write_text(json.dumps(record, indent=2))
+            (study / "jobs" / f"{job['tag']}.claim").unlink(missing_ok=True)
+            write_table(study, jobs, args.profile)
+    print(write_table(study, jobs, args.profile))
+    print(study)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
