@@ -163,6 +163,7 @@ class PVM(nn.Module):
         self.frame_shape = (channels, layers[0] * patch, layers[0] * patch)
         self.disabled: set[str] = set()
         self.learning = True
+        self.lr_scale = 1.0  # multiplies every scheduled rate; negative = unlearning (unlearn_step)
         self.wiring = build_wiring(self.sides, lateral_radius, top_to_all)
         self.n_weights = count_weights(self.wiring, patch, channels, hidden, two_steps)
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
@@ -491,7 +492,7 @@ class PVM(nn.Module):
         step = int(self.steps)
         mu = self.momentum
         for l, sig in enumerate(signals):
-            lr = self.schedule.lr(l, step)
+            lr = self.schedule.lr(l, step) * self.lr_scale
             if lr == 0.0:  # layer not switched on yet: its momentum is still zero
                 continue
             x, h_aug, fp1, fp2, y = cache[l]
@@ -508,6 +509,37 @@ class PVM(nn.Module):
                 m2.baddbmm_(h_aug.transpose(1, 2), d2, beta=mu, alpha=lr / B)
             w2.add_(m2)
             self._w1_update(l, x, d1, lr)
+
+    # ------------------------------------------------------------------ unlearning (predvis sleep)
+    @torch.no_grad()
+    def clear_momentum(self) -> None:
+        """Set every momentum term to zero; the weights W1, W2 stay exactly what they are now."""
+        for l in range(self.n_layers):
+            w1, _ = self.layer_weights(l)
+            getattr(self, f"v1_{l}").copy_(w1.transpose(1, 2))
+            for name in ("ra", "re", "rstamp", "rpend"):
+                getattr(self, f"{name}_{l}").zero_()
+            getattr(self, f"pstamp_{l}").zero_()
+            getattr(self, f"m2_{l}").zero_()
+
+    @torch.no_grad()
+    def unlearn_step(self, clip: torch.Tensor, rate: float, burn_in: int) -> None:
+        """Unlearn the attractor in ``clip`` (B, T, C, H, W) (docs/probes.md, sleep): from a fresh
+        state, ``burn_in`` steps without learning, then the rest of the clip with PVM's own local
+        rule at its scheduled rates times ``-rate``. Momentum is zero before and after (the step is
+        a sum of its own gradient terms); the developmental clock does not advance."""
+        learning, scale, steps = self.learning, self.lr_scale, self.steps.clone()
+        self.clear_momentum()
+        state = self.init_state(clip.shape[0])
+        try:
+            self.lr_scale = -float(rate)
+            for t in range(clip.shape[1]):
+                self.learning = t >= max(burn_in, 1)  # step t trains the prediction of frame t
+                state = self.step(clip[:, t], state).state
+        finally:
+            self.learning, self.lr_scale = learning, scale
+            self.steps.copy_(steps)
+            self.clear_momentum()
 
     # ------------------------------------------------------------------ display
     def _as_image(self, l: int, v: torch.Tensor, states: bool = False) -> torch.Tensor:

@@ -59,6 +59,20 @@ class SteppingModel(Protocol):
         """Switch online learning on or off (models without online learning ignore it)."""
 
 
+@runtime_checkable
+class Unlearning(Protocol):
+    """Optional: a stepping model that can *unlearn* an attractor (``predvis sleep``).
+
+    ``unlearn_step(clip, rate, burn_in)``: one learning step of the model's own rule with the
+    sign reversed, at ``rate`` times its own learning rate, on ``clip`` (B, T, C, H, W) = an
+    attractor's frames repeated (:func:`predvis.models.unlearning.attractor_clip`). It must raise
+    the settling energy of the clip (:func:`predvis.models.unlearning.settling_energy`).
+    """
+
+    def unlearn_step(self, clip: torch.Tensor, rate: float, burn_in: int) -> None:
+        """Unlearn the attractor in ``clip`` (changes the weights in place)."""
+
+
 def check_pathways(model: SteppingModel, names: list[str] | set[str]) -> None:
     """Raise a one-line error if a pathway name is not one of the model's."""
     for name in names:
