@@ -181,3 +181,30 @@ def test_bad_stabiliser_is_one_line(tmp_path, capsys):
     code = main(["train", "gopc2", "--profile", "smoke", "--out", str(tmp_path), "model.stabiliser=clip+wobble"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "model.stabiliser" in err[0] and "wobble" in err[0]
+
+
+def test_study_ridge_probe_and_table(tmp_path):
+    import json
+
+    import numpy as np
+
+    from predvis.studies.gopc2_stability import plan, ridge_r2, slow_targets, write_table
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 6))
+    y = np.stack([x @ rng.normal(size=6), rng.normal(size=300)], 1)  # one linear, one pure-noise target
+    r2 = ridge_r2(x[:200], y[:200], x[200:], y[200:])
+    assert r2[0] > 0.99 and r2[1] < 0.1
+    params = np.stack([np.full((4, 1, 2), 5.0), np.full((4, 1, 2), 0.2), np.zeros((4, 1, 2))], -1)
+    t = slow_targets(params, 10)
+    assert t["omega"].shape == (4, 2) and t["velocity"].shape == (4, 10, 2)
+    assert np.allclose(t["velocity"][:, 0], 1.0)  # a w cos(0)
+    jobs = plan(2, 1, 1, ["thesis"])
+    assert [j["tag"] for j in jobs] == ["default_s0", "gopc1_s0", "default_s1", "thesis_s0"]
+    (tmp_path / "jobs").mkdir()
+    base = {"recon_mse": 0.01, "copy_last_mse": 0.03, "mean_frame_mse": 0.018, "test_sequences": 4, "budget_steps": 10}
+    for job, prior, nan in ((jobs[0], 0.017, None), (jobs[1], 0.019, None), (jobs[3], 0.05, 7)):
+        (tmp_path / "jobs" / f"{job['tag']}.json").write_text(json.dumps({**job, **base, "prior_mse": prior, "nan_step": nan}))
+    text = write_table(tmp_path, jobs, "smoke")
+    assert "| thesis |" in text and "| 1/1 | 7 |" in text and "| 0 | 0.0100 | 0.0190 | 0.0100 | 0.0170 | yes |" in text
+    assert "Not finished yet (1): default_s1" in text
