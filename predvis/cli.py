@@ -17,7 +17,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    help="predvis: train predictive models of vision, then probe them (dream, lesion, occlude, deepdream).",
+    help="predvis: train predictive models of vision, then probe them (dream, lesion, occlude, sleep, deepdream).",
 )
 
 OVERRIDES = typer.Argument(None, help="KEY=VALUE overrides, e.g. train.epochs=3 model.kind=vae1")
@@ -139,6 +139,23 @@ def occlude(
         return
 
     print(run_occlude(_pick_run(run, runs), mode, size, parse_where(where), shape, limit))
+
+
+@app.command()
+def sleep(
+    run: Path = typer.Argument(..., help="a run directory of a stepping model (PVM, GOPC-1, VAE-1, ...)"),
+    overrides: Optional[List[str]] = typer.Argument(None, help="KEY=VALUE settings, e.g. noise=8 grey=3 real=6 wake_epochs=0.05"),
+    cycles: int = typer.Option(5, help="sleep cycles (dream, unlearn the attractors found, wake)"),
+    dream_steps: int = typer.Option(100, "--dream-steps", help="closed-loop steps per dream"),
+    rate: float = typer.Option(0.5, help="unlearning rate as a fraction of the model's own learning rate"),
+    wake: bool = typer.Option(True, "--wake/--no-wake", help="normal learning on real data after each cycle"),
+    out: Optional[Path] = typer.Option(None, help="runs root for the new run (default: the source run's)"),
+) -> None:
+    """Unlearn the attractors that dreams fall into; writes a NEW run (tables/sleep.md), the source untouched."""
+    from predvis.config import parse_overrides
+    from predvis.probes.sleep import run_sleep
+
+    print(run_sleep(run, cycles, dream_steps, rate, wake, parse_overrides(overrides or []), out))
 
 
 def _probe_options(values: dict, allowed: dict[str, type]) -> dict:
