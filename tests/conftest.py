@@ -29,3 +29,22 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def smoke_runs(tmp_path_factory):
+    """A smoke PVM run (with training blind spots) and a smoke GOPC-1 run, trained once per session
+    (probe tests read them; tests that write runs next to them must pass their own --out)."""
+    from predvis.cli import main
+
+    root = tmp_path_factory.mktemp("smoke_runs")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["train", "pvm", "--profile", "smoke", "--out", str(root), "data.spot_p=0.5",
+                     "data.spot_frames=5"]) == 0
+        assert main(["train", "gopc1", "--profile", "smoke", "--out", str(root), "data.train_sequences=8",
+                     "data.val_sequences=4", "data.test_sequences=4", "train.batch_size=4"]) == 0
+    finally:
+        torch.set_num_threads(before)
+    return {"root": root, "pvm": next((root / "pvm").iterdir()), "gopc1": next((root / "gopc1").iterdir())}

@@ -7,13 +7,10 @@ from predvis.cli import main
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("runs")
-    # training blind spots on (data.spot_p): the input is partly grey, the target the whole frame
-    assert main(["train", "pvm", "--profile", "smoke", "--out", str(root), "data.spot_p=0.5", "data.spot_frames=5"]) == 0
-    assert main(["train", "gopc1", "--profile", "smoke", "--out", str(root), "data.train_sequences=8",
-                 "data.val_sequences=4", "data.test_sequences=4", "train.batch_size=4"]) == 0
-    return {"root": root, "pvm": next((root / "pvm").iterdir()), "gopc1": next((root / "gopc1").iterdir())}
+def runs(smoke_runs):
+    # conftest's session runs; the PVM one trains with blind spots (data.spot_p): the input is partly
+    # grey, the target the whole frame
+    return smoke_runs
 
 
 @pytest.mark.parametrize("kind", ["pvm", "gopc1"])
