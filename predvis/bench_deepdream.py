@@ -51,7 +51,7 @@ def _models() -> list[tuple[str, torch.nn.Module, str, int, tuple | None, tuple 
         import torchvision.models as tvm
     except ImportError:
         return out
-    net = tvm.googlenet(weights=None, aux_logits=False, init_weights=True)
+    net = tvm.googlenet(weights=None, aux_logits=False, init_weights=False)  # PyTorch's default init
     out.append(("GoogLeNet (random)", net, "inception4c", 3, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)))
     return out
 

@@ -271,3 +271,24 @@ def test_dream_works_inside_no_grad(model):
     with torch.no_grad():
         _, h = run(model, "conv2", Recipe(octaves=1, steps=4, jitter=0, step_size=0.02))
     assert h[-1] > h[0]
+
+
+def test_torchvision_googlenet_from_a_local_weights_file(tmp_path):
+    """Runs where torchvision is installed (the optional 'vision' extra); skipped elsewhere."""
+    tvm = pytest.importorskip("torchvision.models")
+    net = tvm.googlenet(weights=None, aux_logits=False, init_weights=False)
+    torch.save(net.state_dict(), tmp_path / "g.pth")
+    src = S.model_source("torchvision:googlenet", str(tmp_path / "g.pth"))
+    assert src.default_layer == "inception4c" and src.mean == S.IMAGENET_MEAN
+    fired = []
+    src.module.inception4d.register_forward_hook(lambda *a: fired.append(1))
+    dreamer = Dreamer(src.module, ["inception4c"], src.mean, src.std)
+    x = torch.rand(1, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    history: list[float] = []
+    dreamer.dream(x, O.layer("inception4c"), Recipe(octaves=1, steps=3, jitter=0), torch.Generator(), history=history)
+    assert history[-1] > history[0] and not fired  # the forward stops at the hooked layer
+    torch.save(tvm.resnet18(weights=None).state_dict(), tmp_path / "r.pth")
+    with pytest.raises(PredvisError, match="does not match the model"):
+        S.model_source("torchvision:googlenet", str(tmp_path / "r.pth"))
+    with pytest.raises(PredvisError, match="did you mean googlenet"):
+        S.model_source("torchvision:googlnet")

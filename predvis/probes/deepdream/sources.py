@@ -115,12 +115,17 @@ def torchvision_model(arch: str, weights: str | None) -> ModelSource:
             # torchvision's ImageNet file holds the auxiliary heads (a re-saved one may not): build
             # them when the file has them so it loads strictly, and drop them afterwards.
             aux = state is None or any(k.startswith("aux1.") for k in state)
-            module = tvm.googlenet(weights=None, aux_logits=aux, init_weights=weights is None,
+            # random weights: PyTorch's default init (torchvision's own truncated-normal init with
+            # std 0.01 shrinks inception4c's activations to ~1e-16, leaving nothing to ascend)
+            module = tvm.googlenet(weights=None, aux_logits=aux, init_weights=False,
                                    transform_input=weights is not None)
         else:
             module = tvm.get_model(arch, weights=None)
     except (ValueError, KeyError, TypeError):
-        close = [a for a in tvm.list_models() if arch.lower() in a.lower()][:3]
+        import difflib
+
+        names = tvm.list_models()
+        close = [a for a in names if arch.lower() in a.lower()][:3] or difflib.get_close_matches(arch, names, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise PredvisError(f"torchvision has no model '{arch}'{hint}") from None
     if weights:
