@@ -54,6 +54,21 @@ def test_unlearning_step_raises_the_settling_energy_at_its_fixed_point(smoke_run
         assert not stepper.learning and stepper.lr_scale == 1.0
 
 
+def test_gopc2_unlearning_step_raises_the_settling_energy(smoke_args):
+    """GOPC-2 plugs in through the same interface (an untrained smoke model; its dreams settle too)."""
+    from predvis.config import load_experiment
+    from predvis.methods import get_method
+
+    cfg = load_experiment("gopc2", "smoke", smoke_args)
+    method = get_method(cfg.method)(cfg, torch.device("cpu"))
+    stepper = method.stepper()
+    clip = fixed_point_clip(stepper)
+    energy = lambda: float(settling_energy(stepper.step, stepper.init_state, clip, 4)[0])  # noqa: E731
+    e0 = energy()
+    stepper.unlearn_step(clip, 0.5, 4)
+    assert energy() > e0
+
+
 def test_pvm_clear_momentum_keeps_the_weights(smoke_runs):
     _, method = load_trained(smoke_runs["pvm"])
     pvm = method.model

@@ -16,6 +16,7 @@ import torch
 from predvis.models.gopc import standard_normal
 from predvis.models.gopc2 import Gopc2Model
 from predvis.models.stepping import StepOutput
+from predvis.models.unlearning import GradientUnlearning, settling_energy
 
 
 @dataclass
@@ -26,16 +27,18 @@ class Gopc2State:
     last_prediction: torch.Tensor | None
 
 
-class Gopc2Stepper:
+class Gopc2Stepper(GradientUnlearning):
     pathways = ("prior", "hyper")
 
-    def __init__(self, model: Gopc2Model):
+    def __init__(self, model: Gopc2Model, learning_rate: float = 1e-3):
         self.model = model.eval()
         cfg = model.cfg
         self.frame_shape = (cfg.channels, cfg.image_size, cfg.image_size)
         self.disabled: set[str] = set()
-        self._origin = None  # origin Jacobians and mixture bases, computed once: the weights are fixed
+        self.learning_rate = learning_rate  # the training rate; unlearning (predvis sleep) is a fraction of it
+        self._origin = None  # origin Jacobians and mixture bases, recomputed only when a weight changed
         self._bases = None
+        self._cache_key = None
 
     @property
     def device(self) -> torch.device:
@@ -54,20 +57,47 @@ class Gopc2Stepper:
     def set_learning(self, enabled: bool) -> None:
         """GOPC-2 does not learn its weights online (r^H is inference, not learning)."""
 
+    def _fixed_parts(self):
+        """(origin Jacobians or None, mixture bases or None) in the caller's autograd mode."""
+        model = self.model
+        origin = model.origin_jacobians() if model.cfg.inner == "jacobian" else None
+        return origin, model.transition.bases_now()
+
     @torch.no_grad()
     def step(self, frame: torch.Tensor, state: Gopc2State) -> StepOutput:
+        key = tuple(p._version for p in self.model.parameters())  # optimiser steps bump versions
+        if self._cache_key != key:
+            origin, bases = self._fixed_parts()
+            self._origin = None if origin is None else tuple(t.detach() for t in origin)
+            self._bases = None if bases is None else bases.detach()
+            self._cache_key = key
+        return self._forward(frame, state, self._origin, self._bases)
+
+    def differentiable_step(self, frame: torch.Tensor, state: Gopc2State) -> StepOutput:
+        """:meth:`step` in the caller's autograd mode (differentiable in the weights)."""
+        return self._forward(frame, state, *self._fixed_parts())
+
+    def unlearn_parameters(self):
+        return self.model.parameters()
+
+    def differentiable_energy(self, clip: torch.Tensor, burn_in: int) -> torch.Tensor:
+        """Settling energy with gradients (predvis sleep); fixed parts computed once per clip."""
+        was_training = self.model.training
+        self.model.train(True)  # inner gradients keep their graph
+        try:
+            origin, bases = self._fixed_parts()
+            return settling_energy(lambda f, s: self._forward(f, s, origin, bases), self.init_state, clip, burn_in)
+        finally:
+            self.model.train(was_training)
+
+    def _forward(self, frame: torch.Tensor, state: Gopc2State, origin, bases) -> StepOutput:
         model = self.model
         b = frame.shape[0]
         use_prior = "prior" not in self.disabled
         use_hyper = "hyper" not in self.disabled
-        if self._origin is None:
-            if model.cfg.inner == "jacobian":
-                self._origin = tuple(t.detach() for t in model.origin_jacobians())
-            bases = model.transition.bases_now()
-            self._bases = None if bases is None else bases.detach()
+        grad = torch.is_grad_enabled()
         prior = state.prior if use_prior else standard_normal(b, model.cfg.r_dim, self.device, self.dtype)
-        mu, _ = model.infer_frame(frame, prior, self._origin)
-        mu = mu.detach()
+        mu, _ = model.infer_frame(frame, prior, origin)
         hyper = state.hyper if use_hyper else model.hyper_origin(b, self.device, self.dtype)
         errors = {}
         if state.last_prediction is not None:
@@ -75,16 +105,17 @@ class Gopc2Stepper:
         if state.latent is not None:  # vs the prior mean used (0 when the prior is off)
             errors["latent"] = ((mu - prior[0]) ** 2).mean(1)
             if use_prior and use_hyper:
-                hyper = model.hyper_step(hyper, state.latent, mu, create_graph=False, bases=self._bases)
+                hyper = model.hyper_step(hyper, state.latent, mu, create_graph=grad, bases=bases)
         if use_prior:
-            next_prior = tuple(v.detach() for v in model.next_prior(mu, hyper, self._bases))
+            next_prior = model.next_prior(mu, hyper, bases)
         else:
             next_prior = standard_normal(b, model.cfg.r_dim, self.device, self.dtype)
-        prediction = model.decoder(next_prior[0]).detach()
-        internals = {
-            "reconstruction": model.decoder(mu).detach(),
-            "latent": mu,
-            "prior_mean": next_prior[0],
-            "hyper": hyper,
-        }
+        prediction = model.decoder(next_prior[0])
+        with torch.no_grad():
+            internals = {
+                "reconstruction": model.decoder(mu),
+                "latent": mu.detach(),
+                "prior_mean": next_prior[0].detach(),
+                "hyper": hyper.detach(),
+            }
         return StepOutput(prediction, Gopc2State(hyper, mu, next_prior, prediction), errors, internals)
