@@ -335,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="runs")
     ap.add_argument("--study", default="", help="continue this study folder")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--table-only", action="store_true")
+    ap.add_argument("--table-only", action="store_true", help="only (re)write the table from finished jobs")
+    ap.add_argument("--publish", default="", help="also write the table to this path (e.g. tables/gopc2_stability.md)")
     ap.add_argument("extra", nargs="*", help="KEY=VALUE overrides for every job")
     args = ap.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v]
@@ -372,7 +373,11 @@ def main(argv: list[str] | None = None) -> int:
             (study / "jobs" / f"{job['tag']}.json").write_text(json.dumps(record, indent=2))
             (study / "jobs" / f"{job['tag']}.claim").unlink(missing_ok=True)
             write_table(study, jobs, args.profile)
-    print(write_table(study, jobs, args.profile))
+    text = write_table(study, jobs, args.profile)
+    if args.publish:
+        Path(args.publish).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.publish).write_text(text)
+    print(text)
     print(study)
     return 0
 
