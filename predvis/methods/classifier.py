@@ -24,6 +24,7 @@ from predvis.config import ConfigError, TrainConfig, positive
 from predvis.data.mnist import MnistDigits, load_mnist, split_digits
 from predvis.errors import DataError
 from predvis.methods.base import AdamMethod
+from predvis.train import distributed
 from predvis.models.classifier import DigitClassifier
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
@@ -132,6 +133,8 @@ def _even_limit(digits: MnistDigits, limit: int, seed: int) -> MnistDigits:
 class ClassifierMethod(AdamMethod):
     """Cross-entropy training of DigitClassifier with Adam; val/test accuracy each epoch."""
 
+    supports_distributed = True
+
     checkpoint_name = "classifier"
 
     ModelConfig = ClassifierModelConfig
@@ -181,22 +184,26 @@ class ClassifierMethod(AdamMethod):
     def steps_per_epoch(self) -> int:
         return -(-len(self.train_set) // self.cfg.train.batch_size)
 
-    def train_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def train_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
+        """(images, labels, share): the global batch's order comes from (seed, epoch); under
+        torchrun each rank takes its shard, ``share`` = its fraction of the global batch."""
         x, y = self._train_tensors
         g = torch.Generator().manual_seed(self.cfg.seed * 100003 + epoch)
         order = torch.randperm(len(y), generator=g)
         bs = self.cfg.train.batch_size
         for i in range(0, len(y), bs):
             idx = order[i:i + bs]
-            yield x[idx].to(self.device), y[idx].to(self.device)
+            part = distributed.shard(len(idx))
+            idx_local = idx[part]
+            yield x[idx_local].to(self.device), y[idx_local].to(self.device), len(idx_local) / len(idx)
 
     # ------------------------------------------------------------------ training
     def train_step(self, batch) -> dict[str, torch.Tensor]:
-        x, y = batch
+        x, y, share = batch
         self.model.train()
         logits = self.model(x)
         loss = F.cross_entropy(logits, y)
-        self.optimizer_step(loss)
+        self.optimizer_step(loss, share)
         return {"loss": loss.detach(), "acc": (logits.argmax(1) == y).float().mean().detach()}
 
     @torch.no_grad()

@@ -17,6 +17,7 @@ from predvis.config import ConfigError, TrainConfig, at_least, positive
 from predvis.data.mnist import load_mnist, split_digits
 from predvis.data.occluded_pairs import DEFAULT_HELD_OUT, SceneGenerator, Scenes, SceneSpec, check_held_out, font_digits, make_sprites
 from predvis.methods.base import AdamMethod
+from predvis.train import distributed
 from predvis.models.recurrent_ae import RecurrentAE, RecurrentAEConfig, sse_per_image
 from predvis.models.stepping import StepOutput
 
@@ -79,6 +80,8 @@ class DepthEvalConfig:
 
 class DepthInversionMethod(AdamMethod):
     """One encoder/decoder variant trained by Adam on a fixed set of scenes."""
+
+    supports_distributed = True
 
     ModelConfig = RecurrentAEConfig
     DataConfig = OccludedPairsConfig
@@ -155,18 +158,23 @@ class DepthInversionMethod(AdamMethod):
     def steps_per_epoch(self) -> int:
         return -(-self.cfg.data.train_scenes // self.cfg.train.batch_size)
 
-    def train_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def train_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
+        """(inputs, targets, share): the global batch comes from (seed, epoch, i); under torchrun
+        each rank takes its shard, ``share`` = its fraction of the global batch."""
         if self.cfg.data.fresh:
             n, bs = self.cfg.data.train_scenes, self.cfg.train.batch_size
             for i in range(self.steps_per_epoch()):
-                s = self.gens[0].generate(min(bs, n - i * bs), [self.cfg.seed, 102, epoch, i], "seen")
-                yield s.input.to(self.device), s.target.to(self.device)
+                size = min(bs, n - i * bs)
+                s = self.gens[0].generate(size, [self.cfg.seed, 102, epoch, i], "seen")
+                part = distributed.shard(size)
+                yield s.input[part].to(self.device), s.target[part].to(self.device), (part.stop - part.start) / size
             return
         data, bs = self.train_set, self.cfg.train.batch_size
         order = torch.from_numpy(np.random.default_rng([self.cfg.seed, 7, epoch]).permutation(len(data.labels)))
         for i in range(self.steps_per_epoch()):
             idx = order[i * bs:(i + 1) * bs]
-            yield data.input[idx].to(self.device), data.target[idx].to(self.device)
+            idx_local = idx[distributed.shard(len(idx))]
+            yield data.input[idx_local].to(self.device), data.target[idx_local].to(self.device), len(idx_local) / len(idx)
 
     # ------------------------------------------------------------------ training
     def param_counts(self) -> dict[str, int]:
@@ -175,11 +183,11 @@ class DepthInversionMethod(AdamMethod):
                 "decoder": count(self.model.decoder)}
 
     def train_step(self, batch) -> dict[str, torch.Tensor]:
-        x, y = batch
+        x, y, share = batch
         self.model.train()
         sse = sse_per_image(self.model(x), y)           # (steps, B)
         loss = sse[-1].mean() if self.cfg.train.loss_steps == "final" else sse.mean()
-        self.optimizer_step(loss)
+        self.optimizer_step(loss, share)
         final = sse[-1].detach().mean()
         return {"loss": loss.detach(), "sse": final, "mse": final / y[0].numel()}
 
