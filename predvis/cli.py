@@ -198,6 +198,19 @@ def deepdream(
     print(run_deepdream(cfg, runs, parse_overrides(items)))
 
 
+@app.command()
+def compare(
+    runs: List[Path] = typer.Argument(..., help="run directories, probe output folders, or folders that hold runs"),
+    by: Optional[str] = typer.Option(None, "--by", help="also group by this dotted config key, e.g. model.kind or train.lr"),
+    metric: Optional[List[str]] = typer.Option(None, "--metric", help="report only this metric (repeatable; globs like 'predict.*.mse')"),
+    out: Path = typer.Option(Path("runs"), help="root folder of the output run directory (<out>/compare/...)"),
+) -> None:
+    """Runs side by side: mean, std and n over seeds, flags, tables and plots (docs/compare.md)."""
+    from predvis.compare import compare as run_compare
+
+    print(run_compare(runs, by, metric or None, out))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and a non-zero exit status.
 
