@@ -36,8 +36,10 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m predvis.bench --size $(BENCH) --device $(DEVICE)
 
+# Every paper table (docs/reproduce.md): runs what is missing, resumes what was interrupted, skips what is done;
+# tables/$(PROFILE)/README.md indexes the tables. DRY=1 lists every cell and its status; CELLS=gopc1,vae1 runs some.
 reproduce-tables: $(STAMP)
-	@echo "reproduce-tables: not yet (issue 8 builds the collector); 'make demo' produces the GOPC-1 tables today"
+	$(BIN)/python -m predvis.reproduce --profile $(PROFILE) $(if $(filter 1 yes true,$(DRY)),--dry-run) $(if $(CELLS),--only $(CELLS))
 
 clean-venv:
 	rm -rf $(VENV)

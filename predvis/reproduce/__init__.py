@@ -1,0 +1,73 @@
+"""``make reproduce-tables``: every paper table from one command (docs/reproduce.md).
+
+    python -m predvis.reproduce [--profile quick|full|smoke] [--dry-run] [--only CELL,...]
+
+One YAML file per table cell in ``experiments/cells/`` (:mod:`predvis.reproduce.cells`); the
+collector (:mod:`predvis.reproduce.collector`) trains and probes what is missing, resumes what was
+interrupted, skips what is done, and writes ``tables/<profile>/`` (:mod:`predvis.reproduce.tables`)
+with a ``README.md`` index and every number linked to the run it came from.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from predvis.errors import PredvisError
+
+
+def parse(argv: list[str] | None):
+    from predvis.reproduce.cells import CELLS_DIR
+
+    ap = argparse.ArgumentParser(prog="python -m predvis.reproduce", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default="quick", help="collector profile: smoke | quick (default) | full")
+    ap.add_argument("--cells", type=Path, default=CELLS_DIR, help="folder of cell files (default: experiments/cells)")
+    ap.add_argument("--runs", type=Path, default=None, help="run root (default: runs/reproduce/<profile>)")
+    ap.add_argument("--tables", type=Path, default=None, help="output folder (default: tables/<profile>)")
+    ap.add_argument("--only", default="", help="comma list of cell names (file stems) to run")
+    ap.add_argument("--dry-run", action="store_true", help="list every job and its status; run nothing")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    try:
+        return _main(args, argv if argv is not None else sys.argv[1:])
+    except PredvisError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def _main(args, argv: list[str]) -> int:
+    from predvis.config import PROFILES, suggest
+    from predvis.reproduce.cells import load_cells
+    from predvis.reproduce.collector import collect
+
+    if args.profile not in PROFILES:
+        raise PredvisError(f"--profile: must be smoke, quick or full, got '{args.profile}'{suggest(args.profile, PROFILES)}")
+    only = [c.strip() for c in args.only.split(",") if c.strip()]
+    cells = load_cells(args.cells, args.profile, only or None)
+    runs = args.runs if args.runs is not None else Path("runs") / "reproduce" / args.profile
+    tables = args.tables if args.tables is not None else Path("tables") / args.profile
+    command = ("make reproduce-tables PROFILE=" + args.profile if os.environ.get("MAKELEVEL")
+               else " ".join(["python -m predvis.reproduce"] + [shlex.quote(a) for a in argv]))
+    code = collect(cells, runs, tables, args.profile, command, dry=args.dry_run)
+    if args.tables is None and not args.dry_run:
+        _top_index(tables.parent)
+    return code
+
+
+def _top_index(folder: Path) -> None:
+    """``tables/README.md``: links to the index of every profile folder present."""
+    from predvis.run import atomic_write_text
+
+    lines = ["# Reproduced tables", "", "`make reproduce-tables` (PROFILE=quick, the default) and "
+             "`make reproduce-tables PROFILE=full` write one folder per profile (docs/reproduce.md):", ""]
+    for sub in sorted(p for p in folder.iterdir() if (p / "README.md").exists()):
+        lines.append(f"- [{sub.name}]({sub.name}/README.md)")
+    atomic_write_text(folder / "README.md", "\n".join(lines) + "\n")

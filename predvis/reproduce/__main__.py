@@ -1,0 +1,5 @@
+import sys
+
+from predvis.reproduce import main
+
+sys.exit(main())

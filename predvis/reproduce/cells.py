@@ -1,0 +1,210 @@
+"""Table cells for ``make reproduce-tables``: one small YAML file per cell (``experiments/cells/``).
+
+A cell is one row of one or more tables: an experiment trained over seeds, then probed::
+
+    tables: [gopc_prediction]      # table families it feeds (predvis.reproduce.tables.TABLES)
+    row: GOPC-1                    # its row label there
+    experiment: gopc1              # name in experiments/ or a YAML path
+    seeds: [0, 1, 2]
+    overrides: [train.threads=1]   # KEY=VALUE for every seed
+    probes:                        # run after training, in this order
+      - {probe: predict}
+    profiles:                      # per collector profile (make reproduce-tables PROFILE=...)
+      smoke: {seeds: [0, 1], overrides: [data.train_sequences=8]}
+      full: {profile: full}
+
+``profiles.<p>`` may set ``profile`` (the experiment profile; default: the collector's), ``seeds``,
+``study`` and ``probes`` (these replace), and ``overrides`` (appended to the common ones).
+``kind: study`` cells run a whole study (``study:`` options; the depth-inversion study), and
+``kind: placeholder`` cells only hold a ``note`` for a table that is not built yet. Unknown keys are
+rejected with the closest valid name, as in experiment files.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from predvis.config import EXPERIMENTS_DIR, PROFILES, ConfigError, from_dict, read_yaml, suggest
+
+CELLS_DIR = EXPERIMENTS_DIR / "cells"
+PROFILE_KEYS = ("profile", "seeds", "overrides", "probes", "study")
+
+
+# --------------------------------------------------------------------------- probes
+
+@dataclass
+class PredictProbe:
+    """``predvis predict RUN`` (tables 3.1 / 3.2)."""
+
+    context: int = 0       # 0: the run's eval.context
+    limit: int = 0         # 0: every test sequence
+    figures: int = -1      # -1: the run's eval.figures
+
+
+@dataclass
+class LesionProbe:
+    """``predvis lesion RUN --disable ...``."""
+
+    disable: str = ""
+    limit: int = 0
+
+    def validate(self) -> None:
+        if not self.disable.strip():
+            raise ConfigError("lesion probe: 'disable' names the pathways to switch off, e.g. feedback,lateral")
+
+
+@dataclass
+class OccludeProbe:
+    """``predvis occlude RUN --mode blindspot|surround``."""
+
+    mode: Literal["blindspot", "surround"] = "blindspot"
+    size: int = 0          # 0: half the frame
+    limit: int = 0
+
+
+@dataclass
+class AttackProbe:
+    """``predvis deepdream mode=attack model.source=RUN`` (the adversarial table)."""
+
+    settings: str = "deepdream"            # the deepdream settings file
+    profile: str = ""                      # its profile (default: the cell's experiment profile)
+    overrides: list[str] = field(default_factory=list)
+
+
+PROBES = {"predict": PredictProbe, "lesion": LesionProbe, "occlude": OccludeProbe, "attack": AttackProbe}
+
+
+@dataclass
+class StudySpec:
+    """Options of a study cell (the depth-inversion study, ``python -m predvis.studies.depth_inversion``)."""
+
+    name: Literal["depth_inversion"] = "depth_inversion"
+    variants: str = "all"
+    additive: str = "corners"
+    sweep: str = "1,2,8"
+    sweep_seeds: int = 1
+    wide: bool = False
+    threads: int = 1
+
+
+# --------------------------------------------------------------------------- cells
+
+@dataclass
+class Cell:
+    """One cell file, resolved for one collector profile."""
+
+    tables: list[str]
+    row: str
+    kind: Literal["train", "study", "placeholder"] = "train"
+    experiment: str = ""
+    profile: str = ""
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    overrides: list[str] = field(default_factory=list)
+    probes: list[dict[str, Any]] = field(default_factory=list)
+    study: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+    id: str = ""                           # the file stem (set by the loader)
+    path: str = ""
+
+    def validate(self) -> None:
+        if not self.tables:
+            raise ConfigError("tables: name at least one table")
+        if self.kind == "placeholder":
+            if not self.note:
+                raise ConfigError("note: a placeholder cell says why the table is not built")
+            return
+        if self.kind == "train" and not self.experiment:
+            raise ConfigError("experiment: required for a train cell")
+        if not self.seeds:
+            raise ConfigError("seeds: name at least one seed")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds: repeated seed in {self.seeds}")
+        if self.profile and self.profile not in PROFILES:
+            raise ConfigError(f"profile: must be smoke, quick or full, got '{self.profile}'{suggest(self.profile, PROFILES)}")
+        if self.kind == "study" and sorted(self.seeds) != list(range(len(self.seeds))):
+            raise ConfigError(f"seeds: a study trains seeds 0..n-1; got {self.seeds}")
+
+    def probe_specs(self) -> list[tuple[str, Any]]:
+        """[(kind, options dataclass)] in order."""
+        out = []
+        for i, raw in enumerate(self.probes):
+            if not isinstance(raw, dict) or "probe" not in raw:
+                raise ConfigError(f"probes[{i}]: expected a mapping with 'probe: {' | '.join(PROBES)}'")
+            raw = dict(raw)
+            kind = str(raw.pop("probe"))
+            if kind not in PROBES:
+                raise ConfigError(f"probes[{i}].probe: unknown probe '{kind}'{suggest(kind, list(PROBES))}; "
+                                  f"known: {', '.join(PROBES)}")
+            out.append((kind, from_dict(PROBES[kind], raw, f"probes[{i}]")))
+        return out
+
+    def study_spec(self) -> StudySpec:
+        return from_dict(StudySpec, self.study, "study")
+
+
+def resolve_cell(raw: dict, collector_profile: str, source: str) -> Cell:
+    """Merge ``profiles.<collector_profile>`` into the file and check it."""
+    raw = dict(raw)
+    profiles = raw.pop("profiles", {}) or {}
+    if not isinstance(profiles, dict):
+        raise ConfigError(f"{source}: 'profiles' must map smoke / quick / full to settings")
+    for name, section in profiles.items():
+        if name not in PROFILES:
+            raise ConfigError(f"{source}: unknown profile '{name}'{suggest(str(name), PROFILES)}")
+        if not isinstance(section, dict):
+            raise ConfigError(f"{source}: profiles.{name} must be a mapping")
+        for key in section:
+            if key not in PROFILE_KEYS:
+                raise ConfigError(f"{source}: unknown key 'profiles.{name}.{key}'{suggest(str(key), PROFILE_KEYS)}")
+    section = dict(profiles.get(collector_profile) or {})
+    extra = section.pop("overrides", []) or []
+    if not isinstance(extra, list):
+        raise ConfigError(f"{source}: profiles.{collector_profile}.overrides must be a list of KEY=VALUE")
+    merged = {**raw, **section}
+    merged["overrides"] = list(raw.get("overrides") or []) + list(extra)
+    for key in ("id", "path"):
+        if key in merged:
+            raise ConfigError(f"{source}: '{key}' is set by the collector, not in the file")
+    try:
+        cell = from_dict(Cell, merged, "")
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    if not cell.profile:
+        cell.profile = collector_profile
+    try:
+        if cell.kind == "train":
+            cell.probe_specs()
+        elif cell.kind == "study":
+            cell.study_spec()
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    return cell
+
+
+def load_cells(folder: Path, collector_profile: str, only: list[str] | None = None) -> list[Cell]:
+    """Every ``*.yaml`` cell in ``folder`` (sorted by name), resolved for ``collector_profile``."""
+    from predvis.reproduce.tables import TABLES
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"cells folder not found: {folder}")
+    files = sorted(folder.glob("*.yaml"))
+    if not files:
+        raise ConfigError(f"no cell files (*.yaml) in {folder}")
+    cells = []
+    for path in files:
+        cell = resolve_cell(read_yaml(path), collector_profile, str(path))
+        cell.id, cell.path = path.stem, str(path)
+        for table in cell.tables:
+            if table not in TABLES:
+                raise ConfigError(f"{path}: unknown table '{table}'{suggest(table, list(TABLES))}; "
+                                  f"known: {', '.join(TABLES)}")
+        cells.append(cell)
+    if only:
+        ids = [c.id for c in cells]
+        for name in only:
+            if name not in ids:
+                raise ConfigError(f"--only: no cell '{name}'{suggest(name, ids)}; cells: {', '.join(ids)}")
+        cells = [c for c in cells if c.id in only]
+    return cells

@@ -1,0 +1,410 @@
+"""The tables ``make reproduce-tables`` writes, each number linked to the file it was read from.
+
+Every table family (``TABLES``) has a writer that receives the cells feeding it with their finished
+seeds, and returns markdown files plus the per-seed values behind them. A value is read from one
+file of a run directory (or, for the study, of its study folder) through a *field*:
+
+- ``json:a/b/0``: a key path in a JSON file; ``json:rows[pixels]/3``: in a list of rows, the row whose
+  leading text entries (joined by ``|``) are ``pixels``, then column 3;
+- ``csv-last:col``: column ``col`` of the last row of a CSV (``metrics/train.csv``: the final epoch);
+- ``csv-seqstd:predictor=prior:mse``: sample std over sequences of the per-sequence mean of ``mse``
+  among the rows with ``predictor == prior`` (``predict/.../metrics/eval.csv``).
+
+:func:`resolve` reads a field; ``values.csv`` lists every per-seed value with its source and field,
+so any number can be checked against its run.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from predvis.compare.groups import stats
+from predvis.tables import fmt, markdown_table
+
+# GOPC thesis reference values that reached us (predvis/probes/predict.py and issue 8)
+THESIS_PARAMS = {"gopc1": 3_532_610, "vae1": 3_993_986}
+THESIS_SPEED = {"gopc1": (206.0, 1.7), "vae1": (138.0, 2.5)}   # seconds per epoch, batches per second (GTX 1080 Ti)
+
+
+# --------------------------------------------------------------------------- values
+
+@dataclass
+class Value:
+    value: float
+    source: Path
+    field: str
+
+
+def _walk(node: Any, path: str) -> Any:
+    for part in [p for p in path.split("/") if p]:
+        m = re.fullmatch(r"(.*)\[(.*)\]", part)
+        if m:
+            node = node[m.group(1)]
+            key = m.group(2)
+            node = next(r for r in node if "|".join(str(x) for x in r if isinstance(x, str)) == key)
+        elif isinstance(node, list):
+            node = node[int(part)]
+        else:
+            node = node[part]
+    return node
+
+
+def _csv_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def resolve(source: Path, field: str) -> float:
+    """The number ``field`` names in ``source`` (see the module docstring)."""
+    kind, _, rest = field.partition(":")
+    if kind == "json":
+        return float(_walk(json.loads(Path(source).read_text()), rest))
+    if kind == "csv-last":
+        return float(_csv_rows(source)[-1][rest])
+    if kind == "csv-seqstd":
+        cond, col = rest.rsplit(":", 1)
+        key, want = cond.split("=", 1)
+        per: dict[str, list[float]] = {}
+        for row in _csv_rows(source):
+            if row[key] == want:
+                per.setdefault(row["sequence"], []).append(float(row[col]))
+        return stats([math.fsum(v) / len(v) for v in per.values()])[1]
+    raise ValueError(f"unknown field kind '{kind}' in {field!r}")
+
+
+def read(source: Path, field: str) -> Value:
+    return Value(resolve(source, field), Path(source), field)
+
+
+# --------------------------------------------------------------------------- results of the cells
+
+@dataclass
+class SeedResult:
+    """A finished seed of a train cell: its run directory and done file."""
+
+    seed: int
+    run: Path
+    done: dict
+
+    def probe(self, kind: str, **match: Any) -> Path | None:
+        """Output folder of the first finished probe of ``kind`` whose options include ``match``."""
+        for p in self.done.get("probes", []):
+            if p["probe"] == kind and all(p["options"].get(k) == v for k, v in match.items()):
+                return (self.run / p["out"]).resolve()
+        return None
+
+    def probes(self, kind: str) -> list[tuple[dict, Path]]:
+        return [(p["options"], (self.run / p["out"]).resolve()) for p in self.done.get("probes", []) if p["probe"] == kind]
+
+    @property
+    def config(self) -> dict:
+        import yaml
+
+        return yaml.safe_load((self.run / "config.yaml").read_text())
+
+
+@dataclass
+class CellResult:
+    cell: Any                      # predvis.reproduce.cells.Cell
+    seeds: list[SeedResult] = field(default_factory=list)
+    study: Path | None = None      # study cells: the study folder, when finished
+    state: str = "missing"         # summary of the cell's jobs for the index
+
+    @property
+    def complete(self) -> bool:
+        return self.study is not None or len(self.seeds) == len(self.cell.seeds)
+
+
+@dataclass
+class Context:
+    tables_dir: Path
+    profile: str
+    values: list[dict] = field(default_factory=list)
+
+    def link(self, target: Path, text: str) -> str:
+        return f"[{text}]({os.path.relpath(Path(target).resolve(), self.tables_dir.resolve())})"
+
+    def num(self, v: Value, table: str, row: str, quantity: str, seed: Any) -> str:
+        """A per-seed number, linked to its source file, and recorded in values.csv."""
+        self.values.append({"file": table, "row": row, "quantity": quantity, "seed": seed, "value": v.value,
+                            "source": os.path.relpath(v.source, self.tables_dir.resolve()), "field": v.field})
+        shown = fmt(int(v.value)) if float(v.value).is_integer() and abs(v.value) >= 1 else fmt(v.value)
+        return self.link(v.source, shown)
+
+    def runs(self, seeds: list[SeedResult]) -> str:
+        return " ".join(self.link(s.run, f"s{s.seed}") for s in seeds) or "-"
+
+
+def agg_text(values: list[Value]) -> str:
+    mean, std, n = stats([v.value for v in values])
+    if n == 0:
+        return "-"
+    return f"{fmt(mean)} ± {fmt(std)}" if n > 1 else fmt(mean)
+
+
+def _seeds_note(results: list[CellResult]) -> list[str]:
+    notes = []
+    for r in results:
+        if r.cell.kind == "train" and len(r.seeds) < len(r.cell.seeds):
+            done = [s.seed for s in r.seeds]
+            notes.append(f"- {r.cell.row}: {len(r.seeds)} of {len(r.cell.seeds)} seeds finished ({done}); "
+                         "rerun `make reproduce-tables` to finish the rest.")
+    return notes
+
+
+def _test_set_notes(results: list[CellResult]) -> list[str]:
+    """Flag rows of one table that were scored on different test sets (compare's test signature)."""
+    from predvis.compare.groups import describe_diff, test_signature
+    from predvis.compare.runs import RunRecord
+
+    sigs = [(r.cell.row, test_signature(RunRecord(s.run, s.config))) for r in results for s in r.seeds[:1]]
+    out = []
+    for row, sig in sigs[1:]:
+        if json.dumps(sig, sort_keys=True, default=str) != json.dumps(sigs[0][1], sort_keys=True, default=str):
+            out.append(f"- **flag**: {row} was scored on another test set than {sigs[0][0]} "
+                       f"({describe_diff(sigs[0][1], sig)}); the rows are not comparable.")
+    return out
+
+
+def _kind(seed: SeedResult) -> str:
+    cfg = seed.config
+    model = cfg.get("model") or {}
+    return str(model.get("kind") or cfg.get("name"))
+
+
+# --------------------------------------------------------------------------- GOPC Tables 3.1 / 3.2
+
+def write_gopc_prediction(ctx: Context, results: list[CellResult]) -> dict[str, str]:
+    files = {}
+    for name, kind, title in (("gopc_recon.md", "recon", "Table 3.1: posterior reconstruction (all frames)"),
+                              ("gopc_prior.md", "prior", "Table 3.2: prior prediction (frames after the context)")):
+        head = ["model", "params", "seeds", "MSE (mean ± std over seeds)", "std over sequences (mean over seeds)",
+                "thesis params", "thesis MSE", "runs"]
+        rows, per_seed = [], []
+        baselines = ["mean_frame"] if kind == "recon" else ["copy_last", "mean_frame"]
+        for res in results:
+            mse, seq_std, params = [], [], []
+            for s in res.seeds:
+                out = s.probe("predict")
+                if out is None:
+                    continue
+                m = read(out / "summary.json", f"json:{kind}_mse")
+                sd = read(out / "metrics" / "eval.csv", f"csv-seqstd:predictor={kind}:mse")
+                p = read(s.run / "cell-done.json", "json:params_total")
+                mse.append(m), seq_std.append(sd), params.append(p)
+                per_seed.append([res.cell.row, s.seed, ctx.num(p, name, res.cell.row, "params", s.seed),
+                                 ctx.num(m, name, res.cell.row, "mse", s.seed),
+                                 ctx.num(sd, name, res.cell.row, "std over sequences", s.seed), ctx.link(s.run, "run")])
+            kinds = {_kind(s) for s in res.seeds}
+            ref = THESIS_PARAMS.get(next(iter(kinds))) if len(kinds) == 1 else None
+            count = fmt(int(params[0].value)) if params and len({p.value for p in params}) == 1 else agg_text(params)
+            rows.append([res.cell.row, count, len(mse), agg_text(mse), agg_text(seq_std),
+                         fmt(ref) if ref else "-", "not public" if ref else "-", ctx.runs(res.seeds)])
+        first = next((r for r in results if r.seeds), None)
+        for base in baselines if first else []:
+            vals = []
+            for s in first.seeds:
+                out = s.probe("predict")
+                if out is not None:
+                    v = read(out / "summary.json", f"json:{base}_mse")
+                    vals.append(v)
+                    label = f"{base} (baseline)"
+                    per_seed.append([label, s.seed, "-", ctx.num(v, name, label, "mse", s.seed), "-", ctx.link(s.run, "run")])
+            label = {"copy_last": "copy last frame", "mean_frame": "mean frame"}[base]
+            rows.append([f"{label} (baseline, on {first.cell.row}'s test runs)", "-", len(vals), agg_text(vals), "-",
+                         "-", "-", ctx.runs(first.seeds)])
+        text = [f"# {title}", "", f"GOPC thesis {title.split(':')[0]}, {ctx.profile} profile. MSE: per-pixel mean "
+                "squared error on the [0, 1] scale, averaged over the scored frames and test sequences of a run "
+                "(`predvis predict`, docs/metrics.md); mean ± std over seeds (sample std). The thesis MSE values are "
+                "not public (only its parameter counts reached us).", "", markdown_table(head, rows).rstrip(), ""]
+        text += _test_set_notes(results) + _seeds_note(results)
+        text += ["", "## Per seed", "", markdown_table(["model", "seed", "params", "MSE", "std over sequences", "run"],
+                                                       per_seed).rstrip(), ""]
+        files[name] = "\n".join(text)
+    return files
+
+
+# --------------------------------------------------------------------------- GOPC Table 5.1 (speed)
+
+def write_gopc_speed(ctx: Context, results: list[CellResult]) -> dict[str, str]:
+    name = "gopc_speed.md"
+    head = ["model", "seeds", "batches per epoch", "seconds per epoch", "batches per second", "device",
+            "thesis s/epoch", "thesis batch/s", "runs"]
+    rows, per_seed, bps_by_kind = [], [], {}
+    for res in results:
+        secs, bps, batches, devices = [], [], set(), set()
+        for s in res.seeds:
+            train = s.run / "metrics" / "train.csv"
+            t = read(train, "csv-last:seconds")
+            b = read(train, "csv-last:batches_per_s")
+            secs.append(t), bps.append(b)
+            rows_csv = _csv_rows(train)
+            steps = int(rows_csv[-1]["step"]) - (int(rows_csv[-2]["step"]) if len(rows_csv) > 1 else 0)
+            batches.add(steps)
+            env = json.loads((s.run / "env.json").read_text())
+            devices.add(f"{env.get('device_name') or env.get('device')}, {env.get('threads')} threads")
+            per_seed.append([res.cell.row, s.seed, steps, ctx.num(t, name, res.cell.row, "seconds per epoch", s.seed),
+                             ctx.num(b, name, res.cell.row, "batches per second", s.seed), ctx.link(s.run, "run")])
+        kinds = {_kind(s) for s in res.seeds}
+        kind = next(iter(kinds)) if len(kinds) == 1 else ""
+        if kind:
+            bps_by_kind.setdefault(kind, {}).update({s.seed: b for s, b in zip(res.seeds, bps)})
+        ref = THESIS_SPEED.get(kind)
+        rows.append([res.cell.row, len(res.seeds), ", ".join(map(str, sorted(batches))) or "-", agg_text(secs),
+                     agg_text(bps), "; ".join(sorted(devices)) or "-", fmt(ref[0]) if ref else "-",
+                     fmt(ref[1]) if ref else "-", ctx.runs(res.seeds)])
+    text = [f"# Table 5.1: training speed, GOPC-1 and VAE-1 ({ctx.profile} profile)", "",
+            "Seconds per epoch and batches per second of the last training epoch (`metrics/train.csv`: steps only, "
+            "batch generation included, validation excluded), mean ± std over seeds. The thesis measured full "
+            "epochs on a GTX 1080 Ti; the epochs here may be shorter (batches per epoch column) and the machine "
+            "differs, so only the ratio GOPC-1 / VAE-1 compares.", "", markdown_table(head, rows).rstrip(), ""]
+    g, v = bps_by_kind.get("gopc1", {}), bps_by_kind.get("vae1", {})
+    paired = sorted(set(g) & set(v))
+    if paired:
+        ratios = [v[s].value / g[s].value for s in paired]
+        mean, std, n = stats(ratios)
+        thesis = THESIS_SPEED["vae1"][1] / THESIS_SPEED["gopc1"][1]
+        thesis_epoch = THESIS_SPEED["gopc1"][0] / THESIS_SPEED["vae1"][0]
+        text += [markdown_table(["ratio", "this machine (mean ± std over seeds)", "seeds", "thesis"], [[
+            "time per batch, GOPC-1 / VAE-1 (= VAE-1 batch/s / GOPC-1 batch/s, paired by seed)",
+            f"{fmt(mean)} ± {fmt(std)}" if n > 1 else fmt(mean), ", ".join(map(str, paired)),
+            f"{thesis:.2f} (2.5 / 1.7); per epoch {thesis_epoch:.2f} (206 / 138 s)"]]).rstrip(), ""]
+    else:
+        text += ["Ratio GOPC-1 / VAE-1: needs finished GOPC-1 and VAE-1 runs with a common seed.", ""]
+    text += _seeds_note(results)
+    text += ["", "## Per seed", "", markdown_table(["model", "seed", "batches in the epoch", "seconds per epoch",
+                                                    "batches per second", "run"], per_seed).rstrip(), ""]
+    return {name: "\n".join(text)}
+
+
+# --------------------------------------------------------------------------- PVM lesion and blind spot
+
+def _rows_table(ctx: Context, name: str, results: list[CellResult], probe: str, label_of: Callable[[dict], str],
+                columns: list[tuple[int, str]], keys_of: Callable[[dict], list[str]]) -> tuple[list, list]:
+    """Aggregate summary.json rows of ``probe`` outputs over seeds: one table row per (options, row key)."""
+    rows, per_seed = [], []
+    for res in results:
+        groups: dict[tuple[str, str], dict[int, list[Value]]] = {}
+        finished: dict[tuple[str, str], list[SeedResult]] = {}
+        for s in res.seeds:
+            for opts, out in s.probes(probe):
+                summary = json.loads((out / "summary.json").read_text())
+                for key in keys_of(summary):
+                    k = (label_of(opts), key)
+                    finished.setdefault(k, []).append(s)
+                    cells = []
+                    for col, title in columns:
+                        v = read(out / "summary.json", f"json:rows[{key}]/{col}")
+                        groups.setdefault(k, {}).setdefault(col, []).append(v)
+                        cells.append(ctx.num(v, name, f"{res.cell.row} {k[0]} {key}", title, s.seed))
+                    per_seed.append([res.cell.row, k[0], key, s.seed] + cells + [ctx.link(out, "probe output")])
+        for k, cols in groups.items():
+            rows.append([res.cell.row, k[0], k[1], len(finished[k])] + [agg_text(cols[c]) for c, _ in columns]
+                        + [ctx.runs(finished[k])])
+    return rows, per_seed
+
+
+def _row_keys(summary: dict) -> list[str]:
+    return ["|".join(str(x) for x in r if isinstance(x, str)) for r in summary.get("rows", [])]
+
+
+def write_pvm(ctx: Context, results: list[CellResult]) -> dict[str, str]:
+    files = {}
+    cols = [(1, "intact"), (3, "lesioned"), (5, "lesioned / intact")]
+    rows, per_seed = _rows_table(ctx, "pvm_lesion.md", results, "lesion", lambda o: f"no {o['disable']}", cols, _row_keys)
+    text = [f"# PVM lesions ({ctx.profile} profile)", "",
+            "`predvis lesion RUN --disable ...` on the held-out sequences, learning frozen: per-step prediction error "
+            "(`pixels` = mean |prediction - next frame|; `L<i>` = layer i's own error), mean over steps and sequences "
+            "of a run (docs/probes.md); cells: mean ± std over seeds.", "",
+            markdown_table(["model", "lesion", "error", "seeds"] + [c for _, c in cols] + ["runs"], rows).rstrip(), ""]
+    text += _seeds_note(results) + ["", "## Per seed", "", markdown_table(
+        ["model", "lesion", "error", "seed"] + [c for _, c in cols] + ["source"], per_seed).rstrip(), ""]
+    files["pvm_lesion.md"] = "\n".join(text)
+    cols = [(1, "error"), (3, "grey baseline"), (4, "error / grey"), (5, "fill-in gain")]
+    rows, per_seed = _rows_table(ctx, "pvm_occlude.md", results, "occlude", lambda o: o["mode"], cols, _row_keys)
+    text = [f"# PVM blind-spot fill-in ({ctx.profile} profile)", "",
+            "`predvis occlude RUN --mode blindspot`: a grey square hides part of every held-out frame; error = mean "
+            "|prediction - true next frame| over the hidden pixels, for the intact model and with its context "
+            "pathways switched off; grey = the same for a constant 0.5; gain = 1 - error / grey (docs/probes.md). "
+            "Cells: mean ± std over seeds.", "",
+            markdown_table(["model", "mode", "condition", "seeds"] + [c for _, c in cols] + ["runs"], rows).rstrip(), ""]
+    text += _seeds_note(results) + ["", "## Per seed", "", markdown_table(
+        ["model", "mode", "condition", "seed"] + [c for _, c in cols] + ["source"], per_seed).rstrip(), ""]
+    files["pvm_occlude.md"] = "\n".join(text)
+    return files
+
+
+# --------------------------------------------------------------------------- deepdream adversarial
+
+def write_adversarial(ctx: Context, results: list[CellResult]) -> dict[str, str]:
+    name = "adversarial.md"
+    cols = [(2, "clean acc"), (3, "success rate"), (4, "conf before"), (5, "conf after"), (6, "mean L-inf"), (7, "mean L2")]
+    rows, per_seed = _rows_table(ctx, name, results, "attack", lambda o: o.get("profile") or "-", cols, _row_keys)
+    rows = [[r[0], *r[2].split("|"), *r[3:]] for r in rows]
+    per_seed = [[r[0], *r[2].split("|"), *r[3:]] for r in per_seed]
+    text = [f"# Adversarial examples on the digit classifier ({ctx.profile} profile)", "",
+            "`predvis deepdream mode=attack model.source=RUN` for each classifier seed, on the same held-out digits "
+            "(the attack's own seed is fixed): PGD (L-inf) and patch attacks, untargeted and targeted "
+            "(docs/deepdream.md). success rate: among digits classified correctly before, the fraction fooled. "
+            "Cells: mean ± std over classifier seeds.", "",
+            markdown_table(["model", "attack", "budget", "seeds"] + [c for _, c in cols] + ["runs"], rows).rstrip(), ""]
+    text += _seeds_note(results) + ["", "## Per seed", "", markdown_table(
+        ["model", "attack", "budget", "seed"] + [c for _, c in cols] + ["source"], per_seed).rstrip(), ""]
+    return {name: "\n".join(text)}
+
+
+# --------------------------------------------------------------------------- depth inversion (study)
+
+def write_depth_inversion(ctx: Context, results: list[CellResult]) -> dict[str, str]:
+    from predvis.studies.depth_inversion_table import write_table
+
+    name = "depth_inversion.md"
+    text = [f"# Depth inversion: the 16-variant study and unroll sweep ({ctx.profile} profile)", ""]
+    for res in results:
+        if res.study is None:
+            text += [f"{res.cell.row}: the study has not finished yet ({res.state}).", ""]
+            continue
+        study_text = write_table(res.study)
+        text += [f"Written by `python -m predvis.studies.depth_inversion` into {ctx.link(res.study, 'its study folder')} "
+                 "(the study's own table follows, unchanged). Every model is a run directory; the per-model "
+                 "numbers below link to the study's record of each model and to its run.", "",
+                 "\n".join("#" + line if line.startswith("#") else line for line in study_text.splitlines()),
+                 "", "## Per model and seed (held-out SSE, final step)", ""]
+        per = []
+        for rec_path in sorted((res.study / "jobs").glob("*.json")):
+            rec = json.loads(rec_path.read_text())
+            v = read(rec_path, "json:mean_sse/held_out")
+            per.append([rec["tag"], rec["seed"], ctx.num(v, name, rec["tag"], "held-out SSE", rec["seed"]),
+                        ctx.link(Path(rec["run"]), "run")])
+        text += [markdown_table(["model", "seed", "held-out SSE", "run"], per).rstrip(), ""]
+    return {name: "\n".join(text)}
+
+
+# --------------------------------------------------------------------------- registry
+
+@dataclass
+class TableSpec:
+    title: str
+    files: list[str]
+    writer: Callable[[Context, list[CellResult]], dict[str, str]] | None   # None: not built yet
+
+
+TABLES: dict[str, TableSpec] = {
+    "gopc_prediction": TableSpec("GOPC thesis Tables 3.1 (posterior reconstruction) and 3.2 (prior prediction)",
+                                 ["gopc_recon.md", "gopc_prior.md"], write_gopc_prediction),
+    "gopc_speed": TableSpec("GOPC thesis Table 5.1 (speed: seconds per epoch, batches per second)",
+                            ["gopc_speed.md"], write_gopc_speed),
+    "pvm": TableSpec("PVM lesions and blind-spot fill-in", ["pvm_lesion.md", "pvm_occlude.md"], write_pvm),
+    "depth_inversion": TableSpec("Depth inversion: 16 variants, controls, unroll sweep", ["depth_inversion.md"],
+                                 write_depth_inversion),
+    "adversarial": TableSpec("Deepdream: adversarial examples on the digit classifier", ["adversarial.md"],
+                             write_adversarial),
+    "gopc2_stability": TableSpec("GOPC-2 stability (per stabiliser: NaN rate, final MSE)", ["gopc2_stability.md"], None),
+    "sleep": TableSpec("Sleep: dreams and prediction before / after unlearning", ["sleep.md"], None),
+}
