@@ -51,6 +51,9 @@ class TrainConfig:
     amp: Literal["off", "bf16", "fp16"] = "off"
     threads: int = 0                # torch intra-op threads on CPU; 0 keeps torch's default
     nan_check_every: int = 1        # read the on-device finite flag every N steps
+    channels_last: bool = False     # convolution weights and image batches in NHWC memory layout
+    compile: bool = False           # torch.compile the training forward (feed-forward models only)
+    pin_memory: bool = False        # batches built on the host go to CUDA from pinned memory, asynchronously
 
     def validate(self) -> None:
         _positive("train.epochs", self.epochs)

@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 
 from predvis.config import ExperimentConfig, TrainConfig
+from predvis.errors import ConfigError
 from predvis.models.stepping import SteppingModel
 from predvis.train import distributed
 from predvis.train.amp import make_scaler
@@ -101,11 +102,35 @@ class AdamMethod(Method):
 
     checkpoint_name = "model"  # the key of the weights in checkpoints
 
+    compiles = False  # whether train.compile applies (its training forward is self.model's forward)
+
     def setup_optimizer(self) -> None:
         t = self.cfg.train
+        if t.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.forward = self.model
+        if t.compile:
+            if not self.compiles:
+                raise ConfigError(
+                    f"train.compile: method '{self.cfg.method}' cannot be compiled (its inner gradient needs "
+                    "double backward / forward-mode AD, which torch.compile does not support); set train.compile=false"
+                )
+            self.forward = torch.compile(self.model)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=t.lr_decay)
         self.scaler = make_scaler(t.amp, self.device)
+
+    def to_device(self, batch: torch.Tensor, image: bool = True) -> torch.Tensor:
+        """A host tensor to the training device: from pinned memory (``train.pin_memory``, CUDA),
+        in NHWC layout for 4-d image batches (``train.channels_last``)."""
+        t = self.cfg.train
+        if t.pin_memory and self.device.type == "cuda":
+            batch = batch.pin_memory().to(self.device, non_blocking=True)
+        else:
+            batch = batch.to(self.device)
+        if image and t.channels_last and batch.dim() == 4:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch
 
     def state_modules(self) -> dict[str, nn.Module]:
         return {self.checkpoint_name: self.model}

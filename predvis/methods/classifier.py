@@ -25,6 +25,7 @@ from predvis.data.mnist import MnistDigits, load_mnist, split_digits
 from predvis.errors import DataError
 from predvis.methods.base import AdamMethod
 from predvis.train import distributed
+from predvis.train.amp import autocast
 from predvis.models.classifier import DigitClassifier
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
@@ -134,6 +135,7 @@ class ClassifierMethod(AdamMethod):
     """Cross-entropy training of DigitClassifier with Adam; val/test accuracy each epoch."""
 
     supports_distributed = True
+    compiles = True
 
     checkpoint_name = "classifier"
 
@@ -195,14 +197,15 @@ class ClassifierMethod(AdamMethod):
             idx = order[i:i + bs]
             part = distributed.shard(len(idx))
             idx_local = idx[part]
-            yield x[idx_local].to(self.device), y[idx_local].to(self.device), len(idx_local) / len(idx)
+            yield self.to_device(x[idx_local]), self.to_device(y[idx_local], image=False), len(idx_local) / len(idx)
 
     # ------------------------------------------------------------------ training
     def train_step(self, batch) -> dict[str, torch.Tensor]:
         x, y, share = batch
         self.model.train()
-        logits = self.model(x)
-        loss = F.cross_entropy(logits, y)
+        with autocast(self.cfg.train.amp, self.device):
+            logits = self.forward(x)
+            loss = F.cross_entropy(logits.float(), y)
         self.optimizer_step(loss, share)
         return {"loss": loss.detach(), "acc": (logits.argmax(1) == y).float().mean().detach()}
 

@@ -18,6 +18,7 @@ from predvis.data.mnist import load_mnist, split_digits
 from predvis.data.occluded_pairs import DEFAULT_HELD_OUT, SceneGenerator, Scenes, SceneSpec, check_held_out, font_digits, make_sprites
 from predvis.methods.base import AdamMethod
 from predvis.train import distributed
+from predvis.train.amp import autocast
 from predvis.models.recurrent_ae import RecurrentAE, RecurrentAEConfig, sse_per_image
 from predvis.models.stepping import StepOutput
 
@@ -82,6 +83,7 @@ class DepthInversionMethod(AdamMethod):
     """One encoder/decoder variant trained by Adam on a fixed set of scenes."""
 
     supports_distributed = True
+    compiles = True
 
     ModelConfig = RecurrentAEConfig
     DataConfig = OccludedPairsConfig
@@ -167,14 +169,14 @@ class DepthInversionMethod(AdamMethod):
                 size = min(bs, n - i * bs)
                 s = self.gens[0].generate(size, [self.cfg.seed, 102, epoch, i], "seen")
                 part = distributed.shard(size)
-                yield s.input[part].to(self.device), s.target[part].to(self.device), (part.stop - part.start) / size
+                yield self.to_device(s.input[part]), self.to_device(s.target[part]), (part.stop - part.start) / size
             return
         data, bs = self.train_set, self.cfg.train.batch_size
         order = torch.from_numpy(np.random.default_rng([self.cfg.seed, 7, epoch]).permutation(len(data.labels)))
         for i in range(self.steps_per_epoch()):
             idx = order[i * bs:(i + 1) * bs]
             idx_local = idx[distributed.shard(len(idx))]
-            yield data.input[idx_local].to(self.device), data.target[idx_local].to(self.device), len(idx_local) / len(idx)
+            yield self.to_device(data.input[idx_local]), self.to_device(data.target[idx_local]), len(idx_local) / len(idx)
 
     # ------------------------------------------------------------------ training
     def param_counts(self) -> dict[str, int]:
@@ -185,7 +187,9 @@ class DepthInversionMethod(AdamMethod):
     def train_step(self, batch) -> dict[str, torch.Tensor]:
         x, y, share = batch
         self.model.train()
-        sse = sse_per_image(self.model(x), y)           # (steps, B)
+        with autocast(self.cfg.train.amp, self.device):
+            logits = self.forward(x)
+        sse = sse_per_image(logits.float(), y)           # (steps, B)
         loss = sse[-1].mean() if self.cfg.train.loss_steps == "final" else sse.mean()
         self.optimizer_step(loss, share)
         final = sse[-1].detach().mean()
