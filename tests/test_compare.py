@@ -67,7 +67,7 @@ def test_mean_std_n_equal_the_runs_csvs(runs, tmp_path, capsys):
     assert group["seeds"] == "0 1" and group["flags"] == ""
     table = (out / "tables" / "compare.md").read_text()
     assert "| train.loss |" in table and "## per horizon: predict.horizon.prior.mse" in table
-    for name in ("bar_train.val_loss.png", "train_loss.png", "horizon_mse.png"):
+    for name in ("bars.png", "train_curves.png", "horizon.png"):
         assert (out / "plots" / name).read_bytes()[:4] == b"\x89PNG"
     assert json.loads((out / "status.json").read_text())["state"] == "done"
 
