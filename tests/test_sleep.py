@@ -131,7 +131,7 @@ def test_sleep_cli_writes_a_new_run_and_leaves_the_source_alone(smoke_runs, kind
     assert new.parent == out / f"{kind}-sleep" and not list(new.parent.glob(".staging-*"))
     table = (new / "tables" / "sleep.md").read_text()
     for needle in ("dreams settled within 12 steps", "distinct attractors", "dream diversity, steps 1-3",
-                   "held-out prediction error, mean squared", "## Cycles"):
+                   "held-out prediction error, mean squared", "## Cycles", "wake only (control)"):
         assert needle in table
     assert "PASS" in table or "FAIL" in table
     assert (new / "tables" / "sleep.csv").exists() and (new / "metrics" / "sleep_dreams.csv").exists()

@@ -23,6 +23,7 @@ folder and renamed into place; the source run is only read.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import math
@@ -67,6 +68,7 @@ class SleepSettings:
     buckets: int = 4             # dream diversity is reported for this many equal stretches of steps
     limit: int = 0               # held-out sequences for the prediction error (0: all)
     figures: int = 3             # dreams drawn before / after (first of each start kind first)
+    control: bool = True         # with --wake: also the same wake steps from the same weights, no unlearning
     seed: int = 0
 
     def validate(self) -> None:
@@ -215,6 +217,7 @@ def heldout_frames(seqs: torch.Tensor, n: int) -> torch.Tensor:
 
 @dataclass
 class CycleRow:
+    run: str               # 'sleep' or 'control' (wake only)
     cycle: int
     dreams: int
     settled: int
@@ -236,23 +239,27 @@ def _check_finite(method, where: str) -> None:
 
 
 def sleep_cycles(method, stepper, cycles: int, steps: int, rate: float, wake: bool, s: SleepSettings,
-                 first_epoch: int) -> list[CycleRow]:
-    """Run the cycles in place on ``method``'s model; one row per cycle."""
+                 first_epoch: int, unlearn: bool = True) -> list[CycleRow]:
+    """Run the cycles in place on ``method``'s model; one row per cycle. ``unlearn=False``: the
+    wake phases alone (the control), on the same training batches."""
     shape = tuple(stepper.frame_shape)
     dev = device_of(stepper)
     rows = []
     wake_steps = max(1, round(s.wake_epochs * method.steps_per_epoch())) if wake and s.wake_epochs > 0 else 0
-    with Progress(TextColumn("[bold]sleep cycle {task.completed}/{task.total}"), BarColumn(), MofNCompleteColumn(),
+    label = "sleep cycle" if unlearn else "wake-only control"
+    with Progress(TextColumn(f"[bold]{label} " + "{task.completed}/{task.total}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console, transient=True) as bar:
         task = bar.add_task("sleep", total=cycles, info="")
         for c in range(cycles):
             gen = torch.Generator().manual_seed(s.seed * 100_003 + 7919 * (c + 1))
             epoch = first_epoch + c
-            real = training_frames(method, s.real, epoch, shape, gen)
-            starts = A.make_starts(shape, s.noise, s.grey, real, gen)
-            stepper.set_learning(False)
-            dreams = A.closed_loop(stepper, starts.frames, s.prime, steps)
-            settled = A.settle_all(dreams, s.threshold, s.patience)
+            settled: list[Settling | None] = []
+            if unlearn:
+                real = training_frames(method, s.real, epoch, shape, gen)
+                starts = A.make_starts(shape, s.noise, s.grey, real, gen)
+                stepper.set_learning(False)
+                dreams = A.closed_loop(stepper, starts.frames, s.prime, steps)
+                settled = A.settle_all(dreams, s.threshold, s.patience)
             e0, e1 = [], []
             for i, st in enumerate(settled):
                 if st is None:
@@ -275,15 +282,38 @@ def sleep_cycles(method, stepper, cycles: int, steps: int, rate: float, wake: bo
                 _check_finite(method, f"after the wake phase of cycle {c + 1}")
             found = [st for st in settled if st is not None]
             mean = lambda v: sum(v) / len(v) if v else float("nan")  # noqa: E731
-            rows.append(CycleRow(c + 1, len(settled), len(found), sum(st.period == 1 for st in found),
+            rows.append(CycleRow("sleep" if unlearn else "control", c + 1, len(settled), len(found), sum(st.period == 1 for st in found),
                                  sum(st.period > 1 for st in found), mean([st.step for st in found]),
                                  mean(e0), mean(e1), len(losses), mean(losses)))
-            bar.update(task, advance=1, info=f"{len(found)}/{len(settled)} settled, unlearnt; "
-                                             f"energy {mean(e0):.2e} -> {mean(e1):.2e}")
+            info = (f"{len(found)}/{len(settled)} settled and unlearnt; energy {mean(e0):.2e} -> {mean(e1):.2e}"
+                    if unlearn else f"wake loss {mean(losses):.4g}")
+            bar.update(task, advance=1, info=info)
     return rows
 
 
 # --------------------------------------------------------------------------- loading
+
+def _snapshot(method) -> dict:
+    """A deep copy of everything a wake phase changes (weights, optimisers, schedulers, stream state)."""
+    return copy.deepcopy({
+        "modules": {k: m.state_dict() for k, m in method.state_modules().items()},
+        "optimizers": {k: o.state_dict() for k, o in method.optimizers().items()},
+        "schedulers": {k: o.state_dict() for k, o in method.schedulers().items()},
+        "extra": method.extra_state(),
+    })
+
+
+def _restore(method, snap: dict) -> None:
+    snap = copy.deepcopy(snap)
+    for k, m in method.state_modules().items():
+        m.load_state_dict(snap["modules"][k])
+    for k, o in method.optimizers().items():
+        o.load_state_dict(snap["optimizers"][k])
+    for k, o in method.schedulers().items():
+        o.load_state_dict(snap["schedulers"][k])
+    method.load_extra_state(snap["extra"])
+    method.train_mode(False)
+
 
 def load_for_sleep(run_path: Path):
     """(cfg, method, checkpoint, checkpoint path) of a run: best.pt (else last.pt), with the
@@ -327,17 +357,29 @@ def run_sleep(run_path: Path, cycles: int = 5, dream_steps: int = 100, rate: flo
 
     console.print(f"sleep: {run_path} ({cfg.name}), {cycles} cycles, {dream_steps} dream steps, rate {rate}, "
                   f"wake {'on' if wake else 'off'}")
+    from predvis.train.loop import checkpoint_payload
+
     before = evaluate(stepper, eval_starts, seqs, dream_steps, s)
+    start = _snapshot(method)
     rows = sleep_cycles(method, stepper, cycles, dream_steps, rate, wake, s, first_epoch=cfg.train.epochs)
     after = evaluate(stepper, eval_starts, seqs, dream_steps, s)
-    energy_shift = energies(stepper, before.attractors, s.burn_in)  # before's attractors, slept model
+    shifts = {"after": energies(stepper, before.attractors, s.burn_in)}  # before's attractors, slept model
+    payload = copy.deepcopy(checkpoint_payload(method, int(ckpt.get("epoch", 0)), int(ckpt.get("step", 0)),
+                                               float(ckpt.get("best_val", math.inf))))
+    control, control_rows = None, []
+    if wake and s.control:  # the same wake phases from the same weights, without unlearning
+        _restore(method, start)
+        control_rows = sleep_cycles(method, stepper, cycles, dream_steps, rate, wake, s,
+                                    first_epoch=cfg.train.epochs, unlearn=False)
+        control = evaluate(stepper, eval_starts, seqs, dream_steps, s)
+        shifts["control"] = energies(stepper, before.attractors, s.burn_in)
 
-    summary = summarise(before, after, energy_shift, eval_starts.kinds, dream_steps, s)
+    summary = summarise(before, after, shifts, eval_starts.kinds, dream_steps, s, control)
     settings = {"source": str(run_path), "source_checkpoint": str(ckpt_path), "cycles": cycles,
                 "dream_steps": dream_steps, "rate": rate, "wake": wake, **asdict(s)}
     text = sleep_markdown(summary, settings, cfg.name, rows)
-    path = write_sleep_run(run_path, out, cfg, method, ckpt, settings, summary, text, rows, before, after,
-                           eval_starts, dream_steps, s)
+    path = write_sleep_run(run_path, out, cfg, method, payload, settings, summary, text, rows + control_rows,
+                           before, after, eval_starts, dream_steps, s, control)
     console.print(text, soft_wrap=True)
     return path
 
@@ -368,78 +410,94 @@ def _stats(ev: Evaluation, idx: list[int], steps: int) -> dict:
     }
 
 
-def summarise(before: Evaluation, after: Evaluation, energy_shift: torch.Tensor, kinds: list[str], steps: int,
-              s: SleepSettings) -> dict:
+def summarise(before: Evaluation, after: Evaluation, shifts: dict, kinds: list[str], steps: int,
+              s: SleepSettings, control: Evaluation | None = None) -> dict:
+    """Everything in the tables; 'control' entries only with a wake-only control."""
     all_idx = list(range(len(kinds)))
     spans = A.buckets(steps, s.buckets)
-    out = {"all": {"before": _stats(before, all_idx, steps), "after": _stats(after, all_idx, steps)},
-           "kinds": {}, "spans": spans,
-           "diversity": {"before": [float(before.div[a:b].mean()) for a, b in spans],
-                         "after": [float(after.div[a:b].mean()) for a, b in spans]},
-           "energy": {"before": _mean(before.energy.tolist()), "after": _mean(energy_shift.tolist()),
-                      "after_own": _mean(after.energy.tolist())}}
+    evs = {"before": before, "after": after}
+    if control is not None:
+        evs["control"] = control
+    out = {"phases": list(evs), "spans": spans,
+           "all": {k: _stats(ev, all_idx, steps) for k, ev in evs.items()},
+           "diversity": {k: [float(ev.div[a:b].mean()) for a, b in spans] for k, ev in evs.items()},
+           "energy": {"before": _mean(before.energy.tolist()), **{k: _mean(v.tolist()) for k, v in shifts.items()}},
+           "kinds": {}, "error": {}, "sequences": int(before.err_abs.shape[0])}
     for kind in ("noise", "grey", "real"):
         idx = [i for i, k in enumerate(kinds) if k == kind]
         if idx:
-            out["kinds"][kind] = {"before": _stats(before, idx, steps), "after": _stats(after, idx, steps)}
-    err = {}
-    for name, b, a in (("abs", before.err_abs, after.err_abs), ("sq", before.err_sq, after.err_sq)):
-        mb, ma = float(b.mean()), float(a.mean())
-        rel = ma / mb - 1 if mb > 0 else float("nan")
-        err[name] = {"before": mb, "after": ma, "relative": rel, "pass": bool(rel <= PREDICTION_LIMIT)}
-    out["error"] = err
-    out["sequences"] = int(before.err_abs.shape[0])
+            out["kinds"][kind] = {k: _stats(ev, idx, steps) for k, ev in evs.items()}
+    for name in ("sq", "abs"):
+        e = {k: float(getattr(ev, f"err_{name}").mean()) for k, ev in evs.items()}
+        for k in list(e):
+            if k != "before":
+                rel = e[k] / e["before"] - 1 if e["before"] > 0 else float("nan")
+                e[f"{k}_relative"], e[f"{k}_pass"] = rel, bool(rel <= PREDICTION_LIMIT)
+        out["error"][name] = e
     return out
 
 
-def summary_rows(summary: dict, steps: int) -> list[list]:
-    """[metric, before, after, change] rows of the main table."""
-    b, a = summary["all"]["before"], summary["all"]["after"]
+def summary_rows(summary: dict, steps: int) -> tuple[list[str], list[list]]:
+    """(header, rows) of the main table: metric, before, after sleep, change[, wake-only control]."""
+    ph = summary["phases"]
+    al, en, dv, er = summary["all"], summary["energy"], summary["diversity"], summary["error"]
+    stat = lambda key: [al[p][key] for p in ph]  # noqa: E731
     rows = [
-        [f"dreams settled within {steps} steps (fixed point or cycle), fraction", b["settled"], a["settled"]],
-        ["  settled on a fixed point, fraction", b["fixed"], a["fixed"]],
-        ["  settled on a cycle (period >= 2), fraction", b["cycles"], a["cycles"]],
-        ["mean steps to settle (settled dreams)", b["settle_step"], a["settle_step"]],
-        [f"mean dream length (steps before settling; {steps} if never)", b["length"], a["length"]],
-        ["distinct attractors (clusters)", b["attractors"], a["attractors"]],
-        ["largest attractor's share of settled dreams", b["largest"], a["largest"]],
-        ["settling energy at the attractors found before sleep", summary["energy"]["before"],
-         summary["energy"]["after"]],
+        [f"dreams settled within {steps} steps (fixed point or cycle), fraction", *stat("settled")],
+        ["  settled on a fixed point, fraction", *stat("fixed")],
+        ["  settled on a cycle (period >= 2), fraction", *stat("cycles")],
+        ["mean steps to settle (settled dreams)", *stat("settle_step")],
+        [f"mean dream length (steps before settling; {steps} if never)", *stat("length")],
+        ["distinct attractors (clusters)", *stat("attractors")],
+        ["largest attractor's share of settled dreams", *stat("largest")],
+        ["settling energy at the attractors found before sleep", *[en.get(p, float("nan")) for p in ph]],
     ]
-    for (lo, hi), db, da in zip(summary["spans"], summary["diversity"]["before"], summary["diversity"]["after"]):
-        rows.append([f"dream diversity, steps {lo + 1}-{hi}", db, da])
-    for name, label in (("sq", "held-out prediction error, mean squared"), ("abs", "held-out prediction error, mean abs")):
-        e = summary["error"][name]
-        rows.append([label, e["before"], e["after"]])
-    out = []
-    for row in rows:
-        x, y = row[1], row[2]
-        change = y - x if isinstance(x, (int, float)) and isinstance(y, (int, float)) else float("nan")
-        if isinstance(x, int) and isinstance(y, int):
-            change = y - x
-        out.append(row + [change])
-    return out
+    for i, (lo, hi) in enumerate(summary["spans"]):
+        rows.append([f"dream diversity, steps {lo + 1}-{hi}", *[dv[p][i] for p in ph]])
+    rows.append(["held-out prediction error, mean squared", *[er["sq"][p] for p in ph]])
+    rows.append(["held-out prediction error, mean abs", *[er["abs"][p] for p in ph]])
+    diff = lambda x, y: y - x if isinstance(x, (int, float)) and isinstance(y, (int, float)) else float("nan")  # noqa: E731
+    out = [row + [diff(row[1], row[2])] + ([diff(row[3], row[2])] if len(ph) > 2 else []) for row in rows]
+    head = ["metric", "before", "after sleep"]
+    if "control" in ph:
+        head += ["wake only (control)", "sleep - before", "sleep - control"]
+    else:
+        head += ["sleep - before"]
+    return head, out
+
+
+def _verdict(e: dict, label: str, phase: str) -> str:
+    from predvis.tables import fmt
+
+    rel = e[f"{phase}_relative"]
+    return (f"{label} {fmt(e['before'])} -> {fmt(e[phase])} ({rel * 100:+.1f} %): "
+            f"{'PASS' if e[f'{phase}_pass'] else 'FAIL'}")
 
 
 def sleep_markdown(summary: dict, settings: dict, name: str, rows: list[CycleRow]) -> str:
     from predvis.tables import fmt, markdown_table
 
     steps = settings["dream_steps"]
-    main = summary_rows(summary, steps)
+    head, main = summary_rows(summary, steps)
+    ph = summary["phases"]
     kinds = []
     for kind, v in summary["kinds"].items():
-        b, a = v["before"], v["after"]
-        kinds.append([kind, b["dreams"], b["settled"], a["settled"], b["length"], a["length"],
-                      b["attractors"], a["attractors"]])
+        kinds.append([kind, v["before"]["dreams"]] + [v[p][key] for key in ("settled", "length", "attractors")
+                                                      for p in ph])
     err = summary["error"]
-    verdict = []
-    for key, label in (("sq", "mean squared"), ("abs", "mean abs")):
-        e = err[key]
-        verdict.append(f"{label} {fmt(e['before'])} -> {fmt(e['after'])} ({e['relative'] * 100:+.1f} %): "
-                       f"{'PASS' if e['pass'] else 'FAIL'}")
     b, a = summary["all"]["before"], summary["all"]["after"]
     cyc = [[r.cycle, r.dreams, r.settled, r.fixed_points, r.cycles_found, r.mean_settle_step, r.energy_before,
-            r.energy_after, r.wake_steps, r.wake_loss] for r in rows]
+            r.energy_after, r.wake_steps, r.wake_loss] for r in rows if r.run == "sleep"]
+    verdict = "; ".join(_verdict(err[k], lab, "after") for k, lab in (("sq", "mean squared"), ("abs", "mean abs")))
+    answer = (f"Did sleep lengthen dreams? Mean dream length {fmt(b['length'])} -> {fmt(a['length'])} steps, "
+              f"fraction settled {fmt(b['settled'])} -> {fmt(a['settled'])}, distinct attractors "
+              f"{b['attractors']} -> {a['attractors']}")
+    if "control" in ph:
+        c = summary["all"]["control"]
+        answer += (f"; with the same wake phases and no unlearning (control): length {fmt(c['length'])}, "
+                   f"settled {fmt(c['settled'])}, attractors {c['attractors']}, held-out error "
+                   + _verdict(err["sq"], "mean squared", "control"))
+    short = {"before": "before", "after": "sleep", "control": "control"}
     text = [
         f"# Sleep: unlearning the attractors of dreams ({name})",
         "",
@@ -449,20 +507,19 @@ def sleep_markdown(summary: dict, settings: dict, name: str, rows: list[CycleRow
         f"Evaluation: the same {b['dreams']} starts before and after (seed {settings['seed']}: "
         f"{settings['eval_noise']} noise, {settings['grey']} grey, {settings['eval_real']} held-out real frames), "
         f"{settings['prime']} primed copies, {steps} dream steps; settling = change < {settings['threshold']} "
-        f"for {settings['patience']} steps; held-out error over {summary['sequences']} sequences "
-        "(definitions: docs/probes.md, section sleep).",
+        f"for {settings['patience']} steps; held-out error over {summary['sequences']} sequences"
+        + ("; control = the same wake phases from the same weights without unlearning" if "control" in ph else "")
+        + " (definitions: docs/probes.md, section sleep).",
         "",
-        markdown_table(["metric", "before", "after", "after - before"], main),
-        f"Held-out prediction error may grow by at most {PREDICTION_LIMIT:.0%}: " + "; ".join(verdict) + ".",
+        markdown_table(head, main),
+        f"Held-out prediction error may grow by at most {PREDICTION_LIMIT:.0%}: {verdict}.",
         "",
-        f"Did sleep lengthen dreams? mean dream length {fmt(b['length'])} -> {fmt(a['length'])} steps, "
-        f"fraction settled {fmt(b['settled'])} -> {fmt(a['settled'])}, distinct attractors "
-        f"{b['attractors']} -> {a['attractors']}.",
+        answer + ".",
         "",
         "## By start kind",
         "",
-        markdown_table(["start", "dreams", "settled before", "settled after", "length before", "length after",
-                        "attractors before", "attractors after"], kinds),
+        markdown_table(["start", "dreams"] + [f"{what} {short[p]}" for what in ("settled", "length", "attractors")
+                                              for p in ph], kinds),
         "## Cycles",
         "",
         "Per cycle: dreams run, settled (fixed points / cycles), mean settling step, mean settling energy "
@@ -501,17 +558,16 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def write_sleep_run(run_path: Path, out: Path | None, cfg, method, ckpt: dict, settings: dict, summary: dict,
+def write_sleep_run(run_path: Path, out: Path | None, cfg, method, payload: dict, settings: dict, summary: dict,
                     text: str, rows: list[CycleRow], before: Evaluation, after: Evaluation, starts: A.Starts,
-                    steps: int, s: SleepSettings) -> Path:
-    """Assemble the new run in a hidden folder, then rename it into ``<out>/<name>-sleep/``."""
+                    steps: int, s: SleepSettings, control: Evaluation | None = None) -> Path:
+    """Assemble the new run (checkpoint ``payload``: the slept model) in a hidden folder, then rename
+    it into ``<out>/<name>-sleep/``."""
     import yaml
 
     from predvis.config import dump_yaml
     from predvis.run import (_stamp, atomic_torch_save, atomic_write_json, atomic_write_text, command_line,
                              environment, write_csv)
-    from predvis.train.loop import checkpoint_payload
-
     root = Path(out) if out is not None else run_path.parent.parent
     parent = root / f"{cfg.name}-sleep"
     parent.mkdir(parents=True, exist_ok=True)
@@ -529,16 +585,15 @@ def write_sleep_run(run_path: Path, out: Path | None, cfg, method, ckpt: dict, s
         atomic_write_json(staging / "env.json", environment(method.device, s.seed, extra={"sleep_of": str(run_path)}))
         if (run_path / "metrics" / "train.csv").exists():
             shutil.copyfile(run_path / "metrics" / "train.csv", staging / "metrics" / "train.csv")
-        payload = checkpoint_payload(method, int(ckpt.get("epoch", 0)), int(ckpt.get("step", 0)),
-                                     float(ckpt.get("best_val", math.inf)))
         atomic_torch_save(staging / "checkpoints" / "last.pt", payload)
         atomic_torch_save(staging / "checkpoints" / "best.pt", payload)
         atomic_write_text(staging / "tables" / "sleep.md", text + "\n")
-        head = ["metric", "before", "after", "after - before"]
-        write_csv(staging / "tables" / "sleep.csv", [dict(zip(head, r)) for r in summary_rows(summary, steps)])
+        head, table = summary_rows(summary, steps)
+        write_csv(staging / "tables" / "sleep.csv", [dict(zip(head, r)) for r in table])
         write_csv(staging / "metrics" / "sleep_cycles.csv", [asdict(r) for r in rows])
         per = []
-        for phase, ev in (("before", before), ("after", after)):
+        evs = {"before": before, "after": after, **({"control": control} if control is not None else {})}
+        for phase, ev in evs.items():
             lab = dict(zip(ev.owners, ev.labels))
             for i, st in enumerate(ev.settled):
                 per.append({"phase": phase, "dream": i, "start": starts.kinds[i],
@@ -547,11 +602,11 @@ def write_sleep_run(run_path: Path, out: Path | None, cfg, method, ckpt: dict, s
                             "length": steps if st is None else st.step, "attractor": lab.get(i, "")})
         write_csv(staging / "metrics" / "sleep_dreams.csv", per)
         write_csv(staging / "metrics" / "sleep_diversity.csv",
-                  [{"step": t + 1, "before": float(before.div[t]), "after": float(after.div[t])}
+                  [{"step": t + 1, **{k: float(ev.div[t]) for k, ev in evs.items()}}
                    for t in range(before.div.shape[0])])
         _figures(staging, before, after, starts, s)
         atomic_write_json(staging / "summary.json", {"settings": settings, "summary": summary})
-        atomic_write_json(staging / "status.json", {"state": "done", "epoch": int(ckpt.get("epoch", 0)) + 1,
+        atomic_write_json(staging / "status.json", {"state": "done", "epoch": int(payload["epoch"]) + 1,
                                                     "epochs": cfg.train.epochs, "sleep": True})
         for _ in range(100):
             final = parent / f"{_stamp()}_{secrets.token_hex(3)}"
