@@ -118,3 +118,17 @@ def test_bad_input_is_one_line_and_writes_nothing(runs, tmp_path, capsys, args, 
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
     assert not out.exists()
+
+
+def test_one_probe_run_with_two_settings_gives_two_metric_families(runs, tmp_path, capsys):
+    run = _train(tmp_path / "runs", "seed=5")                     # predict with the run's context (3)
+    assert main(["predict", str(run), "context=2"]) == 0
+    capsys.readouterr()
+    out = _compare(capsys, run, "--metric", "predict[context=2].prior.mse", "--metric", "predict[context=3].*",
+                   "--out", tmp_path)
+    summary = {r["metric"]: float(r["mean"]) for r in _rows(out / "metrics" / "summary.csv")}
+    for context in (2, 3):
+        folder = next(p for p in (run / "predict").iterdir()
+                      if json.loads((p / "summary.json").read_text())["context"] == context)
+        prior = json.loads((folder / "summary.json").read_text())["prior_mse"]
+        assert summary[f"predict[context={context}].prior.mse"] == pytest.approx(prior, rel=1e-6)

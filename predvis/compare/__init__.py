@@ -40,12 +40,13 @@ def select_metrics(records: list[RunRecord], wanted: list[str] | None) -> tuple[
         raise PredvisError("--metric: the runs hold no metrics (train them, or run a probe, first)")
     picked: list[str] = []
     for name in wanted:
-        if any(c in name for c in "*?["):
-            hits = [k for k in known if fnmatch.fnmatchcase(k, name)]
+        if name in known:
+            hits = [name]
+        elif any(c in name for c in "*?"):   # '[' is literal: probe families are named kind[key=value]
+            pattern = name.replace("[", "[[]")
+            hits = [k for k in known if fnmatch.fnmatchcase(k, pattern)]
             if not hits:
                 raise PredvisError(f"--metric '{name}' matches no metric of these runs; e.g. {', '.join(known[:4])}")
-        elif name in known:
-            hits = [name]
         else:
             raise PredvisError(f"--metric: no run has a metric '{name}'{suggest(name, known)} "
                                f"({len(known)} metrics, e.g. {', '.join(known[:3])})")

@@ -213,16 +213,34 @@ def _add_csv(record: RunRecord, path: Path, prefix: str) -> None:
         record.sources[k] = path
 
 
+def _short(value: Any) -> str:
+    return "+".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
 def probe_outputs(run: Path) -> dict[str, Path]:
-    """kind -> the newest finished output folder of each probe kind in ``run``."""
+    """name -> the newest finished output folder of each probe kind and settings in ``run``.
+
+    The name is the probe kind, or ``kind[key=value]`` when the kind was run with several settings
+    (``lesion[disabled=feedback]``, ``lesion[disabled=feedback+lateral]``). Newest = the latest
+    ``summary.json`` (folder names only resolve to the second).
+    """
     out = {}
     for kind in sorted(p for p in run.iterdir() if p.is_dir()):
         if kind.name in RUN_SUBDIRS or kind.name.startswith("."):
             continue
-        done = [d for d in sorted(kind.iterdir()) if d.is_dir() and (d / "summary.json").exists()
-                and (d / "metrics").is_dir()]
-        if done:
-            out[kind.name] = done[-1]
+        done = [d for d in kind.iterdir() if d.is_dir() and (d / "summary.json").exists() and (d / "metrics").is_dir()]
+        latest: dict[str, tuple[Path, dict]] = {}
+        for d in sorted(done, key=lambda d: ((d / "summary.json").stat().st_mtime_ns, d.name)):
+            settings = _settings(d)
+            latest[json.dumps(settings, sort_keys=True, default=str)] = (d, settings)
+        if len(latest) == 1:
+            out[kind.name] = next(iter(latest.values()))[0]
+            continue
+        variants = [s for _, s in latest.values()]
+        keys = sorted(k for k in set().union(*variants)
+                      if len({json.dumps(s.get(k), sort_keys=True, default=str) for s in variants}) > 1)
+        for d, settings in latest.values():
+            out[f"{kind.name}[{';'.join(f'{k}={_short(settings.get(k))}' for k in keys)}]"] = d
     return out
 
 
@@ -246,12 +264,15 @@ def read_run(path: Path, pinned: Path | None = None) -> RunRecord:
                 _add_csv(record, csv_path, csv_path.stem)
     outputs = probe_outputs(path)
     if pinned is not None:
-        outputs[pinned.parent.name] = pinned
-    for kind, folder in sorted(outputs.items()):
-        record.probes[kind] = folder
-        record.settings[kind] = _settings(folder)
+        kind = pinned.parent.name
+        outputs = {k: v for k, v in outputs.items() if k.split("[")[0] != kind}
+        outputs[kind] = pinned
+    for name, folder in sorted(outputs.items()):
+        record.probes[name] = folder
+        record.settings[name] = _settings(folder)
+        kind = name.split("[")[0]
         for csv_path in sorted((folder / "metrics").glob("*.csv")):
-            prefix = kind if csv_path.stem in (kind, "eval", "horizon") else f"{kind}.{csv_path.stem}"
+            prefix = name if csv_path.stem in (kind, "eval", "horizon") else f"{name}.{csv_path.stem}"
             _add_csv(record, csv_path, prefix)
     return record
 
