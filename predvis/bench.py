@@ -120,8 +120,10 @@ def bench_pvm_section(device: torch.device) -> str:
 def optional_sections(size: str, device: torch.device) -> list[str]:
     """Benchmarks of the other backends."""
     from predvis.bench_deepdream import run as bench_deepdream
+    from predvis.bench_train_options import run as bench_train_options
 
-    return [bench_pvm_section(device), bench_deepdream(size=size, device=device)]
+    return [bench_pvm_section(device), bench_deepdream(size=size, device=device),
+            bench_train_options(size=size, device=device)]
 
 
 def main(argv: list[str] | None = None) -> int:
