@@ -5,8 +5,10 @@ unit of this PVM like to see?", :class:`PVMFeedforward` shows it one static imag
 of steps, from its resting state, with learning off, and exposes what it computed at the last
 step as hookable layers:
 
-- ``state0`` ... ``state{L-1}``: the hidden states of layer l as a (B, hidden, n_l, n_l) map
-  (channel k = hidden unit k of every unit, position = the unit's place in its layer);
+- ``state0`` ... ``state{L-1}``: the hidden states of layer l minus 0.5 (the resting state, the
+  middle of the rational sigmoid's range) as a (B, hidden, n_l, n_l) map (channel k = hidden
+  unit k of every unit, position = the unit's place in its layer), so that "activation" means
+  departure from rest in either direction;
 - ``prediction``: the predicted next frame (B, C, H, W), also the view's output.
 
 Because all layers update synchronously from the previous snapshot, the image reaches layer l
@@ -55,5 +57,5 @@ class PVMFeedforward(nn.Module):
         B = x.shape[0]
         for l, n in enumerate(pvm.sides):
             h = state.h_all[pvm.offsets[l]: pvm.offsets[l] + n * n]  # (U, B, hidden)
-            getattr(self, f"state{l}")(h.reshape(n, n, B, -1).permute(2, 3, 0, 1))
+            getattr(self, f"state{l}")((h - 0.5).reshape(n, n, B, -1).permute(2, 3, 0, 1))
         return self.prediction(out.prediction)
