@@ -72,6 +72,8 @@ class Gopc2ModelConfig(GopcModelConfig):
     hyper_clip: float = 1.0           # per-sample norm bound of that gradient (stabiliser clip)
     stabiliser: str = "clip+softmax+spectral"   # '+'-joined names from STABILISERS; 'none' = the thesis
     prior_logvar: float = 0.0         # initial log-variance of p_t around r_hat_t (learned, one per dim)
+    basis_init: float = 0.01          # mixture bases start at I + basis_init * N(0, 1)
+    offset_init: float = 0.0          # mixture offsets b_k start at offset_init * N(0, 1) (0: zeros)
 
     def validate(self) -> None:
         super().validate()
@@ -80,6 +82,8 @@ class Gopc2ModelConfig(GopcModelConfig):
                 raise ConfigError(f"model.{key}: must be > 0, got {getattr(self, key)}")
         if self.hyper_step < 0:
             raise ConfigError(f"model.hyper_step: must be >= 0, got {self.hyper_step}")
+        if self.basis_init < 0 or self.offset_init < 0:
+            raise ConfigError("model.basis_init / offset_init: must be >= 0")
         if self.hyper_clip <= 0:
             raise ConfigError(f"model.hyper_clip: must be > 0, got {self.hyper_clip}")
         if self.origin_noise:
@@ -120,8 +124,9 @@ class Transition(nn.Module):
                 self.net[-1].bias[: r * r].copy_(torch.eye(r).flatten())
         else:
             self.net = nn.Sequential(nn.Linear(h, cfg.hyper_hidden), nn.ELU(), nn.Linear(cfg.hyper_hidden, k))
-            self.bases = nn.Parameter(torch.eye(r).expand(k, r, r) + 0.01 * torch.randn(k, r, r))
-            self.offsets = nn.Parameter(torch.zeros(k, r))
+            self.bases = nn.Parameter(torch.eye(r).expand(k, r, r) + cfg.basis_init * torch.randn(k, r, r))
+            offsets = cfg.offset_init * torch.randn(k, r) if cfg.offset_init else torch.zeros(k, r)
+            self.offsets = nn.Parameter(offsets)
             if "softmax" not in self.stab:
                 with torch.no_grad():  # raw weights start summing to about 1, like the softmax
                     self.net[-1].bias.fill_(1.0 / k)
