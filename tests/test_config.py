@@ -51,8 +51,8 @@ def test_malformed_and_missing_yaml(tmp_path):
         read_yaml(bad)
     with pytest.raises(ConfigError, match="experiment file not found"):
         load_experiment(str(tmp_path / "nope.yaml"))
-    with pytest.raises(ConfigError, match="unknown experiment 'gopc'.*did you mean 'gopc1'"):
-        load_experiment("gopc")
+    with pytest.raises(ConfigError, match="unknown experiment 'gopc_1'.*did you mean 'gopc1'"):
+        load_experiment("gopc_1")
 
 
 def test_bad_override_syntax():
