@@ -95,9 +95,11 @@ def _draw_balls(frames: torch.Tensor, rng: np.random.Generator) -> None:
 
 
 def default_videos(seed: int, n_videos: int, n_frames: int, size: tuple[int, int],
-                   channels: int = 3) -> list[torch.Tensor]:
+                   channels: int = 3, only: int | None = None) -> list[torch.Tensor]:
     """``n_videos`` photo videos, video ``i`` drawn with seed ``seed * 1000 + i`` over photo
     ``PHOTOS[(seed + i) % 5]``: five or more videos show every photograph, so held-out videos
-    (another seed) are new camera paths and balls over photographs the model has seen."""
+    (another seed) are new camera paths and balls over photographs the model has seen.
+    ``only=i``: just video ``i`` of that list (to fill a buffer one video at a time)."""
+    which = range(n_videos) if only is None else [only]
     return [photo_video(seed * 1000 + i, n_frames, size, channels, photo=PHOTOS[(seed + i) % len(PHOTOS)])
-            for i in range(n_videos)]
+            for i in which]

@@ -126,8 +126,12 @@ class PVMMethod(Method):
     def train_video(self) -> torch.Tensor:
         """(T, C, H, W) all training videos concatenated (looped by the streams)."""
         d, c = self.cfg.data, self.cfg.model.channels
-        if d.source == "photos":
-            return torch.cat(default_videos(self.cfg.seed, d.videos, d.frames, self.size, c))
+        if d.source == "photos":  # filled video by video: peak memory one copy plus one video
+            out = torch.empty(d.videos * d.frames, c, *self.size)
+            for i in range(d.videos):
+                out[i * d.frames:(i + 1) * d.frames] = default_videos(self.cfg.seed, d.videos, d.frames, self.size, c,
+                                                                      only=i)[0]
+            return out
         return load_video(d.source, self.size, c)
 
     def test_sequences(self) -> torch.Tensor:
