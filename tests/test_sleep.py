@@ -34,7 +34,11 @@ def fixed_point_clip(stepper, burn_in: int = 4) -> torch.Tensor:
 
 @pytest.mark.parametrize("kind", ["pvm", "gopc1"])
 def test_unlearning_step_raises_the_settling_energy_at_its_fixed_point(smoke_runs, kind):
-    _, method = load_trained(smoke_runs[kind])
+    from predvis.probes.sleep import load_for_sleep
+
+    _, method, _, _ = load_for_sleep(smoke_runs[kind])  # with the optimiser state (GOPC preconditions by it)
+    if kind == "gopc1":
+        assert method.stepper()._preconditioners()
     stepper = method.stepper()
     stepper.set_learning(False)
     clip = fixed_point_clip(stepper)

@@ -214,4 +214,4 @@ class GopcMethod(AdamMethod):
         }
 
     def stepper(self) -> GopcStepper:
-        return GopcStepper(self.model, self.cfg.train.lr)
+        return GopcStepper(self.model, self.cfg.train.lr, self.optimizer)

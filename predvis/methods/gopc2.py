@@ -34,4 +34,4 @@ class Gopc2Method(GopcMethod):
         }
 
     def stepper(self) -> Gopc2Stepper:
-        return Gopc2Stepper(self.model, self.cfg.train.lr)
+        return Gopc2Stepper(self.model, self.cfg.train.lr, self.optimizer)

@@ -30,12 +30,13 @@ class Gopc2State:
 class Gopc2Stepper(GradientUnlearning):
     pathways = ("prior", "hyper")
 
-    def __init__(self, model: Gopc2Model, learning_rate: float = 1e-3):
+    def __init__(self, model: Gopc2Model, learning_rate: float = 1e-3, optimizer: torch.optim.Optimizer | None = None):
         self.model = model.eval()
         cfg = model.cfg
         self.frame_shape = (cfg.channels, cfg.image_size, cfg.image_size)
         self.disabled: set[str] = set()
         self.learning_rate = learning_rate  # the training rate; unlearning (predvis sleep) is a fraction of it
+        self.optimizer = optimizer  # the training optimiser: its statistics precondition unlearning
         self._origin = None  # origin Jacobians and mixture bases, recomputed only when a weight changed
         self._bases = None
         self._cache_key = None

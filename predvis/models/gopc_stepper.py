@@ -5,7 +5,7 @@ origin with prior p_t, VAE-1 by its encoder), feeds r_t to the prior LSTM and pr
 frame as G(mean of p_{t+1}). The pathway ``prior`` switched off replaces every p_t by N(0, I),
 so inference gets no temporal context and the prediction falls back to G(0).
 
-Unlearning (``predvis sleep``): gradient ascent of the settling energy with Adam
+Unlearning (``predvis sleep``): gradient ascent of the settling energy, preconditioned like Adam
 (:class:`predvis.models.unlearning.GradientUnlearning`), through inference, prior and decoder.
 """
 from __future__ import annotations
@@ -30,12 +30,13 @@ class GopcState:
 class GopcStepper(GradientUnlearning):
     pathways = ("prior",)
 
-    def __init__(self, model: GopcModel, learning_rate: float = 1e-3):
+    def __init__(self, model: GopcModel, learning_rate: float = 1e-3, optimizer: torch.optim.Optimizer | None = None):
         self.model = model.eval()
         cfg = model.cfg
         self.frame_shape = (cfg.channels, cfg.image_size, cfg.image_size)
         self.disabled: set[str] = set()
         self.learning_rate = learning_rate  # the training rate; unlearning steps are a fraction of it
+        self.optimizer = optimizer  # the training optimiser: its statistics precondition unlearning
         self._origin = None  # origin Jacobians, recomputed only when a weight changed
         self._origin_key = None
 

@@ -12,8 +12,9 @@ a cycle) for a stepping model: from a fresh state feed ``x_t = a_{t mod p}`` for
 - x_t)^2``. The first ``L`` steps (``burn_in``) let the recurrent state settle. A dream that has
 settled on ``A`` has driven this error to about zero; an *unlearning step* must raise it.
 
-- Gradient-trained models (GOPC-1, VAE-1, ...) use :class:`GradientUnlearning`: one step of Adam,
-  their training optimiser, on ``-E`` at ``rate`` times their training learning rate.
+- Gradient-trained models (GOPC-1, VAE-1, GOPC-2) use :class:`GradientUnlearning`: one gradient-ascent
+  step on E at ``rate`` times their training learning rate, preconditioned like their training
+  optimiser (Adam's second moments, no first moment): a training step with the sign reversed.
 - PVM learns locally and online inside ``step``; its unlearning runs ``L`` steps on the clip with its
   own rule and its scheduled rates multiplied by ``-rate`` (``PVM.unlearn_step``).
 """
@@ -56,16 +57,22 @@ def settling_energy(step: StepFn, init_state: Callable[[int], Any], clip: torch.
     return torch.stack(errs, 1).mean(1)
 
 
+def scored_steps(length: int, burn_in: int) -> int:
+    """How many prediction errors :func:`settling_energy` averages for a clip of ``length`` steps."""
+    return length - min(max(burn_in, 1), length - 1)
+
+
 class GradientUnlearning:
     """Mixin for steppers of models trained by gradient descent.
 
     The stepper provides ``init_state``, ``differentiable_step(frame, state)`` (``step`` in the
-    caller's autograd mode), ``unlearn_parameters()`` and ``learning_rate`` (the training rate); it
-    may override :meth:`differentiable_energy` to share work across the steps of a clip.
+    caller's autograd mode), ``unlearn_parameters()``, ``learning_rate`` (the training rate) and
+    ``optimizer`` (the training optimiser, or None); it may override :meth:`differentiable_energy`
+    to share work across the steps of a clip.
     """
 
     learning_rate: float = 1e-3
-    _unlearn_optimizer: torch.optim.Optimizer | None = None
+    optimizer: torch.optim.Optimizer | None = None
 
     def unlearn_parameters(self) -> Iterable[torch.nn.Parameter]:
         raise NotImplementedError
@@ -73,21 +80,41 @@ class GradientUnlearning:
     def differentiable_energy(self, clip: torch.Tensor, burn_in: int) -> torch.Tensor:
         return settling_energy(self.differentiable_step, self.init_state, clip, burn_in)
 
-    def unlearn_step(self, clip: torch.Tensor, rate: float, burn_in: int) -> None:
-        """One Adam step on ``-mean E(clip)`` at ``rate * learning_rate`` (gradient ascent).
+    def _preconditioners(self) -> dict[int, torch.Tensor]:
+        """sqrt(v_hat) + eps per parameter (by id) from an Adam-style training optimiser's state."""
+        out: dict[int, torch.Tensor] = {}
+        opt = self.optimizer
+        if opt is None:
+            return out
+        for group in opt.param_groups:
+            beta2, eps = group.get("betas", (0.9, 0.999))[1], group.get("eps", 1e-8)
+            for p in group["params"]:
+                st = opt.state.get(p, {})
+                if "exp_avg_sq" in st and "step" in st:
+                    step = float(st["step"])
+                    if step > 0:
+                        out[id(p)] = (st["exp_avg_sq"] / (1 - beta2 ** step)).sqrt().add_(eps)
+        return out
 
-        The optimiser's moments persist across calls (a sleep run is one optimisation); gradients
-        are cleared afterwards so they cannot leak into a later training step.
+    def unlearn_step(self, clip: torch.Tensor, rate: float, burn_in: int) -> None:
+        """One gradient-ascent step on the settling energy at ``rate * learning_rate``.
+
+        The objective is E on the scale of the training loss (squared errors summed over pixels and
+        over the scored steps, mean over streams); the step is preconditioned by the training
+        optimiser's second moments (Adam's sqrt(v_hat) + eps, without its first moment) and bounded
+        like an Adam step (each element moves at most ``rate * learning_rate``): about what one
+        training step would do with the sign reversed. Parameters the optimiser has no statistics
+        for (or no optimiser) take a plain gradient step.
         """
         params = [p for p in self.unlearn_parameters() if p.requires_grad]
-        lr = rate * self.learning_rate
-        if self._unlearn_optimizer is None:
-            self._unlearn_optimizer = torch.optim.Adam(params, lr=lr)
-        for group in self._unlearn_optimizer.param_groups:
-            group["lr"] = lr
-        self._unlearn_optimizer.zero_grad(set_to_none=True)
+        scale = clip[0, 0].numel() * scored_steps(clip.shape[1], burn_in)
         with torch.enable_grad():
-            energy = self.differentiable_energy(clip, burn_in).mean()
-            (-energy).backward()
-        self._unlearn_optimizer.step()
-        self._unlearn_optimizer.zero_grad(set_to_none=True)
+            energy = self.differentiable_energy(clip, burn_in).mean() * scale
+            grads = torch.autograd.grad(energy, params, allow_unused=True)
+        pre = self._preconditioners()
+        lr = rate * self.learning_rate
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                if g is not None:
+                    d = pre.get(id(p))
+                    p.add_(g if d is None else (g / d).clamp_(-1.0, 1.0), alpha=lr)

@@ -332,7 +332,7 @@ def load_for_sleep(run_path: Path):
     return cfg, method, ckpt, path
 
 
-def run_sleep(run_path: Path, cycles: int = 5, dream_steps: int = 100, rate: float = 0.5, wake: bool = True,
+def run_sleep(run_path: Path, cycles: int = 5, dream_steps: int = 100, rate: float = 0.1, wake: bool = True,
               options: dict | None = None, out: Path | None = None) -> Path:
     """Sleep a copy of ``run_path``'s model; write and return the new run directory."""
     from predvis.train.loop import seed_everything
