@@ -69,8 +69,9 @@ def atomic_torch_save(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
-    """Write ``rows`` (dicts with the same keys, in order) atomically as CSV."""
+def csv_text(rows: list[dict]) -> str:
+    """``rows`` as CSV text: the union of their keys in first-seen order, floats to 8 significant
+    digits, missing cells empty ("" for no rows)."""
     buffer = io.StringIO()
     if rows:
         keys: list[str] = []
@@ -80,7 +81,12 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         writer.writeheader()
         for row in rows:
             writer.writerow({k: _fmt(row.get(k, "")) for k in keys})
-    atomic_write_text(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """Write ``rows`` (dicts, keys in order) atomically as CSV (see :func:`csv_text`)."""
+    atomic_write_text(path, csv_text(rows))
 
 
 def _fmt(value: Any) -> Any:

@@ -16,6 +16,7 @@ from typing import Any
 
 from predvis.compare.groups import Group
 from predvis.compare.runs import RunRecord
+from predvis.run import csv_text
 from predvis.tables import fmt, markdown_table
 
 HEADLINE = ("train.val_loss", "train.loss", "predict.prior.mse", "predict.recon.mse", "occlude.intact.error",
@@ -93,39 +94,24 @@ def build_tables(groups: list[Group], metrics: list[str], horizon_names: list[st
                          + (f" (probes: {used})" if used else ""))
     lines.append("")
     files = {"tables/compare.md": "\n".join(lines)}
-    files["metrics/groups.csv"] = _csv(
+    files["metrics/groups.csv"] = csv_text(
         [{"group": g.gid, "experiment": g.experiment, "by": "" if g.by is None else g.by, "n": len(g.runs),
           "seeds": " ".join(str(s) for s in g.seeds), "test_set": g.test_id, "flags": " | ".join(g.flags),
           "runs": " ".join(str(r.path) for r in g.runs)} for g in groups])
-    files["metrics/summary.csv"] = _csv(
+    files["metrics/summary.csv"] = csv_text(
         [{"group": g.gid, "experiment": g.experiment, "by": "" if g.by is None else g.by, "metric": m,
           "mean": _num(mu), "std": _num(sd), "n": n, "test_set": g.test_id, "flagged": int(bool(g.flags))}
          for g in groups for m in metrics for mu, sd, n in [g.stats(m)] if n])
-    files["metrics/runs.csv"] = _csv(
+    files["metrics/runs.csv"] = csv_text(
         [{"group": g.gid, "run": str(r.path), "seed": r.seed, **{m: r.metrics.get(m, "") for m in metrics}}
          for g in groups for r in g.runs])
-    files["metrics/horizon.csv"] = _csv(
+    files["metrics/horizon.csv"] = csv_text(
         [{"group": g.gid, "curve": name, "horizon": x, "mean": _num(m), "std": _num(s), "n": n}
          for g in groups for name in horizon_names for x, m, s, n in g.curve(name, horizon=True)])
-    files["metrics/curves.csv"] = _csv(
+    files["metrics/curves.csv"] = csv_text(
         [{"group": g.gid, "curve": name, "epoch": x, "mean": _num(m), "std": _num(s), "n": n}
          for g in groups for name in g.curve_names() for x, m, s, n in g.curve(name)])
     return files
-
-
-def _csv(rows: list[dict]) -> str:
-    import csv
-
-    buf = io.StringIO()
-    if rows:
-        keys: list[str] = []
-        for row in rows:
-            keys.extend(k for k in row if k not in keys)
-        writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:.8g}" if isinstance(v, float) else v) for k, v in row.items()})
-    return buf.getvalue()
 
 
 # --------------------------------------------------------------------------- plots
@@ -232,7 +218,7 @@ def write_output(root: Path, inputs: list[str], by: str | None, chosen: list[str
                  metrics: list[str], horizon_names: list[str]) -> Path:
     """Compute tables and plots, then create the output run directory complete; returns it."""
     from predvis.config import dump_yaml
-    from predvis.run import RunDir, atomic_write_bytes, command_line, create_run_dir, git_state
+    from predvis.run import atomic_write_bytes, command_line, create_run_dir, git_state
 
     runs: list[RunRecord] = [r for g in groups for r in g.runs]
     # links are relative to <root>/compare/<stamp>_<id>/tables: every output folder sits at that depth
