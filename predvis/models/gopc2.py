@@ -40,7 +40,7 @@ from predvis.models.gopc import (
     Decoder, GopcModel, GopcModelConfig, Posterior, SequenceOutput, gaussian_kl, standard_normal,
 )
 
-STABILISERS = ("none", "sigmoid", "layernorm", "clip", "normalise", "softmax", "spectral")
+STABILISERS = ("none", "sigmoid", "layernorm", "tanh", "clip", "normalise", "softmax", "spectral", "spectral_svd")
 
 
 def parse_stabiliser(text: str) -> set[str]:
@@ -51,8 +51,10 @@ def parse_stabiliser(text: str) -> set[str]:
         raise ConfigError(
             f"model.stabiliser: unknown '{'+'.join(bad) or text}'; join any of {', '.join(STABILISERS)} with '+'"
         )
-    if {"sigmoid", "layernorm"} <= names:
-        raise ConfigError("model.stabiliser: choose sigmoid or layernorm on the predicted vector, not both")
+    if len(names & {"sigmoid", "layernorm", "tanh"}) > 1:
+        raise ConfigError("model.stabiliser: choose one of sigmoid, layernorm, tanh on the predicted vector")
+    if {"spectral", "spectral_svd"} <= names:
+        raise ConfigError("model.stabiliser: choose spectral or spectral_svd, not both")
     if {"clip", "normalise"} <= names:
         raise ConfigError("model.stabiliser: choose clip or normalise for the inner gradient, not both")
     return names - {"none"}
@@ -70,7 +72,8 @@ class Gopc2ModelConfig(GopcModelConfig):
     hyper_hidden: int = 32            # hidden width of the hypernetwork
     hyper_step: float = 1.0           # step size of the inner gradient step on r^H
     hyper_clip: float = 1.0           # per-sample norm bound of that gradient (stabiliser clip)
-    stabiliser: str = "clip+softmax+spectral"   # '+'-joined names from STABILISERS; 'none' = the thesis
+    stabiliser: str = "clip+softmax+spectral+tanh"   # '+'-joined names from STABILISERS; 'none' = the thesis
+    tanh_bound: float = 5.0           # stabiliser tanh: r_hat = c tanh(v / c), |r_hat| < c per dimension
     prior_logvar: float = 0.0         # initial log-variance of p_t around r_hat_t (learned, one per dim)
     basis_init: float = 0.01          # mixture bases start at I + basis_init * N(0, 1)
     offset_init: float = 0.0          # mixture offsets b_k start at offset_init * N(0, 1) (0: zeros)
@@ -84,6 +87,8 @@ class Gopc2ModelConfig(GopcModelConfig):
             raise ConfigError(f"model.hyper_step: must be >= 0, got {self.hyper_step}")
         if self.basis_init < 0 or self.offset_init < 0:
             raise ConfigError("model.basis_init / offset_init: must be >= 0")
+        if self.tanh_bound <= 0:
+            raise ConfigError(f"model.tanh_bound: must be > 0, got {self.tanh_bound}")
         if self.hyper_clip <= 0:
             raise ConfigError(f"model.hyper_clip: must be > 0, got {self.hyper_clip}")
         if self.origin_noise:
@@ -137,9 +142,14 @@ class Transition(nn.Module):
         computed once per sequence (the weights do not change within one)."""
         if self.cfg.hyper != "mixture":
             return None
-        if "spectral" not in self.stab:
+        if "spectral_svd" in self.stab:  # differentiates through the SVD: NaN when singular values coincide
+            sigma = torch.linalg.matrix_norm(self.bases, ord=2)
+        elif "spectral" in self.stab:  # sigma = u^T A v with the top singular vectors held fixed: the
+            with torch.no_grad():      # same value, gradient u v^T, finite even for A ~ I
+                u, _, vh = torch.linalg.svd(self.bases)
+            sigma = torch.einsum("ki,kij,kj->k", u[..., 0], self.bases, vh[..., 0, :])
+        else:
             return self.bases
-        sigma = torch.linalg.matrix_norm(self.bases, ord=2)
         return self.bases / torch.clamp(sigma, min=1.0)[:, None, None]
 
     def weights(self, h: torch.Tensor) -> torch.Tensor:
@@ -153,7 +163,7 @@ class Transition(nn.Module):
         if self.cfg.hyper == "full":
             out = self.net(h)
             a = out[:, : r * r].view(-1, r, r)
-            if "spectral" in self.stab:  # Frobenius >= spectral norm: bounds the map by 1
+            if self.stab & {"spectral", "spectral_svd"}:  # Frobenius >= spectral norm: bounds the map by 1
                 a = a / torch.clamp(torch.linalg.matrix_norm(a) / r ** 0.5, min=1.0)[:, None, None]
             return a, out[:, r * r:]
         w = self.weights(h)
@@ -165,6 +175,9 @@ class Transition(nn.Module):
         out = torch.bmm(a, r.unsqueeze(-1)).squeeze(-1) + b
         if "sigmoid" in self.stab:
             return torch.sigmoid(out)
+        if "tanh" in self.stab:  # near the identity for |v| << c; cuts the inference loop's growth
+            c = self.cfg.tanh_bound
+            return c * torch.tanh(out / c)
         if self.norm is not None:
             return self.norm(out)
         return out

@@ -44,7 +44,11 @@ VARIANTS: dict[str, tuple[list[str], str]] = {
                         "thesis + outer gradient clipping at norm 1"),
     "mixture-none": (["model.hyper=mixture", "model.stabiliser=none"], "mixture hypernetwork, no stabiliser"),
     "mixture-clip": (["model.hyper=mixture", "model.stabiliser=clip"], "mixture + clipped inner gradient on r^H"),
-    "full-default": (["model.hyper=full"], "full hypernetwork with the default stabilisers"),
+    "full-default": (["model.hyper=full", "model.stabiliser=clip+softmax+spectral"],
+                     "full hypernetwork, clip + Frobenius bound, no tanh"),
+    "default-svd": (["model.stabiliser=clip+softmax+spectral_svd"],
+                    "the first default: clip+softmax+spectral (SVD gradient), no bound on r_hat (full schedule)"),
+    "default-notanh": (["model.stabiliser=clip+softmax+spectral"], "the default without tanh on r_hat"),
 }
 
 
