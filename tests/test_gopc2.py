@@ -208,3 +208,19 @@ def test_study_ridge_probe_and_table(tmp_path):
     text = write_table(tmp_path, jobs, "smoke")
     assert "| thesis |" in text and "| 1/1 | 7 |" in text and "| 0 | 0.0100 | 0.0190 | 0.0100 | 0.0170 | yes |" in text
     assert "Not finished yet (1): default_s1" in text
+
+
+def test_tanh_bounds_the_prediction_and_spectral_gradient_is_finite_at_the_identity():
+    model = tiny("mixture", "softmax+spectral+tanh", tanh_bound=2.0)
+    h = torch.randn(3, 3, dtype=torch.float64)
+    big = 100 * torch.randn(3, 5, dtype=torch.float64)
+    assert (model.transition(big, h).abs() <= 2.0).all()
+    small = 1e-3 * torch.randn(3, 5, dtype=torch.float64)
+    plain = tiny("mixture", "softmax+spectral")
+    assert torch.allclose(model.transition(small, h), plain.transition(small, h), rtol=1e-5, atol=1e-9)
+    with torch.no_grad():  # bases exactly the identity: every singular value equal
+        plain.transition.bases.copy_(torch.eye(5, dtype=torch.float64).expand(3, 5, 5) * 2)
+    plain.transition.bases_now().sum().backward()
+    assert torch.isfinite(plain.transition.bases.grad).all()
+    with pytest.raises(ConfigError, match="one of sigmoid, layernorm, tanh"):
+        parse_stabiliser("tanh+sigmoid")
