@@ -427,6 +427,13 @@ def summarise(before: Evaluation, after: Evaluation, shifts: dict, kinds: list[s
         idx = [i for i, k in enumerate(kinds) if k == kind]
         if idx:
             out["kinds"][kind] = {k: _stats(ev, idx, steps) for k, ev in evs.items()}
+    lengths = {k: torch.tensor([float(st.step if st is not None else steps) for st in ev.settled], dtype=torch.float64)
+               for k, ev in evs.items()}
+    out["paired"] = {}
+    for k in [p for p in evs if p != "after"]:  # per start: sleep minus before / control
+        d = lengths["after"] - lengths[k]
+        se = float(d.std() / math.sqrt(len(d))) if len(d) > 1 else float("nan")
+        out["paired"][k] = {"mean": float(d.mean()), "se": se}
     for name in ("sq", "abs"):
         e = {k: float(getattr(ev, f"err_{name}").mean()) for k, ev in evs.items()}
         for k in list(e):
@@ -497,6 +504,11 @@ def sleep_markdown(summary: dict, settings: dict, name: str, rows: list[CycleRow
         answer += (f"; with the same wake phases and no unlearning (control): length {fmt(c['length'])}, "
                    f"settled {fmt(c['settled'])}, attractors {c['attractors']}, held-out error "
                    + _verdict(err["sq"], "mean squared", "control"))
+    pair = summary["paired"]
+    answer += (". Per start (the same starts), dream length sleep - before: "
+               f"{fmt(pair['before']['mean'])} +- {fmt(pair['before']['se'])} (mean +- standard error)")
+    if "control" in pair:
+        answer += f"; sleep - control: {fmt(pair['control']['mean'])} +- {fmt(pair['control']['se'])}"
     short = {"before": "before", "after": "sleep", "control": "control"}
     text = [
         f"# Sleep: unlearning the attractors of dreams ({name})",
