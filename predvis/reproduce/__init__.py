@@ -67,7 +67,10 @@ def _top_index(folder: Path) -> None:
     from predvis.run import atomic_write_text
 
     lines = ["# Reproduced tables", "", "`make reproduce-tables` (PROFILE=quick, the default) and "
-             "`make reproduce-tables PROFILE=full` write one folder per profile (docs/reproduce.md):", ""]
+             "`make reproduce-tables PROFILE=full` write one folder per profile (docs/reproduce.md); its "
+             "README.md indexes the tables with their cells, status, seeds and commits:", ""]
     for sub in sorted(p for p in folder.iterdir() if (p / "README.md").exists()):
-        lines.append(f"- [{sub.name}]({sub.name}/README.md)")
+        tables = sorted(p.name for p in sub.glob("*.md") if p.name != "README.md")
+        lines.append(f"- [{sub.name}]({sub.name}/README.md): "
+                     + (", ".join(f"[{t}]({sub.name}/{t})" for t in tables) or "no tables yet"))
     atomic_write_text(folder / "README.md", "\n".join(lines) + "\n")

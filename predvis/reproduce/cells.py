@@ -13,11 +13,16 @@ A cell is one row of one or more tables: an experiment trained over seeds, then 
       smoke: {seeds: [0, 1], overrides: [data.train_sequences=8]}
       full: {profile: full}
 
-``profiles.<p>`` may set ``profile`` (the experiment profile; default: the collector's), ``seeds``,
-``study`` and ``probes`` (these replace), and ``overrides`` (appended to the common ones).
-``kind: study`` cells run a whole study (``study:`` options; the depth-inversion study), and
+``profiles.<p>`` may set ``profile`` (the experiment profile; default: the collector's), ``seeds`` and
+``probes`` (these replace), ``overrides`` (appended to the common ones) and ``study`` (merged key by key
+into the cell's). ``kind: study`` cells run a whole study: ``study.name`` names the module
+``predvis.studies.<name>`` and the other keys are its options (:mod:`predvis.reproduce.studies`);
 ``kind: placeholder`` cells only hold a ``note`` for a table that is not built yet. Unknown keys are
 rejected with the closest valid name, as in experiment files.
+
+Several train cells may share runs: a cell whose experiment, profile, overrides and seed give the same
+config as another cell's uses the same run directory and adds its own probes to it (the sleep cells
+reuse the PVM and GOPC-1 runs this way).
 """
 from __future__ import annotations
 
@@ -72,20 +77,44 @@ class AttackProbe:
     overrides: list[str] = field(default_factory=list)
 
 
-PROBES = {"predict": PredictProbe, "lesion": LesionProbe, "occlude": OccludeProbe, "attack": AttackProbe}
-
-
 @dataclass
-class StudySpec:
-    """Options of a study cell (the depth-inversion study, ``python -m predvis.studies.depth_inversion``)."""
+class SleepProbe:
+    """``predvis sleep RUN`` (the sleep table): a NEW run ``<runs>/<name>-sleep/<stamp>_<id>/`` with
+    ``tables/sleep.md`` / ``sleep.csv``. 0 (or null) keeps the command's default; ``settings`` are its
+    KEY=VALUE options (noise=8 grey=3 ...; docs/probes.md, sleep)."""
 
-    name: Literal["depth_inversion"] = "depth_inversion"
-    variants: str = "all"
-    additive: str = "corners"
-    sweep: str = "1,2,8"
-    sweep_seeds: int = 1
-    wide: bool = False
-    threads: int = 1
+    cycles: int = 0
+    dream_steps: int = 0
+    rate: float = 0.0
+    wake: bool | None = None
+    settings: list[str] = field(default_factory=list)
+
+    def validate(self) -> None:
+        for key in ("cycles", "dream_steps"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key}: must be > 0 (or 0 for the default of predvis sleep), got {getattr(self, key)}")
+        if self.rate < 0:
+            raise ConfigError(f"rate: must be > 0 (or 0 for the default of predvis sleep), got {self.rate}")
+        from predvis.config import parse_overrides
+        from predvis.probes.sleep import SleepSettings
+
+        from_dict(SleepSettings, parse_overrides(self.settings), "settings")
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`predvis.probes.sleep.run_sleep` (the defaults left out)."""
+        from predvis.config import parse_overrides
+
+        out: dict[str, Any] = {"options": parse_overrides(self.settings)}
+        for key in ("cycles", "dream_steps", "rate"):
+            if getattr(self, key):
+                out[key] = getattr(self, key)
+        if self.wake is not None:
+            out["wake"] = self.wake
+        return out
+
+
+PROBES = {"predict": PredictProbe, "lesion": LesionProbe, "occlude": OccludeProbe, "attack": AttackProbe,
+          "sleep": SleepProbe}
 
 
 # --------------------------------------------------------------------------- cells
@@ -139,8 +168,11 @@ class Cell:
             out.append((kind, from_dict(PROBES[kind], raw, f"probes[{i}]")))
         return out
 
-    def study_spec(self) -> StudySpec:
-        return from_dict(StudySpec, self.study, "study")
+    def study_spec(self):
+        """(study, options): :func:`predvis.reproduce.studies.study_spec` of ``study:``."""
+        from predvis.reproduce.studies import study_spec
+
+        return study_spec(self.study)
 
 
 def resolve_cell(raw: dict, collector_profile: str, source: str) -> Cell:
@@ -161,8 +193,15 @@ def resolve_cell(raw: dict, collector_profile: str, source: str) -> Cell:
     extra = section.pop("overrides", []) or []
     if not isinstance(extra, list):
         raise ConfigError(f"{source}: profiles.{collector_profile}.overrides must be a list of KEY=VALUE")
+    study = section.pop("study", None)
+    if study is not None and not isinstance(study, dict):
+        raise ConfigError(f"{source}: profiles.{collector_profile}.study must be a mapping of study options")
     merged = {**raw, **section}
     merged["overrides"] = list(raw.get("overrides") or []) + list(extra)
+    if study is not None:
+        if not isinstance(raw.get("study") or {}, dict):
+            raise ConfigError(f"{source}: study must be a mapping (name: and the study's options)")
+        merged["study"] = {**(raw.get("study") or {}), **study}
     for key in ("id", "path"):
         if key in merged:
             raise ConfigError(f"{source}: '{key}' is set by the collector, not in the file")

@@ -4,15 +4,17 @@ A *job* is one seed of a train cell (or a whole study cell). Its run is found, n
 run directory under the collector's run root (``runs/reproduce/<profile>/`` by default) whose
 ``config.yaml`` equals the job's merged config (experiment + profile + overrides + seed). So:
 
-- ``done``: that run holds ``cell-done.json`` (written last, after every probe): never rerun;
+- ``done``: that run's ``cell-done.json`` (written last, after every probe) lists the cell: never rerun;
 - ``trained``: training finished, some probes did not (finished probes are kept in
-  ``cell-probes.json`` and are not rerun);
+  ``cell-probes.json`` and are not rerun). Cells whose jobs give the same config share the run: each
+  adds its probes and its entry in ``cell-done.json`` (``cells``);
 - ``interrupted``: ``status.json`` says running or interrupted and ``checkpoints/last.pt`` exists:
   continued in place with ``predvis train --resume`` (``predvis.train.loop.resume``);
 - ``diverged``: the loss went NaN; the same config would diverge again, so it is reported, not rerun
   (delete the run directory to try again);
 - ``missing``: no such run (a run interrupted before its first checkpoint counts as missing);
-- ``partial k/n``: a study folder with k of its n models finished (continued with ``--study``).
+- ``partial k/n``: a study folder with k of its n models finished (continued with ``--study``;
+  the studies are driven through :mod:`predvis.reproduce.studies`).
 
 Only one collector may work on a run root at a time (``.reproduce.lock`` holds its pid).
 """
@@ -90,16 +92,9 @@ def plan(cells: list[Cell]) -> list[Job]:
 
 
 def _study_job(cell: Cell) -> Job:
-    from predvis.config import load_experiment
-    from predvis.studies import depth_inversion as study
-
-    spec = cell.study_spec()
-    base = load_experiment(study.EXPERIMENT, cell.profile, list(cell.overrides))
-    sweep = [int(s) for s in spec.sweep.split(",") if s.strip()]
-    jobs = study.plan(len(cell.seeds), spec.additive, sweep, spec.sweep_seeds, study.parse_variants(spec.variants),
-                      base.model.steps, spec.wide)
-    meta = {"profile": cell.profile, "seeds": len(cell.seeds), "overrides": list(cell.overrides), "jobs": jobs}
-    return Job(cell, None, study.EXPERIMENT, list(cell.overrides), None, _normal(meta))
+    study, opts = cell.study_spec()
+    meta = study.meta(cell, opts)
+    return Job(cell, None, study.name, list(cell.overrides), None, _normal(meta))
 
 
 # --------------------------------------------------------------------------- state
@@ -141,14 +136,15 @@ def job_state(job: Job, index: RunIndex) -> JobState:
     if job.cell.kind == "study":
         return _study_state(job, index.root)
     matches = [run for run, cfg in index.runs(job.name) if cfg == job.config]
+    wanted = _wanted_probes(job.cell)
     for run in matches:
-        if (run / DONE_FILE).exists():
-            return JobState("done", run)
-    probes = len(job.cell.probes)
+        done = cell_done(run, job.cell.id)
+        if done is not None and len(_mine(done.get("probes") or [], wanted)) == len(wanted):
+            return JobState("done", run)   # (a probe added to the cell since: 'trained', that probe runs)
     for run in matches:
         if _status(run).get("state") == "done" and (run / "checkpoints" / "last.pt").exists():
-            finished = len(_read_json(run / PROBES_FILE, []))
-            return JobState("trained", run, f"probes {finished}/{probes} finished")
+            finished = len(_mine(_read_json(run / PROBES_FILE, []), wanted))
+            return JobState("trained", run, f"probes {finished}/{len(wanted)} finished")
     resumable = [(_epochs_done(r), r) for r in matches
                  if _status(r).get("state") in ("running", "interrupted") and (r / "checkpoints" / "last.pt").exists()]
     if resumable:
@@ -174,26 +170,49 @@ def _read_json(path: Path, default: Any) -> Any:
         return default
 
 
-def study_folders(root: Path, job: Job) -> list[Path]:
-    """Study folders under ``root`` whose study.json matches the job (oldest first)."""
+def _wanted_probes(cell: Cell) -> list[dict]:
+    return [{"probe": kind, "options": _normal(dataclasses.asdict(opts))} for kind, opts in cell.probe_specs()]
+
+
+def _mine(finished: list[dict], wanted: list[dict]) -> list[dict]:
+    """The entries of ``cell-probes.json`` that are the cell's probes (in the cell's order)."""
     out = []
-    for folder in sorted((Path(root) / f"{job.name}_study").glob("*")):
-        meta = _read_json(folder / "study.json", None)
-        if isinstance(meta, dict) and _normal(meta) == job.study_meta:
-            out.append(folder)
+    for w in wanted:
+        hit = next((p for p in finished if p.get("probe") == w["probe"] and _normal(p.get("options")) == w["options"]), None)
+        if hit is not None:
+            out.append(hit)
     return out
 
 
+def cell_done(run: Path, cell_id: str) -> dict | None:
+    """The run's ``cell-done.json`` seen by one cell (its probes, finish time and commit), or None if
+    the cell has not finished there. Files written before runs were shared name one cell (``cell``)."""
+    done = _read_json(Path(run) / DONE_FILE, None)
+    if not isinstance(done, dict):
+        return None
+    entry = (done.get("cells") or {}).get(cell_id)
+    if entry is None:
+        return {k: v for k, v in done.items() if k != "cells"} if done.get("cell") == cell_id else None
+    return {**{k: v for k, v in done.items() if k != "cells"}, **entry}
+
+
+def study_folders(root: Path, job: Job) -> list[Path]:
+    """Study folders under ``root`` whose study.json holds what the job asks for (oldest first)."""
+    study, _ = job.cell.study_spec()
+    return [f for f in sorted((Path(root) / study.folder).glob("*")) if study.matches(f, job.study_meta)]
+
+
 def _study_state(job: Job, root: Path) -> JobState:
+    study, _ = job.cell.study_spec()
     folders = study_folders(root, job)
     for folder in folders:
         if (folder / DONE_FILE).exists():
             return JobState("done", folder)
+    n = study.planned(job.study_meta)
     if folders:
-        folder = max(folders, key=lambda f: len(list((f / "jobs").glob("*.json"))))
-        k = len(list((folder / "jobs").glob("*.json")))
-        return JobState("partial", folder, f"{k} of {len(job.study_meta['jobs'])} models finished")
-    return JobState("missing", None, f"{len(job.study_meta['jobs'])} models")
+        folder = max(folders, key=study.finished)
+        return JobState("partial", folder, f"{study.finished(folder)} of {n} models finished")
+    return JobState("missing", None, f"{n} models")
 
 
 # --------------------------------------------------------------------------- running
@@ -222,15 +241,23 @@ def run_train_job(job: Job, state: JobState, root: Path) -> Path:
     finished = _read_json(run / PROBES_FILE, [])
     for kind, opts in job.cell.probe_specs():
         options = dataclasses.asdict(opts)
-        if any(p["probe"] == kind and p["options"] == options for p in finished):
+        if _mine(finished, [{"probe": kind, "options": _normal(options)}]):
             continue
         out = run_probe(kind, opts, run, root, job.cell)
         finished.append({"probe": kind, "options": options, "out": os.path.relpath(out, run)})
         atomic_write_json(run / PROBES_FILE, finished)
-    atomic_write_json(run / DONE_FILE, {
-        "cell": job.cell.id, "seed": job.seed, "tables": job.cell.tables, "row": job.cell.row,
-        "experiment": job.cell.experiment, "profile": job.cell.profile, "overrides": job.overrides,
-        "probes": finished, **_params(run), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git": _git()})
+    entry = {"tables": job.cell.tables, "row": job.cell.row, "probes": _mine(finished, _wanted_probes(job.cell)),
+             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git": _git()}
+    done = _read_json(run / DONE_FILE, None)
+    if not isinstance(done, dict):   # the first cell to finish on this run
+        done = {"cell": job.cell.id, "seed": job.seed, "experiment": job.cell.experiment,
+                "profile": job.cell.profile, "overrides": job.overrides, **_params(run), **entry}
+    cells = done.setdefault("cells", {})
+    if done.get("cell") and done["cell"] not in cells:   # a file from before runs were shared
+        cells[done["cell"]] = {k: done[k] for k in ("tables", "row", "probes", "finished", "git") if k in done}
+    cells[job.cell.id] = entry
+    done["probes"] = finished   # every finished probe of the run, whichever cell asked for it
+    atomic_write_json(run / DONE_FILE, done)
     return run
 
 
@@ -270,28 +297,34 @@ def run_probe(kind: str, opts: Any, run: Path, root: Path, cell: Cell) -> Path:
         items = ["mode=attack", f"model.source={run}"] + list(opts.overrides)
         cfg = load_settings(opts.settings, opts.profile or cell.profile, items)
         return Path(run_deepdream(cfg, root, parse_overrides(items)))
+    if kind == "sleep":
+        from predvis.probes.sleep import run_sleep
+
+        return Path(run_sleep(run, out=root, **opts.kwargs()))   # a new run <root>/<name>-sleep/...
     raise PredvisError(f"unknown probe '{kind}'")
 
 
 def run_study_job(job: Job, state: JobState, root: Path) -> Path:
+    """Run (``missing``) or continue (``partial``: ``--study DIR``) the cell's study through its ``main``,
+    then write the done file into its folder once every planned model has a record."""
     from predvis.run import atomic_write_json
-    from predvis.studies import depth_inversion as study
 
-    spec = job.cell.study_spec()
-    args = ["--profile", job.cell.profile, "--seeds", str(len(job.cell.seeds)), "--out", str(root),
-            "--variants", spec.variants, "--additive", spec.additive, "--sweep", spec.sweep,
-            "--sweep-seeds", str(spec.sweep_seeds), "--threads", str(spec.threads)]
-    args += ["--wide"] if spec.wide else []
+    study, opts = job.cell.study_spec()
+    args = study.argv(job.cell, opts, root)
     before = set(study_folders(root, job))
     if state.state == "partial":
         args += ["--study", str(state.path)]
     with contextlib.redirect_stdout(sys.stderr):   # the study prints its table; stdout stays for our summary
-        code = study.main(args + list(job.overrides))
+        code = study.module.main(args)
     if code != 0:
         raise PredvisError(f"the {job.name} study stopped with exit status {code}")
     folder = state.path if state.state == "partial" else next(iter(sorted(set(study_folders(root, job)) - before)), None)
     if folder is None:
         raise PredvisError(f"the {job.name} study finished but its folder was not found under {root}")
+    k, n = study.finished(folder), study.planned(job.study_meta)
+    if k < n:   # e.g. models claimed by another process working on the same folder
+        raise PredvisError(f"the {job.name} study in {folder} returned with {k} of {n} models finished; "
+                           "run the collector again to continue it")
     atomic_write_json(Path(folder) / DONE_FILE, {"cell": job.cell.id, "tables": job.cell.tables, "row": job.cell.row,
                                                  "profile": job.cell.profile, "study": job.study_meta,
                                                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git": _git()})
@@ -354,7 +387,7 @@ def results(jobs: list[Job], index: RunIndex) -> list[CellResult]:
             if st.state == "done":
                 res.study = st.path
         elif st.state == "done":
-            res.seeds.append(SeedResult(job.seed, st.path, _read_json(st.path / DONE_FILE, {})))
+            res.seeds.append(SeedResult(job.seed, st.path, cell_done(st.path, job.cell.id) or {}))
     for res in by_cell.values():
         if res.cell.kind == "train":
             n, total = len(res.seeds), len(res.cell.seeds)
@@ -421,11 +454,18 @@ def write_tables(jobs: list[Job], index: RunIndex, tables_dir: Path, profile: st
 
 def listing(jobs: list[Job], index: RunIndex) -> str:
     rows = []
+    first: dict[str, str] = {}   # config -> the first job that trains it (later cells share its run)
     for job in jobs:
         st = job_state(job, index)
         where = os.path.relpath(st.path) if st.path is not None else ""
+        detail = st.detail
+        if job.config is not None:
+            key = json.dumps([job.name, job.config], sort_keys=True, default=str)
+            if key in first and st.state in ("missing", "interrupted"):
+                detail = f"{detail + '; ' if detail else ''}shares the run of {first[key]}"
+            first.setdefault(key, job.label)
         rows.append((job.cell.id, "-" if job.seed is None else str(job.seed), job.cell.profile,
-                     st.state, st.detail, where))
+                     st.state, detail, where))
     widths = [max(len(r[i]) for r in rows + [("cell", "seed", "profile", "status", "detail", "run")]) for i in range(6)]
     line = lambda r: "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip()  # noqa: E731
     out = [line(("cell", "seed", "profile", "status", "detail", "run"))] + [line(r) for r in rows]
@@ -468,7 +508,10 @@ def collect(cells: list[Cell], root: Path, tables_dir: Path, profile: str, comma
             except PredvisError as err:
                 failures.append(f"{job.label}: {err}")
                 console.print(f"error: {job.label}: {err}")
-            index.forget(job.name)
+            if job.cell.kind == "study":
+                index = RunIndex(root)   # a study trains runs of its own experiments
+            else:
+                index.forget(job.name)
             if i + 1 == len(todo) or todo[i + 1].cell.id != job.cell.id:
                 write_tables(jobs, index, tables_dir, profile, command)
         written = write_tables(jobs, index, tables_dir, profile, command)

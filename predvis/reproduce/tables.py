@@ -8,7 +8,9 @@ file of a run directory (or, for the study, of its study folder) through a *fiel
   leading text entries (joined by ``|``) are ``pixels``, then column 3;
 - ``csv-last:col``: column ``col`` of the last row of a CSV (``metrics/train.csv``: the final epoch);
 - ``csv-seqstd:predictor=prior:mse``: sample std over sequences of the per-sequence mean of ``mse``
-  among the rows with ``predictor == prior`` (``predict/.../metrics/eval.csv``).
+  among the rows with ``predictor == prior`` (``predict/.../metrics/eval.csv``);
+- ``csv-row:metric=<label>:<col>``: column ``col`` of the first row whose ``metric`` is ``<label>``
+  (``tables/sleep.csv`` of a sleep run; the label may hold ``=`` and spaces, not ``:`` at its end).
 
 :func:`resolve` reads a field; ``values.csv`` lists every per-seed value with its source and field,
 so any number can be checked against its run.
@@ -75,6 +77,10 @@ def resolve(source: Path, field: str) -> float:
             if row[key] == want:
                 per.setdefault(row["sequence"], []).append(float(row[col]))
         return stats([math.fsum(v) / len(v) for v in per.values()])[1]
+    if kind == "csv-row":
+        cond, col = rest.rsplit(":", 1)
+        key, want = cond.split("=", 1)
+        return float(next(row for row in _csv_rows(source) if row[key] == want)[col])
     raise ValueError(f"unknown field kind '{kind}' in {field!r}")
 
 
@@ -362,7 +368,7 @@ def write_adversarial(ctx: Context, results: list[CellResult]) -> dict[str, str]
 # --------------------------------------------------------------------------- depth inversion (study)
 
 def write_depth_inversion(ctx: Context, results: list[CellResult]) -> dict[str, str]:
-    from predvis.studies.depth_inversion_table import write_table
+    from predvis.reproduce.studies import STUDIES
 
     name = "depth_inversion.md"
     text = [f"# Depth inversion: the 16-variant study and unroll sweep ({ctx.profile} profile)", ""]
@@ -370,7 +376,7 @@ def write_depth_inversion(ctx: Context, results: list[CellResult]) -> dict[str, 
         if res.study is None:
             text += [f"{res.cell.row}: the study has not finished yet ({res.state}).", ""]
             continue
-        study_text = write_table(res.study)
+        study_text = STUDIES["depth_inversion"].read_table(res.study)
         text += [f"Written by `python -m predvis.studies.depth_inversion` into {ctx.link(res.study, 'its study folder')} "
                  "(the study's own table follows, unchanged). Every model is a run directory; the per-model "
                  "numbers below link to the study's record of each model and to its run.", "",
@@ -384,6 +390,140 @@ def write_depth_inversion(ctx: Context, results: list[CellResult]) -> dict[str, 
                         ctx.link(Path(rec["run"]), "run")])
         text += [markdown_table(["model", "seed", "held-out SSE", "run"], per).rstrip(), ""]
     return {name: "\n".join(text)}
+
+
+# --------------------------------------------------------------------------- GOPC-2 stability (study)
+
+def _demote(text: str) -> str:
+    return "\n".join("#" + line if line.startswith("#") else line for line in text.splitlines())
+
+
+def write_gopc2_stability(ctx: Context, results: list[CellResult]) -> dict[str, str]:
+    from predvis.reproduce.studies import STUDIES
+
+    study = STUDIES["gopc2_stability"]
+    name = "gopc2_stability.md"
+    text = [f"# GOPC-2 stability: stabilisers, NaN rate, MSE, r^H probes ({ctx.profile} profile)", ""]
+    for res in results:
+        if res.study is None:
+            text += [f"{res.cell.row}: the study has not finished yet ({res.state}).", ""]
+            continue
+        text += [f"Written by `python -m predvis.studies.gopc2_stability` into {ctx.link(res.study, 'its study folder')} "
+                 f"({study.table} there; the study's own table follows, unchanged, its headings one level down). "
+                 "Every model is a run directory; the per-model numbers below link to the study's record of each "
+                 "model (`jobs/<tag>.json`) and to its run.", "", _demote(study.read_table(res.study)), "",
+                 "## Per model and seed", ""]
+        per = []
+        for path in study.records(res.study):
+            rec = json.loads(path.read_text())
+            label, seed = rec["label"], rec["seed"]
+            cells = []
+            for key, title in (("recon_mse", "recon MSE"), ("prior_mse", "prior MSE"), ("nan_step", "NaN at step")):
+                if rec.get(key) is None:
+                    cells.append("-")
+                else:
+                    cells.append(ctx.num(read(path, f"json:{key}"), name, label, title, seed))
+            run = ctx.link(Path(rec["run"]), "run") if rec.get("run") else "-"
+            budget = f"{rec.get('budget_steps', '-')}{' (short)' if rec.get('short') else ''}"
+            per.append([label, seed, budget, *cells, rec.get("evaluated") or "-", ctx.link(path, "record"), run])
+        text += [markdown_table(["setting", "seed", "budget (steps)", "recon MSE", "prior MSE", "NaN at step",
+                                 "evaluated", "record", "run"], per).rstrip(), ""]
+    return {name: "\n".join(text)}
+
+
+# --------------------------------------------------------------------------- sleep (probe on PVM and GOPC-1)
+
+SLEEP_LIMIT_ROW = "held-out prediction error, mean squared"
+
+
+def _agg_finite(values: list[Value]) -> str:
+    """mean ± std over the seeds whose value is a number (n/a ones left out, and said so)."""
+    finite = [v for v in values if math.isfinite(v.value)]
+    if not finite:
+        return "n/a" if values else "-"
+    out = agg_text(finite)
+    return out if len(finite) == len(values) else f"{out} ({len(finite)} of {len(values)} seeds; others n/a)"
+
+
+def _sleep_groups(res: CellResult) -> dict[str, list[tuple[SeedResult, Path]]]:
+    """The cell's finished sleep runs grouped by their settings (sleep.yaml): {label: [(seed, sleep run)]}."""
+    import yaml
+
+    groups: dict[str, list[tuple[SeedResult, Path]]] = {}
+    for s in res.seeds:
+        for _, out in s.probes("sleep"):
+            st = yaml.safe_load((out / "sleep.yaml").read_text()) or {}
+            label = (f"{st.get('cycles')} cycle{'' if st.get('cycles') == 1 else 's'}, "
+                     f"{st.get('dream_steps')} dream steps, rate {st.get('rate')}, "
+                     f"wake {'on' if st.get('wake') else 'off'}")
+            groups.setdefault(label, []).append((s, out))
+    return groups
+
+
+def write_sleep(ctx: Context, results: list[CellResult]) -> dict[str, str]:
+    from predvis.probes.sleep import PREDICTION_LIMIT
+
+    name = "sleep.md"
+    text = [f"# Sleep: dreams and prediction before / after unlearning ({ctx.profile} profile)", "",
+            "`predvis sleep RUN` on every seed's run of each model: dreams from the same evaluation starts before "
+            "and after the sleep cycles (unlearning at the attractors the dreams settle into, then wake learning), "
+            "the held-out one-step prediction error and, with wake on, a wake-only control from the same weights "
+            "(docs/probes.md, section sleep, defines every metric). Each seed writes a new run holding "
+            "`tables/sleep.md` and its CSV twin `tables/sleep.csv`; the cells below are mean ± std over seeds "
+            "(sample std) of the numbers of those tables, and each per-seed number links to the `sleep.csv` it "
+            "was read from.", ""]
+    appendix = []
+    for res in results:
+        groups = _sleep_groups(res)
+        if not groups:
+            text += [f"## {res.cell.row}", "", f"No finished sleep runs yet ({res.state}).", ""]
+        for label, entries in groups.items():
+            columns: list[str] = []
+            metrics: list[str] = []
+            values: dict[tuple[str, str], list[Value]] = {}
+            per_seed = []
+            for s, out in entries:
+                source = out / "tables" / "sleep.csv"
+                rows = _csv_rows(source)
+                columns += [c for c in (rows[0] if rows else {}) if c != "metric" and c not in columns]
+                for row in rows:
+                    metric = row["metric"]
+                    metrics += [] if metric in metrics else [metric]
+                    cells = []
+                    for col in columns:
+                        if row.get(col) in ("", None):
+                            cells.append("-")
+                            continue
+                        v = read(source, f"csv-row:metric={metric}:{col}")
+                        values.setdefault((metric, col), []).append(v)
+                        cells.append(ctx.num(v, name, f"{res.cell.row} {metric.strip()}", col, s.seed))
+                    per_seed.append([s.seed, metric.strip(), *cells, ctx.link(out / "tables" / "sleep.md", "sleep.md")])
+            width = 3 + len(columns)
+            per_seed = [r[:-1] + ["-"] * (width - len(r)) + r[-1:] for r in per_seed]
+            seeds = [s for s, _ in entries]
+            text += [f"## {res.cell.row}: {label}", "",
+                     f"Seeds {', '.join(str(s.seed) for s in seeds)}; source runs {ctx.runs(seeds)}; sleep runs "
+                     + " ".join(ctx.link(out, f"s{s.seed}") for s, out in entries) + ".", "",
+                     markdown_table(["metric", "seeds"] + columns, [
+                         [m.strip(), max(len(values.get((m, c), [])) for c in columns)]
+                         + [_agg_finite(values.get((m, c), [])) for c in columns] for m in metrics]).rstrip(), ""]
+            for phase, col in (("sleep", "after sleep"), ("the wake-only control", "wake only (control)")):
+                before, after = values.get((SLEEP_LIMIT_ROW, "before"), []), values.get((SLEEP_LIMIT_ROW, col), [])
+                if not before or len(before) != len(after):
+                    continue
+                rel = [a.value / b.value - 1 for a, b in zip(after, before) if b.value > 0]
+                mean, std, n = stats(rel)
+                ok = sum(r <= PREDICTION_LIMIT for r in rel)
+                text += [f"Held-out prediction error (mean squared) after {phase} / before - 1: "
+                         f"{fmt(mean * 100)} %{f' ± {fmt(std * 100)} %' if n > 1 else ''} (over {n} seeds); at most "
+                         f"+{PREDICTION_LIMIT:.0%} (PASS in the runs' `sleep.md`) in {ok} of {n} seeds.", ""]
+            appendix += [f"### {res.cell.row}: {label}", "",
+                         markdown_table(["seed", "metric"] + columns + ["table"], per_seed).rstrip(), ""]
+    text += _seeds_note(results)
+    if appendix:
+        text += ["", "## Per seed", ""] + appendix
+    return {name: "\n".join(text)}
+
 
 
 # --------------------------------------------------------------------------- registry
@@ -405,6 +545,7 @@ TABLES: dict[str, TableSpec] = {
                                  write_depth_inversion),
     "adversarial": TableSpec("Deepdream: adversarial examples on the digit classifier", ["adversarial.md"],
                              write_adversarial),
-    "gopc2_stability": TableSpec("GOPC-2 stability (per stabiliser: NaN rate, final MSE)", ["gopc2_stability.md"], None),
-    "sleep": TableSpec("Sleep: dreams and prediction before / after unlearning", ["sleep.md"], None),
+    "gopc2_stability": TableSpec("GOPC-2 stability (per stabiliser: NaN rate, final MSE; r^H probes)",
+                                 ["gopc2_stability.md"], write_gopc2_stability),
+    "sleep": TableSpec("Sleep: dreams and prediction before / after unlearning", ["sleep.md"], write_sleep),
 }
