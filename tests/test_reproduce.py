@@ -1,4 +1,5 @@
-"""make reproduce-tables: the collector on tiny smoke cells (two seeds), resumable, every number traceable."""
+"""make reproduce-tables: the collector on tiny smoke cells (two seeds), resumable, every number traceable;
+the repository's sleep cells (sharing the PVM and GOPC-1 runs) and GOPC-2 stability study cell at smoke size."""
 import csv
 import json
 import re
@@ -6,6 +7,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+import yaml
 
 from predvis.reproduce import main
 from predvis.tables import fmt
@@ -43,6 +45,11 @@ def _independent(source: Path, field: str) -> float:
         return float(json.loads(source.read_text())[rest])
     if kind == "csv-last":
         return float(_rows(source)[-1][rest])
+    if kind == "csv-row":
+        cond, col = rest.rsplit(":", 1)
+        key, want = cond.split("=", 1)
+        (row,) = [r for r in _rows(source) if r[key] == want]
+        return float(row[col])
     assert kind == "csv-seqstd"
     cond, col = rest.rsplit(":", 1)
     key, want = cond.split("=")
@@ -138,6 +145,14 @@ def test_interrupted_cell_resumes_in_place(tmp_path, monkeypatch, capsys):
     ({"tables": ["gopc_sped"], "row": "x", "experiment": "gopc1"}, "did you mean 'gopc_speed'"),
     ({"tables": ["gopc_speed"], "row": "x", "experiment": "gopc1", "probes": [{"probe": "predikt"}]}, "did you mean 'predict'"),
     ({"tables": ["gopc_speed"], "row": "x", "experiment": "gopc1", "overrides": ["train.epoch=2"]}, "did you mean 'epochs'"),
+    ({"tables": ["sleep"], "row": "x", "experiment": "pvm", "probes": [{"probe": "sleep", "settings": ["noyse=2"]}]},
+     "did you mean 'noise'"),
+    ({"tables": ["gopc2_stability"], "row": "x", "kind": "study", "seeds": [0], "study": {"name": "gopc2_stabilty"}},
+     "did you mean 'gopc2_stability'"),
+    ({"tables": ["gopc2_stability"], "row": "x", "kind": "study", "seeds": [0],
+      "study": {"name": "gopc2_stability", "ref_seed": 1}}, "did you mean 'ref_seeds'"),
+    ({"tables": ["gopc2_stability"], "row": "x", "kind": "study", "seeds": [0],
+      "study": {"name": "gopc2_stability", "variants": "thesis,mixture-nne"}}, "did you mean 'mixture-none'"),
 ])
 def test_bad_cell_is_one_line_and_runs_nothing(tmp_path, capsys, fields, message):
     _cell(tmp_path / "cells", "bad", **fields)
@@ -147,3 +162,149 @@ def test_bad_cell_is_one_line_and_runs_nothing(tmp_path, capsys, fields, message
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
     assert not (tmp_path / "runs").exists() and not (tmp_path / "t").exists()
+
+
+# --------------------------------------------------------------------------- the repository's cells
+
+def test_repository_cells_plan_in_every_profile():
+    from predvis.reproduce.cells import CELLS_DIR, load_cells
+    from predvis.reproduce.collector import plan
+    from predvis.studies import gopc2_stability as study
+
+    for profile in ("smoke", "quick", "full"):
+        cells = load_cells(CELLS_DIR, profile)
+        assert not [c.id for c in cells if c.kind == "placeholder"]
+        jobs = {j.cell.id: j for j in plan(cells)}
+        # the sleep cells train nothing of their own: their seeds' configs are the PVM and GOPC-1 cells'
+        for sleep, source in (("sleep_pvm", "pvm"), ("sleep_gopc1", "gopc1")):
+            mine = [j.config for j in plan([c for c in cells if c.id == sleep])]
+            theirs = [j.config for j in plan([c for c in cells if c.id == source])]
+            assert mine == theirs, (profile, sleep)
+        assert jobs["gopc2_stability"].study_meta["profile"] == profile
+    quick = {j.cell.id: j for j in plan(load_cells(CELLS_DIR, "quick"))}["gopc2_stability"]
+    assert quick.study_meta["jobs"] == study.plan(5, 1, 1, list(study.VARIANTS))   # the study's defaults
+
+
+def _repo_args(base: Path, only: str) -> list[str]:
+    from predvis.reproduce.cells import CELLS_DIR
+
+    return ["--profile", "smoke", "--cells", str(CELLS_DIR), "--only", only, "--runs", str(base / "runs"),
+            "--tables", str(base / "tables")]
+
+
+def _check_values(tables: Path, runs: Path, name: str) -> list[dict]:
+    """Every per-seed value of ``name`` is the number its source file (under the run root) holds."""
+    values = [v for v in _rows(tables / "values.csv") if v["file"] == name]
+    assert values
+    for v in values:
+        source = (tables / v["source"]).resolve()
+        assert source.is_relative_to(runs.resolve()) and source.exists()
+        assert float(v["value"]) == pytest.approx(_independent(source, v["field"]), rel=1e-6, nan_ok=True)
+    for target in re.findall(r"\]\(([^)]+)\)", (tables / name).read_text()):
+        assert (tables / target).exists(), (name, target)
+    return values
+
+
+@pytest.fixture(scope="module")
+def sleep_setup(tmp_path_factory):
+    base = tmp_path_factory.mktemp("reproduce_sleep")
+    return {"args": _repo_args(base, "pvm,gopc1,sleep_pvm,sleep_gopc1"), "runs": base / "runs", "tables": base / "tables"}
+
+
+def test_sleep_cells_share_the_runs_of_the_pvm_and_gopc1_cells(sleep_setup, capsys):
+    assert main(sleep_setup["args"] + ["--dry-run"]) == 0
+    out = capsys.readouterr().out
+    for seed in (0, 1):
+        assert re.search(rf"sleep_pvm\s+{seed}\s+smoke\s+missing\s+shares the run of pvm seed {seed}", out)
+        assert re.search(rf"sleep_gopc1\s+{seed}\s+smoke\s+missing\s+shares the run of gopc1 seed {seed}", out)
+    assert "8 jobs: 8 missing" in out
+
+    assert main(sleep_setup["args"]) == 0
+    capsys.readouterr()
+    runs = sleep_setup["runs"]
+    for exp, cells in (("pvm", {"pvm", "sleep_pvm"}), ("gopc1", {"gopc1", "sleep_gopc1"})):
+        trained = sorted((runs / exp).glob("*_*"))
+        assert len(trained) == 2   # trained once per seed, probed by both cells
+        slept = sorted((runs / f"{exp}-sleep").glob("*_*"))
+        assert len(slept) == 2
+        sources = {yaml.safe_load((s / "sleep.yaml").read_text())["source"] for s in slept}
+        assert {str(Path(s).resolve()) for s in sources} == {str(t.resolve()) for t in trained}
+        for run in trained:
+            assert set(json.loads((run / "cell-done.json").read_text())["cells"]) == cells
+
+
+def test_sleep_table_holds_the_numbers_of_the_linked_sleep_runs(sleep_setup):
+    tables, runs = sleep_setup["tables"], sleep_setup["runs"]
+    values = _check_values(tables, runs, "sleep.md")
+    assert {Path(v["source"]).name for v in values} == {"sleep.csv"}
+    assert {Path(v["source"]).parts[-4] for v in values} == {"pvm-sleep", "gopc1-sleep"}
+    text = (tables / "sleep.md").read_text()
+    metric = "held-out prediction error, mean squared"
+    for row in ("PVM", "GOPC-1"):
+        section = text.split(f"## {row}: ")[1].split("\n## ")[0]
+        line = next(ln for ln in section.splitlines() if ln.startswith(f"| {metric} |"))
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        head = [c.strip() for c in next(ln for ln in section.splitlines() if ln.startswith("| metric |")).strip("|").split("|")]
+        for col in ("before", "after sleep", "wake only (control)"):
+            per_seed = [float(v["value"]) for v in values if v["row"] == f"{row} {metric}" and v["quantity"] == col]
+            assert len(per_seed) == 2
+            assert cells[head.index(col)] == f"{fmt(statistics.mean(per_seed))} ± {fmt(statistics.stdev(per_seed))}"
+        assert cells[head.index("seeds")] == "2"
+    index = (tables / "README.md").read_text()
+    assert "[sleep.md](sleep.md)" in index and "sleep_gopc1: done; sleep_pvm: done" in index
+    assert "not built yet" not in index
+
+
+def test_sleep_cells_second_invocation_runs_nothing(sleep_setup, capsys):
+    before = _snapshot(sleep_setup["runs"])
+    assert main(sleep_setup["args"]) == 0
+    assert "0 to run" in capsys.readouterr().err
+    assert _snapshot(sleep_setup["runs"]) == before
+    assert main(sleep_setup["args"] + ["--dry-run"]) == 0
+    assert "8 jobs: 8 done" in capsys.readouterr().out
+
+
+def test_gopc2_study_cell_continues_a_partial_study_and_links_every_number(tmp_path, monkeypatch, capsys):
+    from predvis.train import loop
+
+    args = _repo_args(tmp_path, "gopc2_stability")
+    runs, tables = tmp_path / "runs", tmp_path / "tables"
+    assert main(args + ["--dry-run"]) == 0
+    assert re.search(r"gopc2_stability\s+-\s+smoke\s+missing\s+3 models", capsys.readouterr().out)
+
+    train, calls = loop.train, []
+
+    def stop_at_the_second_model(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return train(*a, **k)
+
+    monkeypatch.setattr(loop, "train", stop_at_the_second_model)
+    assert main(args) == 130
+    capsys.readouterr()
+    monkeypatch.setattr(loop, "train", train)
+    (study,) = (runs / "gopc2_study").iterdir()
+    for claim in (study / "jobs").glob("*.claim"):   # a Ctrl-C ends the process, and its claim with it
+        claim.unlink()
+    assert main(args + ["--dry-run"]) == 0
+    assert re.search(r"gopc2_stability\s+-\s+smoke\s+partial\s+1 of 3 models finished", capsys.readouterr().out)
+
+    assert main(args) == 0
+    capsys.readouterr()
+    assert list((runs / "gopc2_study").iterdir()) == [study]   # continued with --study, not started afresh
+    assert len(list((study / "jobs").glob("*.json"))) == 3 and (study / "cell-done.json").exists()
+    values = _check_values(tables, runs, "gopc2_stability.md")
+    assert {(v["row"], v["quantity"]) for v in values} >= {("default", "prior MSE"), ("gopc1", "recon MSE"),
+                                                          ("thesis", "prior MSE")}
+    text = (tables / "gopc2_stability.md").read_text()
+    own = (study / "tables" / "gopc2_stability.md").read_text()
+    assert "\n".join("#" + ln if ln.startswith("#") else ln for ln in own.splitlines()) in text
+    for rec in (study / "jobs").glob("*.json"):
+        assert Path(json.loads(rec.read_text())["run"]).is_relative_to(runs.resolve())
+    assert "gopc2_stability: done" in (tables / "README.md").read_text()
+
+    before = _snapshot(runs)
+    assert main(args) == 0
+    assert "0 to run" in capsys.readouterr().err
+    assert _snapshot(runs) == before
