@@ -274,25 +274,29 @@ def write_table(study: Path, jobs: list[dict], profile: str) -> str:
     # probes
     probes = {lab: [recs[j["tag"]]["probe"] for j in js if j["tag"] in recs and "probe" in recs[j["tag"]]]
               for lab, js in planned.items()}
+    keys = [("omega", "w (turning rate)"), ("amplitude", "a"), ("speed", "peak speed a w"),
+            ("velocity", "velocity a w cos(w t + phi), per frame")]
+    views = ("hyper@ctx", "hyper@end", "hyper_t", "latent_mean", "latent_t")
     rows = []
-    keys = [("omega", "angular frequency w (turning rate), per sequence"), ("amplitude", "amplitude a, per sequence"),
-            ("speed", "peak speed a w, per sequence"), ("velocity", "velocity a w cos(w t + phi), per frame t >= 2")]
-    for key, desc in keys:
-        cells = []
-        for lab, view in ((DEFAULT_LABEL, "hyper@ctx"), (DEFAULT_LABEL, "hyper@end"), (DEFAULT_LABEL, "hyper_t"),
-                          (DEFAULT_LABEL, "latent_mean"), (DEFAULT_LABEL, "latent_t"),
-                          ("gopc1", "latent_mean"), ("gopc1", "latent_t")):
-            vals = [p.get(f"{key}|{view}") for p in probes.get(lab, [])]
-            cells.append(_ms([v for v in vals if v is not None]) if any(v is not None for v in vals) else "")
-        rows.append(f"| {desc} | " + " | ".join(cells) + " |")
-    if any(probes.values()):
+    for lab, plist in probes.items():
+        if not plist:
+            continue
+        name = "GOPC-1" if lab == "gopc1" else f"GOPC-2 {lab}"
+        for key, desc in keys:
+            cells = []
+            for view in views:
+                vals = [p.get(f"{key}|{view}") for p in plist]
+                vals = [v for v in vals if v is not None]
+                cells.append(_ms(vals) if vals else "")
+            rows.append(f"| {name} ({len(plist)} seeds) | {desc} | " + " | ".join(cells) + " |")
+    if rows:
         lines += ["", "## Does r^H carry the slow variables? Ridge-probe R^2 on held-out test sequences", "",
                   "Linear (ridge, alpha by 5-fold CV) probes fitted on 500 sequences from the validation digits, "
-                  "scored on the test sequences; R^2 averaged over the x and y axes; mean ± std over seeds. "
-                  "Columns: GOPC-2's r^H after the 5 context frames, r^H after all 20 frames, r^H_t per frame; "
-                  "the lower latent r_t averaged over the 20 frames and per frame, for GOPC-2 and GOPC-1.", "",
-                  "| target | GOPC-2 r^H@ctx | GOPC-2 r^H@end | GOPC-2 r^H_t | GOPC-2 mean r_t | GOPC-2 r_t | "
-                  "GOPC-1 mean r_t | GOPC-1 r_t |", "|---|---|---|---|---|---|---|---|"] + rows
+                  "scored on the test sequences; R^2 averaged over the x and y axes; mean ± std over seeds. Per-sequence "
+                  "targets (w, a, a w) from r^H after the context frames, r^H after all frames, or the lower latent r_t "
+                  "averaged over all frames; the per-frame velocity (t >= 2) from r^H_t or r_t.", "",
+                  "| model | target | r^H after context | r^H at the end | r^H_t | mean r_t | r_t |",
+                  "|---|---|---|---|---|---|---|"] + rows
     missing = [j["tag"] for j in jobs if j["tag"] not in recs]
     if missing:
         lines += ["", f"Not finished yet ({len(missing)}): {', '.join(missing)}. Continue with "
