@@ -147,7 +147,8 @@ def sleep(
     overrides: Optional[List[str]] = typer.Argument(None, help="KEY=VALUE settings, e.g. noise=8 grey=3 real=6 wake_epochs=0.05"),
     cycles: int = typer.Option(5, help="sleep cycles (dream, unlearn the attractors found, wake)"),
     dream_steps: int = typer.Option(100, "--dream-steps", help="closed-loop steps per dream"),
-    rate: float = typer.Option(0.1, help="unlearning rate as a fraction of the model's own learning rate"),
+    rate: Optional[float] = typer.Option(None, help="unlearning rate as a fraction of the model's own learning rate "
+                                         "(default: the model's: PVM 1.0, GOPC family 0.005)"),
     wake: bool = typer.Option(True, "--wake/--no-wake", help="normal learning on real data after each cycle"),
     out: Optional[Path] = typer.Option(None, help="runs root for the new run (default: the source run's)"),
 ) -> None:

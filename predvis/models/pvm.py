@@ -131,6 +131,9 @@ class PVM(nn.Module):
     """
 
     pathways = ("feedback", "lateral")
+    # predvis sleep's default (docs/probes.md, sleep): PVM's error-driven steps are tiny at a fixed
+    # point, so rate 0.1 did nothing measurable on quick PVM; 1.0 kept held-out error within 2 %
+    default_unlearn_rate = 1.0
 
     def __init__(
         self,

@@ -67,7 +67,11 @@ class Unlearning(Protocol):
     sign reversed, at ``rate`` times its own learning rate, on ``clip`` (B, T, C, H, W) = an
     attractor's frames repeated (:func:`predvis.models.unlearning.attractor_clip`). It must raise
     the settling energy of the clip (:func:`predvis.models.unlearning.settling_energy`).
+    ``default_unlearn_rate``: the rate ``predvis sleep`` uses when none is given; the same rate is
+    not the same strength for different learning rules (docs/probes.md, sleep).
     """
+
+    default_unlearn_rate: float
 
     def unlearn_step(self, clip: torch.Tensor, rate: float, burn_in: int) -> None:
         """Unlearn the attractor in ``clip`` (changes the weights in place)."""

@@ -332,13 +332,15 @@ def load_for_sleep(run_path: Path):
     return cfg, method, ckpt, path
 
 
-def run_sleep(run_path: Path, cycles: int = 5, dream_steps: int = 100, rate: float = 0.1, wake: bool = True,
+def run_sleep(run_path: Path, cycles: int = 5, dream_steps: int = 100, rate: float | None = None, wake: bool = True,
               options: dict | None = None, out: Path | None = None) -> Path:
-    """Sleep a copy of ``run_path``'s model; write and return the new run directory."""
+    """Sleep a copy of ``run_path``'s model; write and return the new run directory.
+
+    rate: None = the model's ``default_unlearn_rate``."""
     from predvis.train.loop import seed_everything
 
     s = from_dict(SleepSettings, dict(options or {}), "")
-    check_arguments(cycles, dream_steps, rate, s.patience)
+    check_arguments(cycles, dream_steps, 1.0 if rate is None else rate, s.patience)
     run_path = Path(run_path)
     cfg, method, ckpt, ckpt_path = load_for_sleep(run_path)
     stepper = method.stepper()
@@ -347,6 +349,8 @@ def run_sleep(run_path: Path, cycles: int = 5, dream_steps: int = 100, rate: flo
     if not isinstance(stepper, Unlearning):
         raise PredvisError(f"the {cfg.name} model of run {run_path} has no unlearning step "
                            "(predvis.models.stepping.Unlearning); sleep needs one")
+    if rate is None:
+        rate = float(stepper.default_unlearn_rate)
     seed_everything(s.seed)
     shape = tuple(stepper.frame_shape)
     seqs = method.test_sequences()
