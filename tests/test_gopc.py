@@ -98,7 +98,7 @@ def test_stepper_interface_and_prior_lesion(batch):
     fresh, _ = model.infer_frame(x[:, 0].float(), state.prior)  # no cached origin Jacobians
     assert torch.allclose(out.internals["latent"], fresh, atol=1e-6)
     out = stepper.step(x[:, 1].float(), out.state)
-    assert out.prediction.shape == (3, 1, 16, 16) and out.layer_errors["pixels"].shape == (3,)
+    assert out.prediction.shape == (3, 1, 16, 16) and out.layer_errors["pixel_mse"].shape == (3,)
     with pathways_disabled(stepper, ["prior"]):
         lesioned = stepper.step(x[:, 2].float(), out.state)
     assert torch.allclose(lesioned.prediction, model.decoder(torch.zeros(3, 4)).detach())

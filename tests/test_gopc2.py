@@ -138,7 +138,7 @@ def test_stepper_matches_the_sequence_model_and_hyper_lesion_holds_the_origin():
         assert torch.equal(o.internals["hyper"], origin)
         expect = model.decoder(model.transition(o.internals["latent"], origin))
         assert torch.allclose(o.prediction, expect, atol=1e-12)
-    assert set(o.layer_errors) == {"pixels", "latent"}
+    assert set(o.layer_errors) == {"pixel_mse", "latent"}
     model.use_hyper = False  # the sequence model's switch does the same
     assert torch.equal(model.run(x, sample=False).hyper, torch.zeros(2, 5, 3, dtype=torch.float64))
 

@@ -45,3 +45,19 @@ def test_newest_pvm_run_and_bad_input(runs, capsys):
     err = capsys.readouterr().err
     assert "pathway 'feedback' does not exist" in err and "outside" in err and "--steps" in err
     assert sorted(p.name for p in runs["gopc1"].iterdir()) == before  # nothing half-written
+
+
+def test_lesion_traces_of_a_gopc_run_have_one_value_per_step(runs):
+    """The probe's own `pixels` (mean absolute error) and the stepper's `pixel_mse` stay apart."""
+    import torch
+
+    from predvis.probes.lesion import error_traces
+    from predvis.train.loop import load_trained
+
+    _, method = load_trained(runs["gopc1"], device="cpu")
+    seqs = method.test_sequences()[:2]
+    traces = error_traces(method.stepper(), seqs)
+    T = seqs.shape[1]
+    assert set(traces) == {"pixels", "pixel_mse"}
+    assert all(v.shape == (2, T - 1) for v in traces.values())
+    assert not torch.equal(traces["pixel_mse"], traces["pixels"])

@@ -102,7 +102,7 @@ class Gopc2Stepper(GradientUnlearning):
         hyper = state.hyper if use_hyper else model.hyper_origin(b, self.device, self.dtype)
         errors = {}
         if state.last_prediction is not None:
-            errors["pixels"] = ((state.last_prediction - frame) ** 2).flatten(1).mean(1)
+            errors["pixel_mse"] = ((state.last_prediction - frame) ** 2).flatten(1).mean(1)
         if state.latent is not None:  # vs the prior mean used (0 when the prior is off)
             errors["latent"] = ((mu - prior[0]) ** 2).mean(1)
             if use_prior and use_hyper:

@@ -106,7 +106,7 @@ class GopcStepper(GradientUnlearning):
         prediction = model.decoder(next_prior[0])
         errors = {}
         if state.last_prediction is not None:
-            errors["pixels"] = ((state.last_prediction - frame) ** 2).flatten(1).mean(1).detach()
+            errors["pixel_mse"] = ((state.last_prediction - frame) ** 2).flatten(1).mean(1).detach()
         with torch.no_grad():
             internals = {"reconstruction": model.decoder(mu), "latent": mu.detach(),
                          "prior_mean": next_prior[0].detach()}
