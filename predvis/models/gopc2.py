@@ -33,7 +33,6 @@ from typing import Literal
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from predvis.errors import ConfigError
 from predvis.models.gopc import (
