@@ -206,6 +206,20 @@ class SequenceOutput:
         return (self.sse + kl_weight * self.kl).sum(1).mean()
 
 
+@dataclass
+class RunContext:
+    """The per-call constants of :meth:`GopcModel.run`'s loop over frames."""
+
+    x: torch.Tensor                 # (B, T, C, H, W)
+    sample: bool
+    eps: torch.Tensor | None        # (B, T, r_dim) noise for r_t
+    eps0: torch.Tensor | None       # (B, T, r_dim) noise at the origin
+    observed: int                   # frames t < observed are inferred, later ones predicted
+    z_fixed: torch.Tensor | None
+    jac: tuple | None
+    create_graph: bool
+
+
 class GopcModel(nn.Module):
     """GOPC-1 (``kind='gopc1'``) or VAE-1 (``kind='vae1'``) on frames (C, S, S) in [0, 1]."""
 
@@ -277,37 +291,50 @@ class GopcModel(nn.Module):
         context: if given, frames t >= context are not observed: r_t = mean of p_t
             (prior prediction, the model's own latents fed back).
         """
+        run = self.start_run(x, sample, eps, eps0, context, create_graph)
+        b = x.shape[0]
+        state = self.prior.init_state(b, x.device, x.dtype)
+        prior = standard_normal(b, self.cfg.r_dim, x.device, x.dtype)
+        latents, kls, prior_mus = [], [], []
+        for t in range(x.shape[1]):
+            prior_mus.append(prior[0])
+            r, kl = self.observe(run, t, prior)
+            latents.append(r)
+            kls.append(kl)
+            if self.use_prior:
+                state, prior = self.prior.step(r, state)
+        r_all, recon, sse = self.decode_sequence(latents, x)
+        return SequenceOutput(recon, sse, torch.stack(kls, 1), r_all, torch.stack(prior_mus, 1))
+
+    def start_run(self, x: torch.Tensor, sample: bool, eps, eps0, context, create_graph) -> "RunContext":
+        """What :meth:`run` fixes before its loop over frames: the noise, the observed frames and
+        the prior-independent parts of inference (shared by GOPC-1, VAE-1 and GOPC-2)."""
         cfg = self.cfg
         b, t_len = x.shape[:2]
         create_graph = self.training if create_graph is None else create_graph
-        device, dtype = x.device, x.dtype
         if sample and eps is None:
-            eps = torch.randn(b, t_len, cfg.r_dim, device=device, dtype=dtype)
+            eps = torch.randn(b, t_len, cfg.r_dim, device=x.device, dtype=x.dtype)
         if cfg.kind == "gopc1" and cfg.origin_noise and eps0 is None:
-            eps0 = torch.randn(b, t_len, cfg.r_dim, device=device, dtype=dtype)
+            eps0 = torch.randn(b, t_len, cfg.r_dim, device=x.device, dtype=x.dtype)
         observed = t_len if context is None else min(context, t_len)
         z_fixed, jac = self.origin_parts(x, observed, eps0, create_graph)
+        return RunContext(x, sample, eps, eps0, observed, z_fixed, jac, create_graph)
 
-        state = self.prior.init_state(b, device, dtype)
-        prior = standard_normal(b, cfg.r_dim, device, dtype)
-        latents, kls, prior_mus = [], [], []
-        for t in range(t_len):
-            prior_mus.append(prior[0])
-            if t < observed:
-                z = self._infer_z(x[:, t], t, z_fixed, jac, prior, eps0, create_graph)
-                mu, logvar = self.posterior(z)
-                r = mu + torch.exp(0.5 * logvar) * eps[:, t] if sample else mu
-                kls.append(gaussian_kl(mu, logvar, *prior))
-            else:
-                r = prior[0]
-                kls.append(torch.zeros(b, device=device, dtype=dtype))
-            latents.append(r)
-            if self.use_prior:
-                state, prior = self.prior.step(r, state)
+    def observe(self, run: "RunContext", t: int, prior) -> tuple[torch.Tensor, torch.Tensor]:
+        """(r_t (B, r_dim), KL_t (B,)) for frame t: inferred under ``prior`` if observed, else the
+        prior's mean with zero KL (the model's own prediction fed back)."""
+        if t >= run.observed:
+            return prior[0], torch.zeros(prior[0].shape[0], device=prior[0].device, dtype=prior[0].dtype)
+        z = self._infer_z(run.x[:, t], t, run.z_fixed, run.jac, prior, run.eps0, run.create_graph)
+        mu, logvar = self.posterior(z)
+        r = mu + torch.exp(0.5 * logvar) * run.eps[:, t] if run.sample else mu
+        return r, gaussian_kl(mu, logvar, *prior)
+
+    def decode_sequence(self, latents: list[torch.Tensor], x: torch.Tensor):
+        """(r_all (B, T, r_dim), recon like x, sse (B, T)) from the per-frame latents."""
         r_all = torch.stack(latents, 1)
-        recon = self.decoder(r_all.reshape(b * t_len, -1)).view_as(x)
-        sse = ((recon - x) ** 2).flatten(2).sum(-1)
-        return SequenceOutput(recon, sse, torch.stack(kls, 1), r_all, torch.stack(prior_mus, 1))
+        recon = self.decoder(r_all.reshape(r_all.shape[0] * r_all.shape[1], -1)).view_as(x)
+        return r_all, recon, ((recon - x) ** 2).flatten(2).sum(-1)
 
     def origin_parts(self, x: torch.Tensor, observed: int, eps0: torch.Tensor | None, create_graph: bool):
         """The parts of z_t that do not depend on the prior, for the first ``observed`` frames of x

@@ -36,7 +36,7 @@ import torch.nn as nn
 
 from predvis.errors import ConfigError
 from predvis.models.gopc import (
-    Decoder, GopcModel, GopcModelConfig, Posterior, SequenceOutput, gaussian_kl, standard_normal,
+    Decoder, GopcModel, GopcModelConfig, Posterior, SequenceOutput, standard_normal,
 )
 
 STABILISERS = ("none", "sigmoid", "layernorm", "tanh", "clip", "normalise", "softmax", "spectral", "spectral_svd")
@@ -245,46 +245,30 @@ class Gopc2Model(GopcModel):
     ) -> Gopc2Output:
         """As GopcModel.run; frames t >= context take r_t = mean of p_t and leave r^H unchanged
         (nothing new is observed)."""
-        cfg = self.cfg
-        b, t_len = x.shape[:2]
-        create_graph = self.training if create_graph is None else create_graph
-        device, dtype = x.device, x.dtype
-        if sample and eps is None:
-            eps = torch.randn(b, t_len, cfg.r_dim, device=device, dtype=dtype)
-        observed = t_len if context is None else min(context, t_len)
-        z_fixed, jac = self.origin_parts(x, observed, None, create_graph)
+        run = self.start_run(x, sample, eps, None, context, create_graph)
+        b, device, dtype = x.shape[0], x.device, x.dtype
         bases = self.transition.bases_now()
-
         h = self.hyper_origin(b, device, dtype)
-        prior = standard_normal(b, cfg.r_dim, device, dtype)
+        prior = standard_normal(b, self.cfg.r_dim, device, dtype)
         r_prev = None
         zero = torch.zeros(b, device=device, dtype=dtype)
         latents, kls, prior_mus, hypers, errs = [], [], [], [], []
-        for t in range(t_len):
+        for t in range(x.shape[1]):
             prior_mus.append(prior[0])
-            if t < observed:
-                z = self._infer_z(x[:, t], t, z_fixed, jac, prior, None, create_graph)
-                mu, logvar = self.posterior(z)
-                r = mu + torch.exp(0.5 * logvar) * eps[:, t] if sample else mu
-                kls.append(gaussian_kl(mu, logvar, *prior))
-                if r_prev is not None and self.use_prior:
-                    errs.append(((r - prior[0]) ** 2).sum(-1))
-                    if self.use_hyper:
-                        h = self.hyper_step(h, r_prev, r, create_graph, bases)
-                else:
-                    errs.append(zero)
+            r, kl = self.observe(run, t, prior)
+            kls.append(kl)
+            if t < run.observed and r_prev is not None and self.use_prior:
+                errs.append(((r - prior[0]) ** 2).sum(-1))
+                if self.use_hyper:
+                    h = self.hyper_step(h, r_prev, r, run.create_graph, bases)
             else:
-                r = prior[0]
-                kls.append(zero)
                 errs.append(zero)
             latents.append(r)
             hypers.append(h)
             if self.use_prior:
                 prior = self.next_prior(r, h, bases)
             r_prev = r
-        r_all = torch.stack(latents, 1)
-        recon = self.decoder(r_all.reshape(b * t_len, -1)).view_as(x)
-        sse = ((recon - x) ** 2).flatten(2).sum(-1)
+        r_all, recon, sse = self.decode_sequence(latents, x)
         hyper_kl = 0.5 * (h ** 2).sum(-1)
         return Gopc2Output(recon, sse, torch.stack(kls, 1), r_all, torch.stack(prior_mus, 1),
                            torch.stack(hypers, 1), hyper_kl, torch.stack(errs, 1))
