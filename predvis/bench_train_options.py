@@ -23,6 +23,7 @@ from typing import Callable
 
 import torch
 
+from predvis.bench import time_side_by_side
 from predvis.config import load_experiment
 from predvis.errors import PredvisError
 from predvis.methods import get_method
@@ -86,8 +87,6 @@ def bench_options(device: torch.device, repeats: int, gopc_batch: int, with_comp
             except (PredvisError, RuntimeError) as err:  # e.g. bf16 kernels missing: say so, keep going
                 rows.append([name.replace("batch B", f"batch {gopc_batch}"), label, "-", "-", "-",
                              f"failed: {str(err).splitlines()[0][:80]}"])
-        from predvis.bench import time_side_by_side
-
         times = time_side_by_side(timers, repeats, device, warmup=1)
         base_med = statistics.median(times["fp32"]) if "fp32" in times else None
         for label, t in times.items():
@@ -104,12 +103,17 @@ def bench_options(device: torch.device, repeats: int, gopc_batch: int, with_comp
 DDP_EXPERIMENT = ("classifier", "full", ["train.batch_size=256"])
 
 
+def _threads_per_process(world: int) -> int:
+    """The machine's cores shared evenly among ``world`` processes (at least 1 each)."""
+    return max(1, (os.cpu_count() or 1) // world)
+
+
 def _ddp_worker(steps: int) -> None:
     """Run under torchrun: time ``steps`` training steps; rank 0 prints a JSON line."""
     from predvis.train import distributed
 
     device = distributed.init("auto") or torch.device("cpu")
-    threads = max(1, (os.cpu_count() or 1) // distributed.world_size())
+    threads = _threads_per_process(distributed.world_size())
     torch.set_num_threads(threads)
     exp, profile, overrides = DDP_EXPERIMENT
     step, _ = step_timer(exp, profile, overrides, device)
@@ -134,7 +138,7 @@ def bench_ddp(steps: int = 20, rounds: int = 2) -> tuple[str, dict]:
         for world in (1, 2):
             cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world}",
                    "-m", "predvis.bench_train_options", "--ddp-worker", str(steps)]
-            env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // world))}
+            env = {**os.environ, "OMP_NUM_THREADS": str(_threads_per_process(world))}
             done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
             line = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
             if done.returncode != 0 or not line:
@@ -142,7 +146,7 @@ def bench_ddp(steps: int = 20, rounds: int = 2) -> tuple[str, dict]:
             rates[world].append(json.loads(line[-1])["steps_per_s"])
     med = {w: statistics.median(r) for w, r in rates.items()}
     exp, profile, overrides = DDP_EXPERIMENT
-    rows = [[w, f"{max(1, (os.cpu_count() or 1) // w)}", min(r), med[w], med[w] / med[1]] for w, r in rates.items()]
+    rows = [[w, _threads_per_process(w), min(r), med[w], med[w] / med[1]] for w, r in rates.items()]
     text = (f"`{exp}` ({profile}, {' '.join(overrides)}), same global batch; each process gets "
             f"cpu_count / world threads; {rounds} interleaved rounds of {steps} steps.\n\n"
             + markdown_table(["processes", "threads each", "min steps/s", "median steps/s", "x 1 process"], rows))
