@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 PROFILE ?= quick
 DEVICE ?= cpu
 BENCH ?= quick
+# jobs side by side in make reproduce-tables (one thread each): 2 on the CPU profiles, 1 for full (one GPU)
+JOBS ?= $(if $(filter full,$(PROFILE)),1,2)
 STAMP := $(VENV)/.installed
 
 .PHONY: install test demo bench reproduce-tables clean-venv
@@ -39,7 +41,7 @@ bench: $(STAMP)
 # Every paper table (docs/reproduce.md): runs what is missing, resumes what was interrupted, skips what is done;
 # tables/$(PROFILE)/README.md indexes the tables. DRY=1 lists every cell and its status; CELLS=gopc1,vae1 runs some.
 reproduce-tables: $(STAMP)
-	$(BIN)/python -m predvis.reproduce --profile $(PROFILE) $(if $(filter 1 yes true,$(DRY)),--dry-run) $(if $(CELLS),--only $(CELLS))
+	$(BIN)/python -m predvis.reproduce --profile $(PROFILE) --workers $(JOBS) $(if $(filter 1 yes true,$(DRY)),--dry-run) $(if $(CELLS),--only $(CELLS))
 
 clean-venv:
 	rm -rf $(VENV)

@@ -113,6 +113,23 @@ def test_second_invocation_runs_nothing(setup, capsys):
     assert "5 jobs: 4 done, 1 placeholder" in capsys.readouterr().out
 
 
+def test_two_workers_give_the_numbers_of_one(setup, tmp_path, capsys):
+    """--workers 2 trains the same runs side by side: every MSE equals the one-at-a-time collector's."""
+    assert main(setup["args"]) == 0
+    args = ["--profile", "smoke", "--cells", str(setup["base"] / "cells"), "--runs", str(tmp_path / "runs"),
+            "--tables", str(tmp_path / "tables"), "--workers", "2"]
+    assert main(args) == 0
+    assert "2 at a time" in capsys.readouterr().err
+
+    def mses(tables: Path) -> dict:
+        return {(v["file"], v["row"], v["quantity"], v["seed"]): v["value"] for v in _rows(tables / "values.csv")
+                if v["file"] != "gopc_speed.md"}   # seconds differ, MSEs must not
+
+    one, two = mses(setup["tables"]), mses(tmp_path / "tables")
+    assert len(one) >= 8 and one == two
+    assert main(args) == 0 and "0 to run" in capsys.readouterr().err
+
+
 def test_interrupted_cell_resumes_in_place(tmp_path, monkeypatch, capsys):
     from predvis.methods import get_method
 

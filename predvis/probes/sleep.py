@@ -45,6 +45,7 @@ from predvis.models.unlearning import attractor_clip, settling_energy
 from predvis.probes import attractors as A
 from predvis.probes.common import device_of
 from predvis.probes.dream import Settling
+from predvis.progress import enabled as progress_enabled
 
 console = Console(stderr=True)
 PREDICTION_LIMIT = 0.05  # held-out prediction error may grow by at most 5 %
@@ -248,7 +249,8 @@ def sleep_cycles(method, stepper, cycles: int, steps: int, rate: float, wake: bo
     wake_steps = max(1, round(s.wake_epochs * method.steps_per_epoch())) if wake and s.wake_epochs > 0 else 0
     label = "sleep cycle" if unlearn else "wake-only control"
     with Progress(TextColumn(f"[bold]{label} " + "{task.completed}/{task.total}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console, transient=True) as bar:
+                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console, transient=True,
+                  disable=not progress_enabled()) as bar:
         task = bar.add_task("sleep", total=cycles, info="")
         for c in range(cycles):
             gen = torch.Generator().manual_seed(s.seed * 100_003 + 7919 * (c + 1))

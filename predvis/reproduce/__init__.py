@@ -28,6 +28,8 @@ def parse(argv: list[str] | None):
     ap.add_argument("--tables", type=Path, default=None, help="output folder (default: tables/<profile>)")
     ap.add_argument("--only", default="", help="comma list of cell names (file stems) to run")
     ap.add_argument("--dry-run", action="store_true", help="list every job and its status; run nothing")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="jobs (and study models) at a time, each in its own one-thread process (default 1)")
     return ap.parse_args(argv)
 
 
@@ -56,7 +58,7 @@ def _main(args, argv: list[str]) -> int:
     tables = args.tables if args.tables is not None else Path("tables") / args.profile
     command = ("make reproduce-tables PROFILE=" + args.profile if os.environ.get("MAKELEVEL")
                else " ".join(["python -m predvis.reproduce"] + [shlex.quote(a) for a in argv]))
-    code = collect(cells, runs, tables, args.profile, command, dry=args.dry_run)
+    code = collect(cells, runs, tables, args.profile, command, dry=args.dry_run, workers=args.workers)
     if args.tables is None and not args.dry_run:
         _top_index(tables.parent)
     return code

@@ -17,8 +17,9 @@ A cell is one row of one or more tables: an experiment trained over seeds, then 
 ``probes`` (these replace), ``overrides`` (appended to the common ones) and ``study`` (merged key by key
 into the cell's). ``kind: study`` cells run a whole study: ``study.name`` names the module
 ``predvis.studies.<name>`` and the other keys are its options (:mod:`predvis.reproduce.studies`);
-``kind: placeholder`` cells only hold a ``note`` for a table that is not built yet. Unknown keys are
-rejected with the closest valid name, as in experiment files.
+``kind: placeholder`` cells only hold a ``note`` for a table that is not built yet. ``alone: true`` marks a
+timing cell: with ``--workers N`` its jobs still run one at a time with nothing beside them. Unknown keys
+are rejected with the closest valid name, as in experiment files.
 
 Several train cells may share runs: a cell whose experiment, profile, overrides and seed give the same
 config as another cell's uses the same run directory and adds its own probes to it (the sleep cells
@@ -133,6 +134,7 @@ class Cell:
     probes: list[dict[str, Any]] = field(default_factory=list)
     study: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    alone: bool = False                    # a timing cell: never side by side with other jobs (--workers)
     id: str = ""                           # the file stem (set by the loader)
     path: str = ""
 

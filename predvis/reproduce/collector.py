@@ -304,13 +304,14 @@ def run_probe(kind: str, opts: Any, run: Path, root: Path, cell: Cell) -> Path:
     raise PredvisError(f"unknown probe '{kind}'")
 
 
-def run_study_job(job: Job, state: JobState, root: Path) -> Path:
-    """Run (``missing``) or continue (``partial``: ``--study DIR``) the cell's study through its ``main``,
-    then write the done file into its folder once every planned model has a record."""
+def run_study_job(job: Job, state: JobState, root: Path, workers: int = 1) -> Path:
+    """Run (``missing``) or continue (``partial``: ``--study DIR``) the cell's study through its ``main``
+    (``workers`` models at a time), then write the done file into its folder once every planned model has
+    a record."""
     from predvis.run import atomic_write_json
 
     study, opts = job.cell.study_spec()
-    args = study.argv(job.cell, opts, root)
+    args = study.argv(job.cell, opts, root) + ["--workers", str(workers)]
     before = set(study_folders(root, job))
     if state.state == "partial":
         args += ["--study", str(state.path)]
@@ -329,6 +330,67 @@ def run_study_job(job: Job, state: JobState, root: Path) -> Path:
                                                  "profile": job.cell.profile, "study": job.study_meta,
                                                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git": _git()})
     return Path(folder)
+
+
+def _run_group(item: tuple[list[Job], Path]) -> list[str]:
+    """In a worker process: the jobs that share one run (same merged config), one after another, so two
+    processes never train the same run. Returns the failures, one line each."""
+    jobs, root = item
+    index, failures = RunIndex(root), []
+    for job in jobs:
+        state = job_state(job, index)
+        if state.state == "done":
+            continue
+        if state.state == "diverged":
+            failures.append(f"{job.label}: diverged earlier ({state.path})")
+            continue
+        print(f"{job.label}: {state.state}{' (' + state.detail + ')' if state.detail else ''}", file=sys.stderr, flush=True)
+        try:
+            run_train_job(job, state, root)
+        except PredvisError as err:
+            failures.append(f"{job.label}: {err}")
+        index.forget(job.name)
+    return failures
+
+
+def _run_side_by_side(jobs: list[Job], todo: list[Job], root: Path, workers: int, started: float,
+                      write) -> list[str]:
+    """``workers`` jobs at a time: the training jobs first, grouped by the run they share (each group in
+    one worker process), then the timing cells (``alone``) one at a time in this process, then each study
+    with ``workers`` models at a time. Tables are rewritten after every group and every study."""
+    from predvis.parallel import Failed, run_jobs
+    from predvis.progress import console
+
+    groups: dict[str, list[Job]] = {}
+    for job in todo:
+        if job.cell.kind != "study":
+            groups.setdefault(json.dumps(job.config, sort_keys=True), []).append(job)
+    alone = [g for g in groups.values() if any(j.cell.alone for j in g)]
+    side = [g for g in groups.values() if not any(j.cell.alone for j in g)]
+    failures: list[str] = []
+    finished = 0
+
+    def group_done(item, result) -> None:
+        nonlocal finished
+        finished += 1
+        failures.extend([f"{item[0][0].label}: {result.message}"] if isinstance(result, Failed) else result)
+        console.print(f"[{finished}/{len(groups)}] {', '.join(j.label for j in item[0])}: finished  "
+                      f"({time.perf_counter() - started:.0f} s so far)")
+        write()
+
+    run_jobs(_run_group, [(group, root) for group in side], workers, group_done)
+    run_jobs(_run_group, [(group, root) for group in alone], 1, group_done)   # timing cells: nothing beside them
+    for job in (j for j in todo if j.cell.kind == "study"):
+        state = _study_state(job, root)
+        console.print(f"{job.label}: {state.state}{' (' + state.detail + ')' if state.detail else ''}, "
+                      f"{workers} models at a time  ({time.perf_counter() - started:.0f} s so far)")
+        try:
+            run_study_job(job, state, root, workers)
+        except PredvisError as err:
+            failures.append(f"{job.label}: {err}")
+            console.print(f"error: {job.label}: {err}")
+        write()
+    return failures
 
 
 # --------------------------------------------------------------------------- lock
@@ -477,7 +539,7 @@ def listing(jobs: list[Job], index: RunIndex) -> str:
 
 
 def collect(cells: list[Cell], root: Path, tables_dir: Path, profile: str, command: str,
-            dry: bool = False) -> int:
+            dry: bool = False, workers: int = 1) -> int:
     from predvis.progress import console
 
     jobs = plan(cells)
@@ -489,31 +551,37 @@ def collect(cells: list[Cell], root: Path, tables_dir: Path, profile: str, comma
     started = time.perf_counter()
     with locked(Path(root)):
         todo = [j for j in jobs if job_state(j, index).state not in ("done", "placeholder")]
-        console.print(f"reproduce-tables ({profile}): {len(jobs)} jobs, {len(todo)} to run; runs in {root}")
-        for i, job in enumerate(todo):
-            state = job_state(job, index)
-            if state.state == "diverged":
-                failures.append(f"{job.label}: diverged earlier ({state.path})")
-                continue
-            console.print(f"[{i + 1}/{len(todo)}] {job.label}: {state.state}"
-                          f"{' (' + state.detail + ')' if state.detail else ''}  "
-                          f"({time.perf_counter() - started:.0f} s so far)")
-            try:
+        console.print(f"reproduce-tables ({profile}): {len(jobs)} jobs, {len(todo)} to run, "
+                      f"{max(1, workers)} at a time; runs in {root}")
+        if workers > 1:
+            failures = _run_side_by_side(jobs, todo, Path(root), workers, started,
+                                         lambda: write_tables(jobs, RunIndex(root), tables_dir, profile, command))
+            index = RunIndex(root)
+        else:
+            for i, job in enumerate(todo):
+                state = job_state(job, index)
+                if state.state == "diverged":
+                    failures.append(f"{job.label}: diverged earlier ({state.path})")
+                    continue
+                console.print(f"[{i + 1}/{len(todo)}] {job.label}: {state.state}"
+                              f"{' (' + state.detail + ')' if state.detail else ''}  "
+                              f"({time.perf_counter() - started:.0f} s so far)")
+                try:
+                    if job.cell.kind == "study":
+                        run_study_job(job, state, Path(root))
+                    else:
+                        run_train_job(job, state, Path(root))
+                except TrainingDiverged as err:
+                    failures.append(f"{job.label}: {err}")
+                except PredvisError as err:
+                    failures.append(f"{job.label}: {err}")
+                    console.print(f"error: {job.label}: {err}")
                 if job.cell.kind == "study":
-                    run_study_job(job, state, Path(root))
+                    index = RunIndex(root)   # a study trains runs of its own experiments
                 else:
-                    run_train_job(job, state, Path(root))
-            except TrainingDiverged as err:
-                failures.append(f"{job.label}: {err}")
-            except PredvisError as err:
-                failures.append(f"{job.label}: {err}")
-                console.print(f"error: {job.label}: {err}")
-            if job.cell.kind == "study":
-                index = RunIndex(root)   # a study trains runs of its own experiments
-            else:
-                index.forget(job.name)
-            if i + 1 == len(todo) or todo[i + 1].cell.id != job.cell.id:
-                write_tables(jobs, index, tables_dir, profile, command)
+                    index.forget(job.name)
+                if i + 1 == len(todo) or todo[i + 1].cell.id != job.cell.id:
+                    write_tables(jobs, index, tables_dir, profile, command)
         written = write_tables(jobs, index, tables_dir, profile, command)
     console.print(f"reproduce-tables: {len(todo)} jobs run in {time.perf_counter() - started:.0f} s; "
                   f"{len(failures)} failed")

@@ -17,6 +17,7 @@ the parameter-matched feed-forward control (B-B with ``model.match=BLT``, tagged
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import sys
@@ -28,6 +29,7 @@ import numpy as np
 
 from predvis.errors import PredvisError
 from predvis.models.recurrent_ae import VARIANTS, check_variant
+from predvis.parallel import Failed, run_jobs
 
 EXPERIMENT = "depth_inversion"
 CORNERS = (("B", "B"), ("B", "BLT"), ("BLT", "B"), ("BLT", "BLT"))
@@ -113,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sweep-seeds", type=int, default=1)
     ap.add_argument("--wide", action="store_true", help="also train B-B widened to BLT-BLT's parameter count")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per model (0: torch's default)")
+    ap.add_argument("--workers", type=int, default=1, help="models trained at a time, each in its own process")
     ap.add_argument("--table-only", action="store_true", help="rewrite the table of --study and stop")
     ap.add_argument("overrides", nargs="*", help="KEY=VALUE passed to every model")
     args = ap.parse_args(argv)
@@ -170,13 +173,26 @@ def _main(args) -> int:
         (study / "study.json").write_text(json.dumps({"profile": args.profile, "seeds": args.seeds,
                                                       "overrides": list(args.overrides), "jobs": jobs}, indent=2))
     started = time.perf_counter()
-    for i, job in enumerate(jobs):
-        if (study / "jobs" / f"{job['tag']}.json").exists():
-            continue
-        print(f"[{i + 1}/{len(jobs)}] {job['tag']}  ({time.perf_counter() - started:.0f} s so far)", file=sys.stderr, flush=True)
-        run_job(job, args.profile, args.out, study, args.threads, list(args.overrides), base.model.steps)
+    todo = [job for job in jobs if not (study / "jobs" / f"{job['tag']}.json").exists()]
+    print(f"{len(todo)} of {len(jobs)} models to train, {max(1, args.workers)} at a time", file=sys.stderr, flush=True)
+
+    count = len(jobs) - len(todo)
+
+    def finished(job: dict, result) -> None:   # in this process, after each model
+        nonlocal count
+        count += 1
+        note = f"failed: {result.message}" if isinstance(result, Failed) else "done"
+        print(f"[{count}/{len(jobs)}] {job['tag']} {note}  ({time.perf_counter() - started:.0f} s so far)",
+              file=sys.stderr, flush=True)
         write_table(study)
+
+    job_fn = functools.partial(run_job, profile=args.profile, runs_root=args.out, study=study, threads=args.threads,
+                               extra=list(args.overrides), trained_steps=base.model.steps)
+    results = run_jobs(job_fn, todo, args.workers, finished, threads=max(args.threads, 1))
+    failures = [r for r in results if isinstance(r, Failed)]
     table = write_table(study)
+    if failures:
+        raise PredvisError(f"{len(failures)} model(s) failed, first {failures[0].item['tag']}: {failures[0].message}")
     print(f"{len(jobs)} models in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     print(table)
     return 0

@@ -22,6 +22,7 @@ trajectory parameters from r^H and from the lower latent r_t.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -30,6 +31,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from predvis.parallel import Failed, run_jobs
 
 DEFAULT_LABEL = "default"
 # label -> (overrides, description). The default (model defaults) is trained on the full schedule.
@@ -331,6 +334,19 @@ def _claim(study: Path, tag: str) -> bool:
     return False
 
 
+def run_claimed(job: dict, study: Path, **kwargs) -> dict | None:
+    """:func:`run_job` if this process can claim the model (None if another live process has it; the
+    claim holds this process's pid, so a claim of a process that died is taken over)."""
+    if (study / "jobs" / f"{job['tag']}.json").exists() or not _claim(study, job["tag"]):
+        return None
+    print(f"job {job['tag']}", file=sys.stderr, flush=True)
+    try:
+        return run_job(job, **kwargs)
+    except BaseException:
+        (study / "jobs" / f"{job['tag']}.claim").unlink(missing_ok=True)
+        raise
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m predvis.studies.gopc2_stability", description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="quick")
@@ -343,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="runs")
     ap.add_argument("--study", default="", help="continue this study folder")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=1, help="models trained at a time, each in its own process")
     ap.add_argument("--table-only", action="store_true", help="only (re)write the table from finished jobs")
     ap.add_argument("--publish", default="", help="also write the table to this path (e.g. tables/gopc2_stability.md)")
     ap.add_argument("extra", nargs="*", help="KEY=VALUE overrides for every job")
@@ -369,25 +386,36 @@ def main(argv: list[str] | None = None) -> int:
             "runs_root": str(runs_root), "argv": sys.argv}, indent=2))
     print(f"study folder: {study}", file=sys.stderr)
     only = {o for o in args.only.split(",") if o}
+    failures = []
     if not args.table_only:
         os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-        for job in jobs:
-            if only and job["label"] not in only:
-                continue
-            if (study / "jobs" / f"{job['tag']}.json").exists() or not _claim(study, job["tag"]):
-                continue
-            print(f"job {job['tag']}", file=sys.stderr)
-            record = run_job(job, args.profile, runs_root, args.threads, short_epochs, extra)
-            (study / "jobs" / f"{job['tag']}.json").write_text(json.dumps(record, indent=2))
+        todo = [job for job in jobs if (not only or job["label"] in only)
+                and not (study / "jobs" / f"{job['tag']}.json").exists()]
+        print(f"{len(todo)} of {len(jobs)} models to train, {max(1, args.workers)} at a time", file=sys.stderr)
+
+        def finished(job: dict, record) -> None:   # in this process, after each model
+            if record is None:
+                return   # another process has claimed it
+            if isinstance(record, Failed):
+                failures.append(f"{job['tag']}: {record.message}")
+            else:
+                (study / "jobs" / f"{job['tag']}.json").write_text(json.dumps(record, indent=2))
             (study / "jobs" / f"{job['tag']}.claim").unlink(missing_ok=True)
+            print(f"job {job['tag']} {'failed' if isinstance(record, Failed) else 'done'}", file=sys.stderr)
             write_table(study, jobs, args.profile)
+
+        job_fn = functools.partial(run_claimed, study=study, profile=args.profile, runs_root=runs_root,
+                                   threads=args.threads, short_epochs=short_epochs, extra=extra)
+        run_jobs(job_fn, todo, args.workers, finished, threads=max(args.threads, 1))
     text = write_table(study, jobs, args.profile)
     if args.publish:
         Path(args.publish).parent.mkdir(parents=True, exist_ok=True)
         Path(args.publish).write_text(text)
     print(text)
     print(study)
-    return 0
+    for line in failures:
+        print(f"error: {line}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from predvis.config import ExperimentConfig, config_from_saved, dump_yaml, read_
 from predvis.errors import ConfigError, RunError, TrainingDiverged
 from predvis.methods import get_method
 from predvis.methods.base import Method
+from predvis.progress import enabled as progress_enabled
 from predvis.train import distributed
 from predvis.run import (
     RunDir, atomic_torch_save, atomic_write_text, command_line, create_run_dir, environment,
@@ -218,7 +219,7 @@ def _run_epochs(method: Method, run: RunDir, start_epoch: int, step: int, best: 
     with Progress(
         TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
         MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(),
-        TimeRemainingColumn(), console=console, transient=True, disable=not main,
+        TimeRemainingColumn(), console=console, transient=True, disable=not (main and progress_enabled()),
     ) as progress:
         for epoch in range(start_epoch, epochs):
             task = progress.add_task("train", total=steps, epoch=epoch + 1, epochs=epochs, loss="-")

@@ -24,6 +24,7 @@ from predvis.probes.deepdream.engine import Dreamer, LayerSchedule, dream_video,
 from predvis.probes.deepdream.layers import OUTPUT, list_layers, spatial_children
 from predvis.probes.deepdream.settings import DeepdreamConfig
 from predvis.probes.deepdream.targets import Target, resolve_model
+from predvis.progress import enabled as progress_enabled
 
 console = Console(stderr=True)
 
@@ -71,7 +72,8 @@ def _guarded(fn: Callable, what: str):
 
 def _progress() -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True)
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,
+                    disable=not progress_enabled())
 
 
 def write_video(out: Path, name: str, frames: list, fps: float) -> list[str]:
