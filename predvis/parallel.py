@@ -1,42 +1,45 @@
-"""Run independent jobs side by side in worker processes, one torch thread each.
+"""Run independent jobs side by side, each in its own process of one torch thread.
 
 A study (16 depth-inversion models, the GOPC-2 stabilisers) or ``make reproduce-tables`` trains many small
-models that do not share anything but the CPU. Small models use one core badly, so on a machine with N
-cores N single-threaded models at a time finish sooner than one model at a time with N threads (measured in
-docs/reproduce.md). :func:`run_jobs` runs ``fn(item)`` for every item, in order when ``workers <= 1`` (in
+models that share nothing but the CPU; on a machine with N cores, N single-threaded models at a time keep
+every core busy (docs/reproduce.md). :func:`run_jobs` runs ``fn(item)`` for every item, in order when ``workers <= 1`` (in
 this process), else in ``workers`` spawned processes, and hands each result back to ``on_result`` in the
 parent as soon as it arrives, so the caller can rewrite its table after every model.
 
 A :class:`~predvis.errors.PredvisError` raised by one job does not stop the others: it comes back as a
 :class:`Failed` result (with the error's class name, so a caller can tell a diverged training from other
-errors). Any other exception is a bug and is re-raised in the parent once the running jobs are done.
-Progress bars are switched off in the workers (two transient bars on one terminal garble each other).
+errors). Any other exception is a bug: no new job starts, and it is re-raised in the parent once the running
+jobs are done. One process per job (not a pool) so that an interrupt stops exactly the running jobs and
+nothing queued behind them. Progress bars are off in the workers (two bars on one terminal garble each
+other).
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+import signal
+import traceback
 from dataclasses import dataclass
+from multiprocessing.connection import wait
 from typing import Any, Callable, Iterable
 
 NO_PROGRESS = "PREDVIS_NO_PROGRESS"
+STOP_SECONDS = 120   # after an interrupt, how long a job may take to save its checkpoint and stop
 
 
 @dataclass
 class Failed:
-    """A job that stopped with a PredvisError (one line, as the CLI would print it)."""
+    """A job that stopped with a PredvisError (one line, as the CLI would print it), was interrupted
+    (``kind`` KeyboardInterrupt) or whose process died."""
     item: Any
     kind: str      # the error's class name, e.g. "TrainingDiverged"
     message: str
 
 
-def _init_worker(threads: int) -> None:
-    os.environ[NO_PROGRESS] = "1"
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    import torch
-
-    torch.set_num_threads(threads)
+@dataclass
+class _Crash:
+    item: Any
+    text: str      # the worker's traceback
 
 
 def _call(fn: Callable[[Any], Any], item: Any) -> Any:
@@ -48,12 +51,34 @@ def _call(fn: Callable[[Any], Any], item: Any) -> Any:
         return Failed(item, type(err).__name__, str(err))
 
 
+def _worker(fn: Callable[[Any], Any], item: Any, threads: int, conn) -> None:
+    """One job in a spawned process: one torch thread, no progress bars; the result goes back on ``conn``."""
+    os.environ[NO_PROGRESS] = "1"
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+        result = _call(fn, item)
+    except KeyboardInterrupt:
+        result = Failed(item, "KeyboardInterrupt", "interrupted")
+    except Exception:
+        result = _Crash(item, traceback.format_exc())
+    conn.send(result)
+    conn.close()
+
+
 def run_jobs(fn: Callable[[Any], Any], items: Iterable[Any], workers: int = 1,
              on_result: Callable[[Any, Any], None] | None = None, threads: int = 1) -> list[Any]:
     """``[fn(item) for item in items]`` (a :class:`Failed` where a job raised a PredvisError), with up to
-    ``workers`` jobs at a time in spawned processes of ``threads`` torch threads each. ``fn`` must be a
-    module-level function and the items picklable. ``on_result(item, result)`` runs in this process after
-    each job, in the order they finish."""
+    ``workers`` jobs at a time, each in its own spawned process of ``threads`` torch threads. ``fn`` must
+    be a module-level function (or a ``functools.partial`` of one) and the items picklable.
+    ``on_result(item, result)`` runs in this process after each job, in the order they finish.
+
+    Ctrl-C (or any exception here) starts no new job, passes the interrupt on to the running ones (a
+    training saves its checkpoint and marks its run interrupted, as on the command line), waits for them
+    and re-raises. A job that crashed with another exception is re-raised here, with its traceback, once
+    the running jobs are done."""
     items = list(items)
     results: list[Any] = [None] * len(items)
     if workers <= 1 or len(items) <= 1:
@@ -63,32 +88,52 @@ def run_jobs(fn: Callable[[Any], Any], items: Iterable[Any], workers: int = 1,
                 on_result(item, results[i])
         return results
     ctx = multiprocessing.get_context("spawn")
-    crash: BaseException | None = None
-    with ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=ctx,
-                             initializer=_init_worker, initargs=(threads,)) as pool:
-        pending: dict[Future, int] = {pool.submit(_call, fn, item): i for i, item in enumerate(items)}
-        try:
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    i = pending.pop(future)
-                    try:
-                        results[i] = future.result()
-                    except Exception as err:   # a bug in the job, or a worker killed (out of memory)
-                        crash = crash or err
-                        results[i] = Failed(items[i], type(err).__name__, f"{type(err).__name__}: {err}")
-                    if on_result is not None:
-                        on_result(items[i], results[i])
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
-    if crash is not None and not _is_broken_pool(crash):
-        raise crash
+    running: dict[int, tuple[Any, Any]] = {}   # index -> (process, receiving end)
+    crashes: list[_Crash] = []
+    started = 0
+    try:
+        while started < len(items) or running:
+            while started < len(items) and len(running) < workers and not crashes:
+                recv, send = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_worker, args=(fn, items[started], threads, send))
+                proc.start()
+                send.close()
+                running[started] = (proc, recv)
+                started += 1
+            if not running:
+                break
+            wait([conn for _, conn in running.values()] + [proc.sentinel for proc, _ in running.values()])
+            for i, (proc, conn) in list(running.items()):
+                if not (conn.poll() or not proc.is_alive()):
+                    continue
+                try:
+                    result = conn.recv()
+                except EOFError:   # died without a word: killed (out of memory?) or a segfault
+                    proc.join()
+                    result = Failed(items[i], "died", f"the worker process died (exit code {proc.exitcode})")
+                proc.join()
+                del running[i]
+                if isinstance(result, _Crash):
+                    crashes.append(result)
+                    result = Failed(items[i], "crash", result.text.strip().splitlines()[-1])
+                results[i] = result
+                if on_result is not None:
+                    on_result(items[i], result)
+    except BaseException:
+        _stop(running)
+        raise
+    if crashes:
+        raise RuntimeError(f"a job crashed ({crashes[0].item!r}):\n{crashes[0].text}")
     return results
 
 
-def _is_broken_pool(err: BaseException) -> bool:
-    from concurrent.futures.process import BrokenProcessPool
-
-    return isinstance(err, BrokenProcessPool)
+def _stop(running: dict[int, tuple[Any, Any]]) -> None:
+    """Interrupt the running jobs (as Ctrl-C would), give them time to save, then end them."""
+    for proc, _ in running.values():
+        if proc.is_alive():
+            os.kill(proc.pid, signal.SIGINT)
+    for proc, _ in running.values():
+        proc.join(STOP_SECONDS)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()

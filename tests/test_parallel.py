@@ -19,6 +19,39 @@ def square_or_fail(x: int):
     return x * x, torch.get_num_threads(), os.environ.get("PREDVIS_NO_PROGRESS")
 
 
+def mark_and_wait(item):
+    import time
+    from pathlib import Path
+
+    x, folder = item
+    (Path(folder) / f"{x}.started").touch()
+    if x == 0:
+        return x
+    try:
+        time.sleep(60)
+    except KeyboardInterrupt:
+        (Path(folder) / f"{x}.stopped").touch()
+        raise
+    return x
+
+
+def test_an_interrupt_stops_the_running_jobs_and_starts_no_other(tmp_path):
+    import time
+
+    def interrupt(item, result):   # once job 1 is inside its work (not still starting its process)
+        for _ in range(200):
+            if (tmp_path / "1.started").exists():
+                break
+            time.sleep(0.1)
+        raise KeyboardInterrupt
+
+    started = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        run_jobs(mark_and_wait, [(x, str(tmp_path)) for x in range(4)], workers=2, on_result=interrupt)
+    assert time.perf_counter() - started < 30
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0.started", "1.started", "1.stopped"]
+
+
 def test_workers_give_the_sequential_results_in_order_and_failures_as_values():
     seen = []
     two = run_jobs(square_or_fail, range(5), workers=2, on_result=lambda item, res: seen.append(item))

@@ -199,7 +199,9 @@ def test_repository_cells_plan_in_every_profile():
             assert mine == theirs, (profile, sleep)
         assert jobs["gopc2_stability"].study_meta["profile"] == profile
     quick = {j.cell.id: j for j in plan(load_cells(CELLS_DIR, "quick"))}["gopc2_stability"]
-    assert quick.study_meta["jobs"] == study.plan(5, 1, 1, list(study.VARIANTS))   # the study's defaults
+    assert quick.study_meta["jobs"] == study.plan(3, 1, 1, list(study.VARIANTS))   # 3 seeds, every variant
+    full = {j.cell.id: j for j in plan(load_cells(CELLS_DIR, "full"))}["gopc2_stability"]
+    assert full.study_meta["jobs"] == study.plan(5, 1, 1, list(study.VARIANTS))   # the study's defaults
 
 
 def _repo_args(base: Path, only: str) -> list[str]:
