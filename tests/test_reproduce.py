@@ -41,8 +41,11 @@ def _rows(path: Path) -> list[dict]:
 def _independent(source: Path, field: str) -> float:
     """The number a values.csv field names, read without the collector's code."""
     kind, _, rest = field.partition(":")
-    if kind == "json":
-        return float(json.loads(source.read_text())[rest])
+    if kind == "json":   # a key, or a path of keys / list indices: mean_sse/held_out
+        node = json.loads(source.read_text())
+        for part in rest.split("/"):
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        return float(node)
     if kind == "csv-last":
         return float(_rows(source)[-1][rest])
     if kind == "csv-row":
@@ -327,3 +330,19 @@ def test_gopc2_study_cell_continues_a_partial_study_and_links_every_number(tmp_p
     assert main(args) == 0
     assert "0 to run" in capsys.readouterr().err
     assert _snapshot(runs) == before
+
+
+def test_study_cells_with_two_workers_finish_and_link_every_number(tmp_path, capsys):
+    """--workers 2 drives the studies N models at a time (their own --workers): both study folders are
+    finished, and every number of their tables is the one in the linked records."""
+    args = _repo_args(tmp_path, "gopc2_stability,depth_inversion") + ["--workers", "2"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "2 models at a time" in err
+    runs, tables = tmp_path / "runs", tmp_path / "tables"
+    for folder in ("gopc2_study", "depth_inversion_study"):
+        (study,) = (runs / folder).iterdir()
+        assert (study / "cell-done.json").exists() and not list((study / "jobs").glob("*.claim"))
+    _check_values(tables, runs, "gopc2_stability.md")
+    _check_values(tables, runs, "depth_inversion.md")
+    assert main(args) == 0 and "0 to run" in capsys.readouterr().err
