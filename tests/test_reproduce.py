@@ -108,10 +108,13 @@ def test_collector_tables_hold_the_numbers_of_the_linked_runs(setup, capsys):
 
 
 def test_second_invocation_runs_nothing(setup, capsys):
+    index = (setup["tables"] / "README.md").read_text()
+    assert "## Time" in index and "| 1 | 4 | finished |" in index   # the first invocation: 4 jobs, one at a time
     before = _snapshot(setup["runs"])
     assert main(setup["args"]) == 0
     assert "0 to run" in capsys.readouterr().err
     assert _snapshot(setup["runs"]) == before
+    assert len((setup["runs"] / "invocations.csv").read_text().splitlines()) == 2   # header + the one that ran jobs
     assert main(setup["args"] + ["--dry-run"]) == 0
     assert "5 jobs: 4 done, 1 placeholder" in capsys.readouterr().out
 

@@ -39,6 +39,7 @@ from predvis.reproduce.tables import TABLES, CellResult, Context, SeedResult
 DONE_FILE = "cell-done.json"
 PROBES_FILE = "cell-probes.json"
 LOCK = ".reproduce.lock"
+INVOCATIONS = "invocations.csv"   # one row per collector invocation that ran jobs: its wall time
 
 
 @dataclass
@@ -353,8 +354,39 @@ def _run_group(item: tuple[list[Job], Path]) -> list[str]:
     return failures
 
 
-def _run_side_by_side(jobs: list[Job], todo: list[Job], root: Path, workers: int, started: float,
-                      write) -> list[str]:
+def _run_one_by_one(todo: list[Job], root: Path, started: float, write) -> list[str]:
+    """Every job in this process, in order; the tables are rewritten after each cell."""
+    from predvis.progress import console
+
+    failures: list[str] = []
+    index = RunIndex(root)
+    for i, job in enumerate(todo):
+        state = job_state(job, index)
+        if state.state == "diverged":
+            failures.append(f"{job.label}: diverged earlier ({state.path})")
+            continue
+        console.print(f"[{i + 1}/{len(todo)}] {job.label}: {state.state}"
+                      f"{' (' + state.detail + ')' if state.detail else ''}  "
+                      f"({time.perf_counter() - started:.0f} s so far)")
+        try:
+            if job.cell.kind == "study":
+                run_study_job(job, state, root)
+            else:
+                run_train_job(job, state, root)
+        except PredvisError as err:
+            failures.append(f"{job.label}: {err}")
+            if not isinstance(err, TrainingDiverged):
+                console.print(f"error: {job.label}: {err}")
+        if job.cell.kind == "study":
+            index = RunIndex(root)   # a study trains runs of its own experiments
+        else:
+            index.forget(job.name)
+        if i + 1 == len(todo) or todo[i + 1].cell.id != job.cell.id:
+            write()
+    return failures
+
+
+def _run_side_by_side(todo: list[Job], root: Path, workers: int, started: float, write) -> list[str]:
     """``workers`` jobs at a time: the training jobs first, grouped by the run they share (each group in
     one worker process), then the timing cells (``alone``) one at a time in this process, then each study
     with ``workers`` models at a time. Tables are rewritten after every group and every study."""
@@ -457,8 +489,10 @@ def results(jobs: list[Job], index: RunIndex) -> list[CellResult]:
     return list(by_cell.values())
 
 
-def write_tables(jobs: list[Job], index: RunIndex, tables_dir: Path, profile: str, command: str) -> list[Path]:
-    """Write every table family fed by the cells, then ``README.md``; returns the files written."""
+def write_tables(jobs: list[Job], index: RunIndex, tables_dir: Path, profile: str, command: str,
+                 running: tuple[float, int] | None = None) -> list[Path]:
+    """Write every table family fed by the cells, then ``README.md``; returns the files written.
+    ``running``: (perf_counter at start, workers) of the invocation in progress, for the time line."""
     from predvis.run import atomic_write_text, write_csv
 
     tables_dir.mkdir(parents=True, exist_ok=True)
@@ -507,9 +541,46 @@ def write_tables(jobs: list[Job], index: RunIndex, tables_dir: Path, profile: st
             "", markdown_table(["table", "files", "cells", "experiment profile", "seeds", "commit of the runs",
                                 "finished"], index_rows).rstrip(), "",
             "Commits marked +dirty were run from a working tree with uncommitted changes.", ""]
+    text += time_lines(index.root, running)
     atomic_write_text(tables_dir / "README.md", "\n".join(text))
     written.append(tables_dir / "README.md")
     return written
+
+
+def time_lines(root: Path, running: tuple[float, int] | None = None) -> list[str]:
+    """The collector's wall time on this run root: every invocation that ran jobs (``invocations.csv``),
+    and the one in progress."""
+    from predvis.run import read_csv
+    from predvis.tables import markdown_table
+
+    rows = [[r["started"], _duration(float(r["seconds"])), r["workers"], r["jobs"], r["outcome"]]
+            for r in read_csv(Path(root) / INVOCATIONS)]
+    total = sum(float(r["seconds"]) for r in read_csv(Path(root) / INVOCATIONS))
+    if running is not None:
+        seconds = time.perf_counter() - running[0]
+        total += seconds
+        rows.append([time.strftime("%Y-%m-%d %H:%M", time.localtime(time.time() - seconds)), _duration(seconds),
+                     str(running[1]), "", "running"])
+    if not rows:
+        return []
+    return ["## Time", "", f"Wall time of the collector on this run root: **{_duration(total)}** in "
+            f"{len(rows)} invocation(s) (`{INVOCATIONS}` in the run root; finished jobs are never rerun, an "
+            "interrupted training resumes from its last epoch).", "",
+            markdown_table(["started", "wall time", "jobs at a time", "jobs to run", "outcome"], rows).rstrip(), ""]
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{seconds / 60:.1f} min"
+
+
+def _log_invocation(root: Path, started_wall: float, seconds: float, workers: int, jobs: int, outcome: str) -> None:
+    from predvis.run import read_csv, write_csv
+
+    path = Path(root) / INVOCATIONS
+    rows = read_csv(path) + [{"started": time.strftime("%Y-%m-%d %H:%M", time.localtime(started_wall)),
+                              "seconds": f"{seconds:.1f}", "workers": workers, "jobs": jobs, "outcome": outcome}]
+    write_csv(path, rows)
 
 
 # --------------------------------------------------------------------------- the collector
@@ -548,41 +619,25 @@ def collect(cells: list[Cell], root: Path, tables_dir: Path, profile: str, comma
         print(listing(jobs, index))
         return 0
     failures: list[str] = []
-    started = time.perf_counter()
+    started, started_wall = time.perf_counter(), time.time()
     with locked(Path(root)):
         todo = [j for j in jobs if job_state(j, index).state not in ("done", "placeholder")]
         console.print(f"reproduce-tables ({profile}): {len(jobs)} jobs, {len(todo)} to run, "
                       f"{max(1, workers)} at a time; runs in {root}")
-        if workers > 1:
-            failures = _run_side_by_side(jobs, todo, Path(root), workers, started,
-                                         lambda: write_tables(jobs, RunIndex(root), tables_dir, profile, command))
-            index = RunIndex(root)
-        else:
-            for i, job in enumerate(todo):
-                state = job_state(job, index)
-                if state.state == "diverged":
-                    failures.append(f"{job.label}: diverged earlier ({state.path})")
-                    continue
-                console.print(f"[{i + 1}/{len(todo)}] {job.label}: {state.state}"
-                              f"{' (' + state.detail + ')' if state.detail else ''}  "
-                              f"({time.perf_counter() - started:.0f} s so far)")
-                try:
-                    if job.cell.kind == "study":
-                        run_study_job(job, state, Path(root))
-                    else:
-                        run_train_job(job, state, Path(root))
-                except TrainingDiverged as err:
-                    failures.append(f"{job.label}: {err}")
-                except PredvisError as err:
-                    failures.append(f"{job.label}: {err}")
-                    console.print(f"error: {job.label}: {err}")
-                if job.cell.kind == "study":
-                    index = RunIndex(root)   # a study trains runs of its own experiments
-                else:
-                    index.forget(job.name)
-                if i + 1 == len(todo) or todo[i + 1].cell.id != job.cell.id:
-                    write_tables(jobs, index, tables_dir, profile, command)
-        written = write_tables(jobs, index, tables_dir, profile, command)
+        running = (started, max(1, workers))
+        outcome = "interrupted"
+        try:
+            if workers > 1:
+                failures = _run_side_by_side(todo, Path(root), workers, started,
+                                             lambda: write_tables(jobs, RunIndex(root), tables_dir, profile, command, running))
+            else:
+                failures = _run_one_by_one(todo, Path(root), started,
+                                           lambda: write_tables(jobs, RunIndex(root), tables_dir, profile, command, running))
+            outcome = f"{len(failures)} failed" if failures else "finished"
+        finally:   # also after Ctrl-C: the time spent counts, and the tables show what finished
+            if todo:
+                _log_invocation(root, started_wall, time.perf_counter() - started, max(1, workers), len(todo), outcome)
+            written = write_tables(jobs, RunIndex(root), tables_dir, profile, command)
     console.print(f"reproduce-tables: {len(todo)} jobs run in {time.perf_counter() - started:.0f} s; "
                   f"{len(failures)} failed")
     for f in failures:
