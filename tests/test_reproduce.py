@@ -136,6 +136,26 @@ def test_two_workers_give_the_numbers_of_one(setup, tmp_path, capsys):
     assert main(args) == 0 and "0 to run" in capsys.readouterr().err
 
 
+def test_side_by_side_order_timing_cells_first_then_longest(tmp_path, monkeypatch):
+    """--workers: the alone cells run first, one at a time; then the others, the longest (minutes) first."""
+    from predvis.reproduce import collector
+
+    cells = tmp_path / "cells"
+    _cell(cells, "a_short", tables=["gopc_prediction"], row="GOPC-1", experiment="gopc1", profile="smoke",
+          seeds=[0], overrides=TINY, minutes=1)
+    _cell(cells, "b_long", tables=["gopc_prediction"], row="VAE-1", experiment="vae1", profile="smoke",
+          seeds=[0, 1], overrides=TINY, minutes=30)
+    _cell(cells, "c_timed", tables=["gopc_speed"], row="GOPC-1", experiment="gopc1", profile="smoke",
+          seeds=[0], overrides=TINY + ["train.epochs=2"], alone=True)
+    calls = []
+    monkeypatch.setattr(collector, "run_jobs", lambda fn, items, workers, on_result: calls.append(
+        (workers, [f"{g[0].cell.id} {g[0].seed}" for g, _ in items])))
+    args = ["--profile", "smoke", "--cells", str(cells), "--runs", str(tmp_path / "runs"), "--tables",
+            str(tmp_path / "t"), "--workers", "2"]
+    assert main(args) == 0
+    assert calls == [(1, ["c_timed 0"]), (2, ["b_long 0", "b_long 1", "a_short 0"])]
+
+
 def test_interrupted_cell_resumes_in_place(tmp_path, monkeypatch, capsys):
     from predvis.methods import get_method
 

@@ -18,8 +18,9 @@ A cell is one row of one or more tables: an experiment trained over seeds, then 
 into the cell's). ``kind: study`` cells run a whole study: ``study.name`` names the module
 ``predvis.studies.<name>`` and the other keys are its options (:mod:`predvis.reproduce.studies`);
 ``kind: placeholder`` cells only hold a ``note`` for a table that is not built yet. ``alone: true`` marks a
-timing cell: with ``--workers N`` its jobs still run one at a time with nothing beside them. Unknown keys
-are rejected with the closest valid name, as in experiment files.
+timing cell: with ``--workers N`` its jobs run first, one at a time with nothing beside them; ``minutes``
+(the measured time of one job) lets the collector start the longest jobs first. Unknown keys are rejected
+with the closest valid name, as in experiment files.
 
 Several train cells may share runs: a cell whose experiment, profile, overrides and seed give the same
 config as another cell's uses the same run directory and adds its own probes to it (the sleep cells
@@ -135,6 +136,7 @@ class Cell:
     study: dict[str, Any] = field(default_factory=dict)
     note: str = ""
     alone: bool = False                    # a timing cell: never side by side with other jobs (--workers)
+    minutes: float = 0.0                   # measured minutes per job (one thread): with --workers, long jobs start first
     id: str = ""                           # the file stem (set by the loader)
     path: str = ""
 
@@ -145,6 +147,8 @@ class Cell:
             if not self.note:
                 raise ConfigError("note: a placeholder cell says why the table is not built")
             return
+        if self.minutes < 0:
+            raise ConfigError(f"minutes: must be >= 0, got {self.minutes}")
         if self.kind == "train" and not self.experiment:
             raise ConfigError("experiment: required for a train cell")
         if not self.seeds:

@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from predvis.errors import PredvisError, TrainingDiverged
+from predvis.parallel import Failed, run_jobs
 from predvis.reproduce.cells import Cell
 from predvis.reproduce.tables import TABLES, CellResult, Context, SeedResult
 
@@ -387,10 +388,10 @@ def _run_one_by_one(todo: list[Job], root: Path, started: float, write) -> list[
 
 
 def _run_side_by_side(todo: list[Job], root: Path, workers: int, started: float, write) -> list[str]:
-    """``workers`` jobs at a time: the training jobs first, grouped by the run they share (each group in
-    one worker process), then the timing cells (``alone``) one at a time in this process, then each study
-    with ``workers`` models at a time. Tables are rewritten after every group and every study."""
-    from predvis.parallel import Failed, run_jobs
+    """``workers`` jobs at a time: first the timing cells (``alone``) one at a time in this process, then
+    the other training jobs, grouped by the run they share (each group in one worker process), the
+    longest first (the cells' ``minutes``), then each study with ``workers`` models at a time. Tables are
+    rewritten after every group and every study."""
     from predvis.progress import console
 
     groups: dict[str, list[Job]] = {}
@@ -399,6 +400,7 @@ def _run_side_by_side(todo: list[Job], root: Path, workers: int, started: float,
             groups.setdefault(json.dumps(job.config, sort_keys=True), []).append(job)
     alone = [g for g in groups.values() if any(j.cell.alone for j in g)]
     side = [g for g in groups.values() if not any(j.cell.alone for j in g)]
+    side.sort(key=lambda g: -sum(j.cell.minutes for j in g))   # longest first: the last jobs are short (stable)
     failures: list[str] = []
     finished = 0
 
@@ -410,8 +412,8 @@ def _run_side_by_side(todo: list[Job], root: Path, workers: int, started: float,
                       f"({time.perf_counter() - started:.0f} s so far)")
         write()
 
-    run_jobs(_run_group, [(group, root) for group in side], workers, group_done)
     run_jobs(_run_group, [(group, root) for group in alone], 1, group_done)   # timing cells: nothing beside them
+    run_jobs(_run_group, [(group, root) for group in side], workers, group_done)
     for job in (j for j in todo if j.cell.kind == "study"):
         state = _study_state(job, root)
         console.print(f"{job.label}: {state.state}{' (' + state.detail + ')' if state.detail else ''}, "
