@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from predvis.parallel import Failed, run_jobs
+from predvis.run import atomic_write_text
 
 DEFAULT_LABEL = "default"
 # label -> (overrides, description). The default (model defaults) is trained on the full schedule.
@@ -336,15 +337,18 @@ def _claim(study: Path, tag: str) -> bool:
 
 def run_claimed(job: dict, study: Path, **kwargs) -> dict | None:
     """:func:`run_job` if this process can claim the model (None if another live process has it; the
-    claim holds this process's pid, so a claim of a process that died is taken over)."""
+    claim holds this process's pid, so a claim of a process that died is taken over). The record
+    ``jobs/<tag>.json`` is written before the claim is given back."""
+    claim = study / "jobs" / f"{job['tag']}.claim"
     if (study / "jobs" / f"{job['tag']}.json").exists() or not _claim(study, job["tag"]):
         return None
     print(f"job {job['tag']}", file=sys.stderr, flush=True)
     try:
-        return run_job(job, **kwargs)
-    except BaseException:
-        (study / "jobs" / f"{job['tag']}.claim").unlink(missing_ok=True)
-        raise
+        record = run_job(job, **kwargs)
+        atomic_write_text(study / "jobs" / f"{job['tag']}.json", json.dumps(record, indent=2))
+        return record
+    finally:
+        claim.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -398,9 +402,6 @@ def main(argv: list[str] | None = None) -> int:
                 return   # another process has claimed it
             if isinstance(record, Failed):
                 failures.append(f"{job['tag']}: {record.message}")
-            else:
-                (study / "jobs" / f"{job['tag']}.json").write_text(json.dumps(record, indent=2))
-            (study / "jobs" / f"{job['tag']}.claim").unlink(missing_ok=True)
             print(f"job {job['tag']} {'failed' if isinstance(record, Failed) else 'done'}", file=sys.stderr)
             write_table(study, jobs, args.profile)
 
