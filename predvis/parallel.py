@@ -15,6 +15,7 @@ other).
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -51,8 +52,16 @@ def _call(fn: Callable[[Any], Any], item: Any) -> Any:
         return Failed(item, type(err).__name__, str(err))
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def _worker(fn: Callable[[Any], Any], item: Any, threads: int, conn) -> None:
-    """One job in a spawned process: one torch thread, no progress bars; the result goes back on ``conn``."""
+    """One job in a spawned process: one torch thread, no progress bars; the result goes back on ``conn``.
+    SIGINT and SIGTERM both stop it as Ctrl-C would (a process started in the background inherits an
+    ignored SIGINT, and a cluster's scheduler sends SIGTERM before it kills a job)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     os.environ[NO_PROGRESS] = "1"
     os.environ["OMP_NUM_THREADS"] = str(threads)
     try:
@@ -77,7 +86,7 @@ def run_jobs(fn: Callable[[Any], Any], items: Iterable[Any], workers: int = 1,
 
     Ctrl-C (or any exception here) starts no new job, passes the interrupt on to the running ones (a
     training saves its checkpoint and marks its run interrupted, as on the command line), waits for them
-    and re-raises. A job that crashed with another exception is re-raised here, with its traceback, once
+    and re-raises. :func:`sigterm_as_interrupt` makes a SIGTERM to this process do the same. A job that crashed with another exception is re-raised here, with its traceback, once
     the running jobs are done."""
     items = list(items)
     results: list[Any] = [None] * len(items)
@@ -131,9 +140,20 @@ def _stop(running: dict[int, tuple[Any, Any]]) -> None:
     """Interrupt the running jobs (as Ctrl-C would), give them time to save, then end them."""
     for proc, _ in running.values():
         if proc.is_alive():
-            os.kill(proc.pid, signal.SIGINT)
+            os.kill(proc.pid, signal.SIGTERM)   # the workers take it as Ctrl-C
     for proc, _ in running.values():
         proc.join(STOP_SECONDS)
         if proc.is_alive():
             proc.kill()
             proc.join()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Within the block, SIGTERM (``kill``, a cluster scheduler's time limit) raises KeyboardInterrupt, so a
+    long collector stops as on Ctrl-C: running jobs interrupted and resumable, the time logged."""
+    before = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)

@@ -81,3 +81,18 @@ def test_depth_inversion_study_two_workers_equals_one(tmp_path):
         rec = json.loads((folders[2] / "jobs" / f"{tag}.json").read_text())
         assert rec["mean_sse"]["held_out"] == json.loads((folders[1] / "jobs" / f"{tag}.json").read_text())["mean_sse"]["held_out"]
     assert "2 finished models" in (folders[2] / "tables" / "depth_inversion.md").read_text()
+
+
+def test_sigterm_stops_like_ctrl_c_and_the_old_handler_comes_back():
+    import os
+    import signal
+    import time
+
+    from predvis.parallel import sigterm_as_interrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        with sigterm_as_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+    assert signal.getsignal(signal.SIGTERM) == before

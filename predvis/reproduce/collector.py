@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from predvis.errors import PredvisError, TrainingDiverged
-from predvis.parallel import Failed, run_jobs
+from predvis.parallel import Failed, run_jobs, sigterm_as_interrupt
 from predvis.reproduce.cells import Cell
 from predvis.reproduce.tables import TABLES, CellResult, Context, SeedResult
 
@@ -556,7 +556,7 @@ def time_lines(root: Path, running: tuple[float, int] | None = None) -> list[str
     from predvis.tables import markdown_table
 
     rows = [[r["started"], _duration(float(r["seconds"])), r["workers"], r["jobs"], r["outcome"]]
-            for r in read_csv(Path(root) / INVOCATIONS)]
+            for r in sorted(read_csv(Path(root) / INVOCATIONS), key=lambda r: r["started"])]
     total = sum(float(r["seconds"]) for r in read_csv(Path(root) / INVOCATIONS))
     if running is not None:
         seconds = time.perf_counter() - running[0]
@@ -622,7 +622,7 @@ def collect(cells: list[Cell], root: Path, tables_dir: Path, profile: str, comma
         return 0
     failures: list[str] = []
     started, started_wall = time.perf_counter(), time.time()
-    with locked(Path(root)):
+    with locked(Path(root)), sigterm_as_interrupt():
         todo = [j for j in jobs if job_state(j, index).state not in ("done", "placeholder")]
         console.print(f"reproduce-tables ({profile}): {len(jobs)} jobs, {len(todo)} to run, "
                       f"{max(1, workers)} at a time; runs in {root}")
