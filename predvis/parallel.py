@@ -86,8 +86,8 @@ def run_jobs(fn: Callable[[Any], Any], items: Iterable[Any], workers: int = 1,
 
     Ctrl-C (or any exception here) starts no new job, passes the interrupt on to the running ones (a
     training saves its checkpoint and marks its run interrupted, as on the command line), waits for them
-    and re-raises. :func:`sigterm_as_interrupt` makes a SIGTERM to this process do the same. A job that crashed with another exception is re-raised here, with its traceback, once
-    the running jobs are done."""
+    and re-raises; :func:`sigterm_as_interrupt` makes a SIGTERM to this process do the same. A job that
+    crashed with another exception is re-raised here, with its traceback, once the running jobs are done."""
     items = list(items)
     results: list[Any] = [None] * len(items)
     if workers <= 1 or len(items) <= 1:
@@ -118,7 +118,7 @@ def run_jobs(fn: Callable[[Any], Any], items: Iterable[Any], workers: int = 1,
                 try:
                     result = conn.recv()
                 except EOFError:   # died without a word: killed (out of memory?) or a segfault
-                    proc.join()
+                    proc.join()    # (a job may return None, so the failure is made here, with the exit code)
                     result = Failed(items[i], "died", f"the worker process died (exit code {proc.exitcode})")
                 proc.join()
                 del running[i]

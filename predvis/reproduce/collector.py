@@ -334,6 +334,11 @@ def run_study_job(job: Job, state: JobState, root: Path, workers: int = 1) -> Pa
     return Path(folder)
 
 
+def _status_line(job: Job, state: JobState) -> str:
+    """'gopc1 seed 0: interrupted (6 of 10 epochs, resumable)': what is about to happen to a job."""
+    return f"{job.label}: {state.state}" + (f" ({state.detail})" if state.detail else "")
+
+
 def _run_group(item: tuple[list[Job], Path]) -> list[str]:
     """In a worker process: the jobs that share one run (same merged config), one after another, so two
     processes never train the same run. Returns the failures, one line each."""
@@ -346,7 +351,7 @@ def _run_group(item: tuple[list[Job], Path]) -> list[str]:
         if state.state == "diverged":
             failures.append(f"{job.label}: diverged earlier ({state.path})")
             continue
-        print(f"{job.label}: {state.state}{' (' + state.detail + ')' if state.detail else ''}", file=sys.stderr, flush=True)
+        print(_status_line(job, state), file=sys.stderr, flush=True)
         try:
             run_train_job(job, state, root)
         except PredvisError as err:
@@ -366,9 +371,7 @@ def _run_one_by_one(todo: list[Job], root: Path, started: float, write) -> list[
         if state.state == "diverged":
             failures.append(f"{job.label}: diverged earlier ({state.path})")
             continue
-        console.print(f"[{i + 1}/{len(todo)}] {job.label}: {state.state}"
-                      f"{' (' + state.detail + ')' if state.detail else ''}  "
-                      f"({time.perf_counter() - started:.0f} s so far)")
+        console.print(f"[{i + 1}/{len(todo)}] {_status_line(job, state)}  ({time.perf_counter() - started:.0f} s so far)")
         try:
             if job.cell.kind == "study":
                 run_study_job(job, state, root)
@@ -416,8 +419,8 @@ def _run_side_by_side(todo: list[Job], root: Path, workers: int, started: float,
     run_jobs(_run_group, [(group, root) for group in side], workers, group_done)
     for job in (j for j in todo if j.cell.kind == "study"):
         state = _study_state(job, root)
-        console.print(f"{job.label}: {state.state}{' (' + state.detail + ')' if state.detail else ''}, "
-                      f"{workers} models at a time  ({time.perf_counter() - started:.0f} s so far)")
+        console.print(f"{_status_line(job, state)}, {workers} models at a time  "
+                      f"({time.perf_counter() - started:.0f} s so far)")
         try:
             run_study_job(job, state, root, workers)
         except PredvisError as err:
@@ -555,9 +558,9 @@ def time_lines(root: Path, running: tuple[float, int] | None = None) -> list[str
     from predvis.run import read_csv
     from predvis.tables import markdown_table
 
-    rows = [[r["started"], _duration(float(r["seconds"])), r["workers"], r["jobs"], r["outcome"]]
-            for r in sorted(read_csv(Path(root) / INVOCATIONS), key=lambda r: r["started"])]
-    total = sum(float(r["seconds"]) for r in read_csv(Path(root) / INVOCATIONS))
+    logged = sorted(read_csv(Path(root) / INVOCATIONS), key=lambda r: r["started"])
+    rows = [[r["started"], _duration(float(r["seconds"])), r["workers"], r["jobs"], r["outcome"]] for r in logged]
+    total = sum(float(r["seconds"]) for r in logged)
     if running is not None:
         seconds = time.perf_counter() - running[0]
         total += seconds
