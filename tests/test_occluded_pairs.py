@@ -6,7 +6,8 @@ import torch
 
 from predvis.data.mnist import load_mnist, split_digits
 from predvis.data.occluded_pairs import (
-    DEFAULT_HELD_OUT, SceneGenerator, SceneSpec, check_held_out, font_digits, make_sprites,
+    DEFAULT_HELD_OUT, SceneGenerator, SceneSpec, check_held_out, font_digits, font_path,
+    make_sprites,
 )
 from predvis.errors import PredvisError
 
@@ -81,6 +82,22 @@ def test_deterministic_large_and_fonts(sprites):
     images, labels = font_digits()
     fonts = SceneGenerator(make_sprites(images, labels), SceneSpec())
     assert fonts.generate(10, [0]).input.shape == (10, 1, 32, 32)
+
+
+def test_font_comes_with_the_install_and_a_bad_one_is_one_line(tmp_path):
+    """The default font is found in matplotlib's bundled fonts (a dependency), not only in a system
+    folder; a missing name or a file that is no font is one DataError naming data.font."""
+    import matplotlib
+
+    assert font_path("DejaVuSans-Bold.ttf").startswith(matplotlib.get_data_path())
+    images, labels = font_digits(28, font_path("DejaVuSans-Bold.ttf"))  # an explicit path works too
+    assert images.shape == (10, 28, 28) and (images.reshape(10, -1).max(1) == 255).all() and list(labels) == list(range(10))
+    with pytest.raises(PredvisError, match="data.font: font 'Nope.ttf' not found"):
+        font_path("Nope.ttf")
+    bad = tmp_path / "bad.ttf"
+    bad.write_text("not a font")
+    with pytest.raises(PredvisError, match="data.font: .* is not a readable TrueType font"):
+        font_digits(28, str(bad))
 
 
 def test_bad_inputs_are_one_line_errors(sprites):

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -98,18 +99,29 @@ def make_sprites(images: np.ndarray, labels: np.ndarray, outline: int = 1, thres
     return Sprites(padded, grown & ~padded, np.asarray(labels, dtype=np.int64))
 
 
+def font_path(font: str) -> str:
+    """A TrueType file for ``font``: the path itself if it exists, else the file of that name in
+    matplotlib's bundled fonts (a predvis dependency, so DejaVu Sans Bold is there on every
+    install), else in the system's DejaVu folder."""
+    if Path(font).expanduser().is_file():
+        return str(Path(font).expanduser())
+    import matplotlib
+
+    for folder in (Path(matplotlib.get_data_path()) / "fonts" / "ttf", Path("/usr/share/fonts/truetype/dejavu")):
+        if (folder / font).is_file():
+            return str(folder / font)
+    raise DataError(f"data.font: font '{font}' not found; give a .ttf path")
+
+
 @lru_cache(maxsize=4)
 def font_digits(size: int = 28, font: str = "DejaVuSans-Bold.ttf") -> tuple[np.ndarray, np.ndarray]:
     """The ten digits rendered in a TrueType font, (10, size, size) uint8, labels 0..9."""
     from PIL import Image, ImageDraw, ImageFont
 
     try:
-        face = ImageFont.truetype(font, int(size * 0.95))
+        face = ImageFont.truetype(font_path(font), int(size * 0.95))
     except OSError:
-        try:
-            face = ImageFont.truetype(f"/usr/share/fonts/truetype/dejavu/{font}", int(size * 0.95))
-        except OSError:
-            raise DataError(f"font '{font}' not found; give data.font as a .ttf path") from None
+        raise DataError(f"data.font: '{font}' is not a readable TrueType font") from None
     out = np.zeros((10, size, size), dtype=np.uint8)
     for d in range(10):
         img = Image.new("L", (size, size), 0)
