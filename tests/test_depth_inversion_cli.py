@@ -60,3 +60,29 @@ def test_study_collects_a_table(tmp_path, capsys):
     assert "| B | BL |" in table and "1 finished models" in table and "| recurrent (15 variants)" in table
     assert study(["--profile", "smoke", "--variants", "B-XL"]) == 2
     assert "unknown variant 'XL'" in capsys.readouterr().err
+
+
+def test_continued_study_records_its_new_plan_and_keeps_its_settings(tmp_path, capsys):
+    """--study with more seeds trains only the new models and study.json (what the table and the
+    reproduce collector read) holds the new plan; other overrides or profile are refused in one line."""
+    import json
+
+    from predvis.studies.depth_inversion import main as study
+
+    base = ["--profile", "smoke", "--out", str(tmp_path), "--variants", "B-B", "--additive", "none", "--sweep", "",
+            "--threads", "0"]
+    assert study(base + ["--seeds", "1"] + SMALL) == 0
+    folder = next((tmp_path / "depth_inversion_study").glob("*"))
+    first = (folder / "jobs" / "occ_B-B_T2_s0.json").read_text()
+    capsys.readouterr()
+    assert study(base + ["--seeds", "2", "--study", str(folder)] + SMALL) == 0
+    assert "1 of 2 models to train" in capsys.readouterr().err
+    saved = json.loads((folder / "study.json").read_text())
+    assert saved["seeds"] == 2 and [j["tag"] for j in saved["jobs"]] == ["occ_B-B_T2_s0", "occ_B-B_T2_s1"]
+    assert (folder / "jobs" / "occ_B-B_T2_s0.json").read_text() == first   # not retrained
+    table = (folder / "tables" / "depth_inversion.md").read_text()
+    assert "2 finished models of 2 planned" in table
+    assert study(base + ["--seeds", "2", "--study", str(folder)] + SMALL[:-1]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "was run with overrides" in err and len(err.splitlines()) == 1
+    assert json.loads((folder / "study.json").read_text()) == saved

@@ -369,3 +369,19 @@ def test_study_cells_with_two_workers_finish_and_link_every_number(tmp_path, cap
     _check_values(tables, runs, "gopc2_stability.md")
     _check_values(tables, runs, "depth_inversion.md")
     assert main(args) == 0 and "0 to run" in capsys.readouterr().err
+
+
+def test_top_index_lists_profile_folders_and_tables_of_studies_run_by_themselves(tmp_path):
+    """tables/README.md is rewritten by every collector run: it must keep listing the tables that a study
+    wrote there by itself (tables/depth_inversion.md, tables/gopc2_stability.md), not only the profiles."""
+    from predvis.reproduce import _top_index
+
+    (tmp_path / "quick").mkdir()
+    (tmp_path / "quick" / "README.md").write_text("# index\n")
+    (tmp_path / "quick" / "gopc_prior.md").write_text("| a |\n")
+    (tmp_path / "depth_inversion.md").write_text("| b |\n")
+    _top_index(tmp_path)
+    text = (tmp_path / "README.md").read_text()
+    assert "- [quick](quick/README.md): [gopc_prior.md](quick/gopc_prior.md)" in text
+    assert "studies run by themselves" in text and "[depth_inversion.md](depth_inversion.md)" in text
+    assert "[README.md](README.md)" not in text

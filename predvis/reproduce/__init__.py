@@ -75,4 +75,8 @@ def _top_index(folder: Path) -> None:
         tables = sorted(p.name for p in sub.glob("*.md") if p.name != "README.md")
         lines.append(f"- [{sub.name}]({sub.name}/README.md): "
                      + (", ".join(f"[{t}]({sub.name}/{t})" for t in tables) or "no tables yet"))
+    own = sorted(p.name for p in folder.glob("*.md") if p.name != "README.md")
+    if own:  # written by a study run by itself (--publish, --table-only); each names its study folder
+        lines += ["", "Tables of studies run by themselves (not by the collector; each names its study folder, and "
+                  "the docs say how it was run): " + ", ".join(f"[{t}]({t})" for t in own)]
     atomic_write_text(folder / "README.md", "\n".join(lines) + "\n")

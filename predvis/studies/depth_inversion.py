@@ -30,6 +30,7 @@ import numpy as np
 from predvis.errors import PredvisError
 from predvis.models.recurrent_ae import VARIANTS, check_variant
 from predvis.parallel import Failed, run_jobs
+from predvis.run import atomic_write_text
 
 EXPERIMENT = "depth_inversion"
 CORNERS = (("B", "B"), ("B", "BLT"), ("BLT", "B"), ("BLT", "BLT"))
@@ -138,6 +139,24 @@ def parse_variants(text: str) -> list[tuple[str, str]]:
     return out
 
 
+def record_plan(study: Path, profile: str, seeds: int, overrides: list[str], jobs: list[dict]) -> None:
+    """Write what the study trains to ``study.json``. A continued study (``--study``) must keep its
+    profile and overrides (its models would otherwise not be comparable); its plan may grow or shrink
+    (more seeds, a sweep), and ``study.json`` then records the plan of this invocation, finished models
+    of the old one being kept in ``jobs/``."""
+    path = study / "study.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        for key, value in (("profile", profile), ("overrides", overrides)):
+            if saved.get(key) != value:
+                raise PredvisError(f"--study: {study} was run with {key} {saved.get(key)!r}, not {value!r}; "
+                                   "start a new study for other settings")
+        if saved.get("seeds") == seeds and saved.get("jobs") == jobs:
+            return
+    atomic_write_text(path, json.dumps({"profile": profile, "seeds": seeds, "overrides": overrides, "jobs": jobs},
+                                       indent=2))
+
+
 def _main(args) -> int:
     from predvis.config import PROFILES, load_experiment
     from predvis.studies.depth_inversion_table import write_table
@@ -169,9 +188,7 @@ def _main(args) -> int:
         print(write_table(study))
         return 0
     jobs = plan(args.seeds, args.additive, sweep, args.sweep_seeds, variants, base.model.steps, args.wide)
-    if not (study / "study.json").exists():
-        (study / "study.json").write_text(json.dumps({"profile": args.profile, "seeds": args.seeds,
-                                                      "overrides": list(args.overrides), "jobs": jobs}, indent=2))
+    record_plan(study, args.profile, args.seeds, list(args.overrides), jobs)
     started = time.perf_counter()
     todo = [job for job in jobs if not (study / "jobs" / f"{job['tag']}.json").exists()]
     print(f"{len(todo)} of {len(jobs)} models to train, {max(1, args.workers)} at a time", file=sys.stderr, flush=True)
