@@ -289,6 +289,39 @@ def iter_runs(root: Path, experiment: str | None = None) -> Iterable[Path]:
                 yield run
 
 
+# settings that change how fast a run trains, not what it trains (compared apart by finished_run_like)
+RUNTIME_KEYS: tuple[tuple[str, str], ...] = (("train", "threads"),)
+
+
+def finished_run_like(root: Path, experiment: str, config: dict,
+                      ignore: tuple[tuple[str, str], ...] = RUNTIME_KEYS) -> Path | None:
+    """The oldest finished run under ``root/experiment`` (``status.json`` done, ``checkpoints/best.pt``
+    present) whose saved merged config equals ``config`` (a ``cfg.to_dict()``) but for the ``ignore``
+    keys; None if there is none. Lets a study reuse a model another job already trained."""
+    import yaml
+
+    from predvis.config import dump_yaml
+
+    def strip(cfg: dict) -> dict:
+        cfg = yaml.safe_load(dump_yaml(cfg))   # the form config.yaml is saved in
+        for section, key in ignore:
+            if isinstance(cfg.get(section), dict):
+                cfg[section].pop(key, None)
+        return cfg
+
+    wanted = strip(config)
+    for run in sorted(iter_runs(root, experiment)):
+        try:
+            saved = yaml.safe_load((run / "config.yaml").read_text())
+            state = json.loads((run / "status.json").read_text()).get("state")
+        except (OSError, ValueError, yaml.YAMLError):
+            continue
+        if state == "done" and (run / "checkpoints" / "best.pt").exists() and isinstance(saved, dict) \
+                and strip(saved) == wanted:
+            return run
+    return None
+
+
 def newest_run(root: Path, method: str | None = None) -> Path:
     """The most recently created finished-or-running run under ``root`` (optionally of a method)."""
     import yaml

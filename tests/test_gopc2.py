@@ -224,3 +224,22 @@ def test_tanh_bounds_the_prediction_and_spectral_gradient_is_finite_at_the_ident
     assert torch.isfinite(plain.transition.bases.grad).all()
     with pytest.raises(ConfigError, match="one of sigmoid, layernorm, tanh"):
         parse_stabiliser("tanh+sigmoid")
+
+
+def test_study_reuses_a_finished_run_of_the_same_model(tmp_path):
+    """A study job whose model was already trained (same merged config but for train.threads, e.g. the
+    collector's gopc1 cell) is evaluated from that run; another seed is trained."""
+    from predvis.config import parse_overrides
+    from predvis.run import finished_run_like, iter_runs
+    from predvis.studies.gopc2_stability import run_job
+
+    first = loop.train(load_experiment("gopc1", "smoke", SMOKE + ["seed=0"]), tmp_path, parse_overrides(SMOKE))
+    job = {"exp": "gopc1", "label": "gopc1", "seed": 0, "short": False, "tag": "gopc1_s0"}
+    record = run_job(job, "smoke", tmp_path, threads=1, short_epochs=1, extra=SMOKE)
+    assert record["reused"] and record["run"] == str(first) and record["prior_mse"] > 0
+    assert len(list(iter_runs(tmp_path, "gopc1"))) == 1
+    other = run_job({**job, "seed": 1, "tag": "gopc1_s1"}, "smoke", tmp_path, threads=1, short_epochs=1, extra=SMOKE)
+    assert "reused" not in other and other["run"] != str(first)
+    assert len(list(iter_runs(tmp_path, "gopc1"))) == 2
+    cfg = load_experiment("gopc1", "smoke", SMOKE + ["seed=0", "train.threads=1", "train.epochs=2"])
+    assert finished_run_like(tmp_path, "gopc1", cfg.to_dict()) is None   # a different schedule is another model

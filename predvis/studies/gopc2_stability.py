@@ -10,6 +10,10 @@ Jobs (every one a normal run directory under ``--out``):
 - the other stabiliser settings (``VARIANTS``), seeds 0..``--short-seeds``-1, for ``--short-epochs``
   epochs only (a shortened budget: they are run until they diverge or the budget ends).
 
+A job whose model already has a finished run under ``--out`` with the same merged config (apart from
+``train.threads``; e.g. the GOPC-1 reference and make reproduce-tables' ``gopc1`` cell, seed 0) is
+evaluated from that run instead of being trained again (its record says ``reused``).
+
 The study folder (``--out``/gopc2_study/<stamp>_<profile>/) holds one JSON record per finished job
 (``jobs/``) and ``tables/gopc2_stability.md``, rewritten after every job, so a partial study reports what
 has finished. Several processes may work on one study folder at once (``--study DIR`` in each): a job
@@ -33,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from predvis.parallel import Failed, run_jobs
-from predvis.run import atomic_write_text
+from predvis.run import atomic_write_text, finished_run_like
 
 DEFAULT_LABEL = "default"
 # label -> (overrides, description). The default (model defaults) is trained on the full schedule.
@@ -195,8 +199,13 @@ def run_job(job: dict, profile: str, runs_root: Path, threads: int, short_epochs
               "nan_step": None, "run": None}
     started = time.perf_counter()
     before = set((runs_root / cfg.name).iterdir()) if (runs_root / cfg.name).exists() else set()
+    reused = finished_run_like(runs_root, cfg.name, cfg.to_dict())
     try:
-        record["run"] = str(loop.train(cfg, runs_root, parse_overrides(overrides)))
+        if reused is not None:   # e.g. make reproduce-tables' gopc1 cell, seed 0: the same model, not retrained
+            record["run"], record["reused"] = str(reused), True
+            print(f"job {job['tag']}: reusing the finished run {reused} (same config)", file=sys.stderr)
+        else:
+            record["run"] = str(loop.train(cfg, runs_root, parse_overrides(overrides)))
     except TrainingDiverged as err:
         found = re.search(r"step (\d+)", str(err))
         record["nan_step"] = int(found.group(1)) if found else -1
