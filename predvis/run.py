@@ -104,15 +104,22 @@ def read_csv(path: Path) -> list[dict]:
 
 # --------------------------------------------------------------------------- environment
 
-def git_state() -> dict:
-    """Commit and dirty flag of the predvis source tree, or nulls outside git."""
-    root = Path(__file__).resolve().parent.parent
+# what predvis itself writes into its repository (make reproduce-tables, make bench): changes there do not
+# make the source tree dirty, or a collector would mark its own later runs +dirty by writing its tables
+OUTPUT_PATHS = ("tables", "bench/results.md")
+
+
+def git_state(root: Path | None = None) -> dict:
+    """Commit and dirty flag (tracked files changed, outside :data:`OUTPUT_PATHS`) of the predvis source
+    tree (or of the git tree at ``root``), or nulls outside git."""
+    root = Path(__file__).resolve().parent.parent if root is None else Path(root)
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
         )
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+             *(f":(exclude){p}" for p in OUTPUT_PATHS)], cwd=root,
             capture_output=True, text=True, timeout=10,
         )
     except (OSError, subprocess.SubprocessError):

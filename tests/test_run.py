@@ -106,3 +106,29 @@ def test_overrides_saved_in_run(tmp_path):
     env = (run / "env.json").read_text()
     for key in ("torch", "cuda", "device_name", "git", "seed", "world_size"):
         assert f'"{key}"' in env
+
+
+def test_git_state_ignores_what_predvis_writes_into_the_repository(tmp_path):
+    """tables/ and bench/results.md are predvis' own outputs: a collector rewriting its tables must not
+    mark its later runs +dirty; a changed source file does."""
+    import subprocess
+
+    from predvis.run import git_state
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "bench").mkdir()
+    for name in ("src.py", "tables/t.md", "bench/results.md"):
+        (tmp_path / name).write_text("a\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
+    clean = git_state(tmp_path)
+    assert len(clean["commit"]) == 40 and clean["dirty"] is False
+    (tmp_path / "tables" / "t.md").write_text("b\n")
+    (tmp_path / "bench" / "results.md").write_text("b\n")
+    assert git_state(tmp_path)["dirty"] is False
+    (tmp_path / "src.py").write_text("b\n")
+    assert git_state(tmp_path)["dirty"] is True
