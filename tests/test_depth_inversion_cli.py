@@ -58,6 +58,7 @@ def test_study_collects_a_table(tmp_path, capsys):
                   "--additive", "none", "--sweep", "", "--threads", "0"] + SMALL) == 0
     table = next((tmp_path / "depth_inversion_study").glob("*/tables/depth_inversion.md")).read_text()
     assert "| B | BL |" in table and "1 finished models" in table and "| recurrent (15 variants)" in table
+    assert "| BLT-BLT vs parameter-matched wide B-B | held_out | (not in this study's plan) |" in table
     assert study(["--profile", "smoke", "--variants", "B-XL"]) == 2
     assert "unknown variant 'XL'" in capsys.readouterr().err
 

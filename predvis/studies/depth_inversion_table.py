@@ -159,7 +159,10 @@ def write_table(study: Path) -> str:
         a = _per_image(occ, losses, ga, f"{key}_sse")
         b = _per_image(occ, losses, gb, f"{key}_sse")
         if a is None or b is None:
-            lines.append(f"| {name} | {key} | (not all models finished) |" + " |" * 7)
+            planned = {(j["enc"], j["dec"]) for j in meta.get("jobs", []) if j.get("kind") == "occluded"}
+            why = "not all models finished" if not meta.get("jobs") or set(ga + gb) <= planned else \
+                "not in this study's plan"
+            lines.append(f"| {name} | {key} | ({why}) |" + " |" * 7)
             continue
         t, p, pw = _test(a, b)
         sa = ", ".join(f"{v:.2f}" for v in _seed_means(occ, losses, ga, f"{key}_sse"))
