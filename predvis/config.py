@@ -383,8 +383,14 @@ def dump_yaml(data: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
 
 
+def saved_form(data: Any) -> Any:
+    """``data`` as it reads back from a saved ``config.yaml`` (tuples as lists, ...), so a merged config
+    compares equal to a run's saved one."""
+    return yaml.safe_load(dump_yaml(data))
+
+
 __all__ = [
     "ExperimentConfig", "TrainConfig", "load_experiment", "build_config", "config_from_saved",
-    "parse_overrides", "deep_merge", "from_dict", "coerce", "suggest", "read_yaml", "dump_yaml",
+    "parse_overrides", "deep_merge", "from_dict", "coerce", "suggest", "read_yaml", "dump_yaml", "saved_form",
     "resolve_experiment", "default_profile", "PROFILES", "field", "positive", "at_least",
 ]

@@ -307,10 +307,10 @@ def finished_run_like(root: Path, experiment: str, config: dict,
     keys; None if there is none. Lets a study reuse a model another job already trained."""
     import yaml
 
-    from predvis.config import dump_yaml
+    from predvis.config import saved_form
 
     def strip(cfg: dict) -> dict:
-        cfg = yaml.safe_load(dump_yaml(cfg))   # the form config.yaml is saved in
+        cfg = saved_form(cfg)
         for section, key in ignore:
             if isinstance(cfg.get(section), dict):
                 cfg[section].pop(key, None)

@@ -65,9 +65,9 @@ class JobState:
 
 
 def _normal(data: Any) -> Any:
-    from predvis.config import dump_yaml
+    from predvis.config import saved_form
 
-    return yaml.safe_load(dump_yaml(data))
+    return saved_form(data)
 
 
 # --------------------------------------------------------------------------- planning
