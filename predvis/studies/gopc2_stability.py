@@ -182,6 +182,16 @@ def evaluate(method) -> dict[str, float]:
     }
 
 
+def job_overrides(job: dict, threads: int, short_epochs: int, extra: list[str]) -> list[str]:
+    """The KEY=VALUE overrides one study job trains with: its setting's, its seed and threads, the
+    study's ``extra`` (e.g. a reproduce cell's), and the short budget for a short job."""
+    overrides = list(VARIANTS[job["label"]][0]) if job["label"] in VARIANTS else []
+    overrides += [f"seed={job['seed']}", f"train.threads={threads}"] + list(extra)
+    if job["short"]:
+        overrides.append(f"train.epochs={short_epochs}")
+    return overrides
+
+
 def run_job(job: dict, profile: str, runs_root: Path, threads: int, short_epochs: int, extra: list[str]) -> dict:
     import torch
 
@@ -189,10 +199,7 @@ def run_job(job: dict, profile: str, runs_root: Path, threads: int, short_epochs
     from predvis.errors import TrainingDiverged
     from predvis.train import loop
 
-    overrides = list(VARIANTS[job["label"]][0]) if job["label"] in VARIANTS else []
-    overrides += [f"seed={job['seed']}", f"train.threads={threads}"] + extra
-    if job["short"]:
-        overrides.append(f"train.epochs={short_epochs}")
+    overrides = job_overrides(job, threads, short_epochs, extra)
     cfg = load_experiment(job["exp"], profile, overrides)
     steps_per_epoch = -(-cfg.data.train_sequences // cfg.train.batch_size)
     record = {**job, "overrides": overrides, "budget_steps": cfg.train.epochs * steps_per_epoch,
