@@ -300,6 +300,18 @@ def iter_runs(root: Path, experiment: str | None = None) -> Iterable[Path]:
 RUNTIME_KEYS: tuple[tuple[str, str], ...] = (("train", "threads"),)
 
 
+def config_apart_from(config: dict, ignore: tuple[tuple[str, str], ...] = RUNTIME_KEYS) -> dict:
+    """``config`` (a ``cfg.to_dict()`` or a saved ``config.yaml``) in its saved form without the ``ignore``
+    keys: two runs of the same model compare equal."""
+    from predvis.config import saved_form
+
+    cfg = saved_form(config)
+    for section, key in ignore:
+        if isinstance(cfg.get(section), dict):
+            cfg[section].pop(key, None)
+    return cfg
+
+
 def finished_run_like(root: Path, experiment: str, config: dict,
                       ignore: tuple[tuple[str, str], ...] = RUNTIME_KEYS) -> Path | None:
     """The oldest finished run under ``root/experiment`` (``status.json`` done, ``checkpoints/best.pt``
@@ -307,16 +319,7 @@ def finished_run_like(root: Path, experiment: str, config: dict,
     keys; None if there is none. Lets a study reuse a model another job already trained."""
     import yaml
 
-    from predvis.config import saved_form
-
-    def strip(cfg: dict) -> dict:
-        cfg = saved_form(cfg)
-        for section, key in ignore:
-            if isinstance(cfg.get(section), dict):
-                cfg[section].pop(key, None)
-        return cfg
-
-    wanted = strip(config)
+    wanted = config_apart_from(config, ignore)
     for run in sorted(iter_runs(root, experiment)):
         try:
             saved = yaml.safe_load((run / "config.yaml").read_text())
@@ -324,7 +327,7 @@ def finished_run_like(root: Path, experiment: str, config: dict,
         except (OSError, ValueError, yaml.YAMLError):
             continue
         if state == "done" and (run / "checkpoints" / "best.pt").exists() and isinstance(saved, dict) \
-                and strip(saved) == wanted:
+                and config_apart_from(saved, ignore) == wanted:
             return run
     return None
 

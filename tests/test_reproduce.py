@@ -234,10 +234,10 @@ def test_repository_cells_plan_in_every_profile():
 def test_gopc2_study_reference_is_the_gopc1_cells_seed_0(profile):
     """The GOPC-2 study's GOPC-1 reference trains with the config of the gopc1 cell's seed 0 (but for
     train.threads), so make reproduce-tables reuses that run instead of training it again."""
-    from predvis.config import load_experiment, saved_form
+    from predvis.config import load_experiment
     from predvis.reproduce.cells import CELLS_DIR, load_cells
     from predvis.reproduce.collector import plan
-    from predvis.run import RUNTIME_KEYS
+    from predvis.run import config_apart_from
     from predvis.studies import gopc2_stability as study
 
     jobs = plan(load_cells(CELLS_DIR, profile))
@@ -245,12 +245,7 @@ def test_gopc2_study_reference_is_the_gopc1_cells_seed_0(profile):
     ref = next(j for j in meta["jobs"] if j["exp"] == "gopc1" and j["seed"] == 0)
     cfg = load_experiment("gopc1", profile, study.job_overrides(ref, 1, meta["short_epochs"], meta["extra"])).to_dict()
     cell = next(j for j in jobs if j.cell.id == "gopc1" and j.seed == 0).config
-
-    def strip(config: dict) -> dict:
-        return {s: {k: v for k, v in sec.items() if (s, k) not in RUNTIME_KEYS} if isinstance(sec, dict) else sec
-                for s, sec in config.items()}
-
-    assert strip(saved_form(cfg)) == strip(cell)
+    assert config_apart_from(cfg) == config_apart_from(cell)
 
 
 def _repo_args(base: Path, only: str) -> list[str]:

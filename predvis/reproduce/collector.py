@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from predvis.config import saved_form
 from predvis.errors import PredvisError, TrainingDiverged
 from predvis.parallel import Failed, run_jobs, sigterm_as_interrupt
 from predvis.reproduce.cells import Cell
@@ -64,12 +65,6 @@ class JobState:
     detail: str = ""
 
 
-def _normal(data: Any) -> Any:
-    from predvis.config import saved_form
-
-    return saved_form(data)
-
-
 # --------------------------------------------------------------------------- planning
 
 def plan(cells: list[Cell]) -> list[Job]:
@@ -87,7 +82,7 @@ def plan(cells: list[Cell]) -> list[Job]:
                 for seed in cell.seeds:
                     overrides = list(cell.overrides) + [f"seed={seed}"]
                     cfg = load_experiment(cell.experiment, cell.profile, overrides)
-                    jobs.append(Job(cell, seed, cfg.name, overrides, _normal(cfg.to_dict())))
+                    jobs.append(Job(cell, seed, cfg.name, overrides, saved_form(cfg.to_dict())))
         except ConfigError as err:
             raise ConfigError(f"cell {cell.id} ({cell.path}): {err}") from None
     return jobs
@@ -96,7 +91,7 @@ def plan(cells: list[Cell]) -> list[Job]:
 def _study_job(cell: Cell) -> Job:
     study, opts = cell.study_spec()
     meta = study.meta(cell, opts)
-    return Job(cell, None, study.name, list(cell.overrides), None, _normal(meta))
+    return Job(cell, None, study.name, list(cell.overrides), None, saved_form(meta))
 
 
 # --------------------------------------------------------------------------- state
@@ -173,14 +168,14 @@ def _read_json(path: Path, default: Any) -> Any:
 
 
 def _wanted_probes(cell: Cell) -> list[dict]:
-    return [{"probe": kind, "options": _normal(dataclasses.asdict(opts))} for kind, opts in cell.probe_specs()]
+    return [{"probe": kind, "options": saved_form(dataclasses.asdict(opts))} for kind, opts in cell.probe_specs()]
 
 
 def _mine(finished: list[dict], wanted: list[dict]) -> list[dict]:
     """The entries of ``cell-probes.json`` that are the cell's probes (in the cell's order)."""
     out = []
     for w in wanted:
-        hit = next((p for p in finished if p.get("probe") == w["probe"] and _normal(p.get("options")) == w["options"]), None)
+        hit = next((p for p in finished if p.get("probe") == w["probe"] and saved_form(p.get("options")) == w["options"]), None)
         if hit is not None:
             out.append(hit)
     return out
@@ -243,7 +238,7 @@ def run_train_job(job: Job, state: JobState, root: Path) -> Path:
     finished = _read_json(run / PROBES_FILE, [])
     for kind, opts in job.cell.probe_specs():
         options = dataclasses.asdict(opts)
-        if _mine(finished, [{"probe": kind, "options": _normal(options)}]):
+        if _mine(finished, [{"probe": kind, "options": saved_form(options)}]):
             continue
         out = run_probe(kind, opts, run, root, job.cell)
         finished.append({"probe": kind, "options": options, "out": os.path.relpath(out, run)})

@@ -99,7 +99,7 @@ class Study:
         return path.read_text()
 
     def matches(self, folder: Path, meta: dict) -> bool:
-        from predvis.reproduce.collector import _normal
+        from predvis.config import saved_form
 
         try:
             saved = json.loads((Path(folder) / "study.json").read_text())
@@ -107,7 +107,7 @@ class Study:
             return False
         if not isinstance(saved, dict):
             return False
-        return all(key in saved and _normal(saved[key]) == _normal(value) for key, value in meta.items())
+        return all(key in saved and saved_form(saved[key]) == saved_form(value) for key, value in meta.items())
 
 
 class DepthInversion(Study):
