@@ -107,12 +107,27 @@ def test_sequence_run_and_training_gradients_reach_the_hypernetwork():
     assert model.prior_logvar.grad.abs().sum() > 0
 
 
-def test_context_rollout_holds_hyper_after_the_context():
-    model = tiny().eval()
+def test_context_rollout_steps_hyper_by_its_kl_pull_or_holds_it():
+    """After the context, r_t is the prior mean, so the error term is 0 and r^H's inner step is the KL
+    pull alone: r^H <- (1 - hyper_step) r^H (no clip: |r^H| stays small); 'hold' keeps r^H as it was."""
     x = torch.rand(2, 6, 1, 16, 16, dtype=torch.float64)
-    out = model.run(x, sample=False, context=3)
-    assert torch.equal(out.hyper[:, 3:], out.hyper[:, 2:3].expand(-1, 3, -1))
-    assert torch.allclose(out.latents[:, 3:], out.prior_mu[:, 3:])
+    infer = tiny(hyper_step=0.3).eval().run(x, sample=False, context=3)
+    for t in range(3, 6):
+        torch.testing.assert_close(infer.hyper[:, t], 0.7 * infer.hyper[:, t - 1])
+    assert infer.hyper[:, 2].abs().sum() > 0
+    assert torch.allclose(infer.latents[:, 3:], infer.prior_mu[:, 3:])
+    hold = tiny(hyper_step=0.3, hyper_rollout="hold").eval().run(x, sample=False, context=3)
+    assert torch.equal(hold.hyper[:, 3:], hold.hyper[:, 2:3].expand(-1, 3, -1))
+    torch.testing.assert_close(hold.hyper[:, :3], infer.hyper[:, :3])  # the observed frames are the same
+    assert torch.allclose(hold.latents[:, 3:], hold.prior_mu[:, 3:])
+
+
+def test_linear_readout_of_hyper_adds_l_times_hyper_to_the_offset():
+    with_l, without = tiny(hyper_linear=0.5), tiny(hyper_linear=0.0)
+    without.load_state_dict({k: v for k, v in with_l.state_dict().items() if k != "transition.linear"})
+    r, h = torch.randn(4, 5, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
+    torch.testing.assert_close(with_l.transition(r, h) - without.transition(r, h), h @ with_l.transition.linear.T)
+    assert tiny(hyper_linear=0.0).transition.linear is None
 
 
 def test_stepper_matches_the_sequence_model_and_hyper_lesion_holds_the_origin():
@@ -199,6 +214,8 @@ def test_study_ridge_probe_and_table(tmp_path):
     t = slow_targets(params, 10)
     assert t["omega"].shape == (4, 2) and t["velocity"].shape == (4, 10, 2)
     assert np.allclose(t["velocity"][:, 0], 1.0)  # a w cos(0)
+    assert np.allclose(t["position"][:, 3], 5.0 * np.sin(0.6))
+    assert np.allclose(t["displacement"][:, 1:], np.diff(t["position"], axis=1)) and (t["displacement"][:, 0] == 0).all()
     jobs = plan(2, 1, 1, ["thesis"])
     assert [j["tag"] for j in jobs] == ["default_s0", "gopc1_s0", "default_s1", "thesis_s0"]
     (tmp_path / "jobs").mkdir()
@@ -211,12 +228,12 @@ def test_study_ridge_probe_and_table(tmp_path):
 
 
 def test_tanh_bounds_the_prediction_and_spectral_gradient_is_finite_at_the_identity():
-    model = tiny("mixture", "softmax+spectral+tanh", tanh_bound=2.0)
+    model = tiny("mixture", "softmax+spectral+tanh", tanh_bound=2.0, hyper_linear=0.0)
     h = torch.randn(3, 3, dtype=torch.float64)
     big = 100 * torch.randn(3, 5, dtype=torch.float64)
     assert (model.transition(big, h).abs() <= 2.0).all()
     small = 1e-3 * torch.randn(3, 5, dtype=torch.float64)
-    plain = tiny("mixture", "softmax+spectral")
+    plain = tiny("mixture", "softmax+spectral", hyper_linear=0.0)
     assert torch.allclose(model.transition(small, h), plain.transition(small, h), rtol=1e-5, atol=1e-9)
     with torch.no_grad():  # bases exactly the identity: every singular value equal
         plain.transition.bases.copy_(torch.eye(5, dtype=torch.float64).expand(3, 5, 5) * 2)

@@ -15,8 +15,11 @@ After each r_t (t >= 1), r^H takes one gradient step:
 
     r^H <- r^H - hyper_step * shape( grad_{r^H} [ ||r_t - r_hat_t||^2 + KL(q(r^H) || N(0, I)) ] )
 
-with q(r^H) = N(r^H, I) (only the mean is inferred, so the KL's gradient is r^H itself) and
-``shape`` the inner-gradient stabiliser (identity, per-sample norm clipping or normalisation).
+(also after predicted frames, where r_t = r_hat_t, unless ``hyper_rollout`` is hold), with
+q(r^H) = N(r^H, I) (only the mean is inferred, so the KL's gradient is r^H itself) and ``shape`` the
+inner-gradient stabiliser (identity, per-sample norm clipping or normalisation). With
+``hyper_linear`` > 0, b(r^H) has a linear part L r^H, so the step adds hyper_step * 2 L^T (r_t - r_hat_t):
+r^H is a leaky integrator of the transition's errors (leak hyper_step, from the KL pull).
 
 Hypernetworks (``hyper``):
 - ``full``: H emits every entry of A (r x r) and b (r) from r^H (A starts at the identity).
@@ -69,13 +72,15 @@ class Gopc2ModelConfig(GopcModelConfig):
     hyper: Literal["mixture", "full"] = "mixture"
     mixture: int = 4                  # K transition bases (hyper=mixture)
     hyper_hidden: int = 32            # hidden width of the hypernetwork
-    hyper_step: float = 1.0           # step size of the inner gradient step on r^H
+    hyper_step: float = 0.3           # step size of the inner gradient step on r^H (< 1: r^H keeps a memory)
     hyper_clip: float = 1.0           # per-sample norm bound of that gradient (stabiliser clip)
     stabiliser: str = "clip+softmax+spectral+tanh"   # '+'-joined names from STABILISERS; 'none' = the thesis
     tanh_bound: float = 5.0           # stabiliser tanh: r_hat = c tanh(v / c), |r_hat| < c per dimension
     prior_logvar: float = 0.0         # initial log-variance of p_t around r_hat_t (learned, one per dim)
     basis_init: float = 0.01          # mixture bases start at I + basis_init * N(0, 1)
     offset_init: float = 0.0          # mixture offsets b_k start at offset_init * N(0, 1) (0: zeros)
+    hyper_linear: float = 0.5         # > 0: b(r^H) gains a linear part L r^H, L (r, h) from hyper_linear * N(0, 1) / sqrt(h)
+    hyper_rollout: Literal["infer", "hold"] = "infer"  # predicted frames: r^H keeps its inner step (infer) or is held
 
     def validate(self) -> None:
         super().validate()
@@ -84,8 +89,8 @@ class Gopc2ModelConfig(GopcModelConfig):
                 raise ConfigError(f"model.{key}: must be > 0, got {getattr(self, key)}")
         if self.hyper_step < 0:
             raise ConfigError(f"model.hyper_step: must be >= 0, got {self.hyper_step}")
-        if self.basis_init < 0 or self.offset_init < 0:
-            raise ConfigError("model.basis_init / offset_init: must be >= 0")
+        if self.basis_init < 0 or self.offset_init < 0 or self.hyper_linear < 0:
+            raise ConfigError("model.basis_init / offset_init / hyper_linear: must be >= 0")
         if self.tanh_bound <= 0:
             raise ConfigError(f"model.tanh_bound: must be > 0, got {self.tanh_bound}")
         if self.hyper_clip <= 0:
@@ -135,6 +140,10 @@ class Transition(nn.Module):
                 with torch.no_grad():  # raw weights start summing to about 1, like the softmax
                     self.net[-1].bias.fill_(1.0 / k)
         self.norm = nn.LayerNorm(r) if "layernorm" in self.stab else None
+        # linear read-out of r^H into the offset: the r^H gradient then holds L^T (r_t - r_hat_t), so
+        # with hyper_step < 1 r^H integrates the transition's errors (a learned velocity-like state)
+        self.linear = (nn.Parameter(cfg.hyper_linear * torch.randn(r, h) / h ** 0.5)
+                       if cfg.hyper_linear > 0 else None)
 
     def bases_now(self) -> torch.Tensor | None:
         """Mixture bases, each divided by max(1, its spectral norm) with the stabiliser spectral;
@@ -164,10 +173,12 @@ class Transition(nn.Module):
             a = out[:, : r * r].view(-1, r, r)
             if self.stab & {"spectral", "spectral_svd"}:  # Frobenius >= spectral norm: bounds the map by 1
                 a = a / torch.clamp(torch.linalg.matrix_norm(a) / r ** 0.5, min=1.0)[:, None, None]
-            return a, out[:, r * r:]
+            b = out[:, r * r:]
+            return a, b if self.linear is None else b + h @ self.linear.T
         w = self.weights(h)
         bases = self.bases_now() if bases is None else bases
-        return torch.einsum("bk,kij->bij", w, bases), w @ self.offsets
+        b = w @ self.offsets
+        return torch.einsum("bk,kij->bij", w, bases), b if self.linear is None else b + h @ self.linear.T
 
     def forward(self, r: torch.Tensor, h: torch.Tensor, bases: torch.Tensor | None = None) -> torch.Tensor:
         a, b = self.generated(h, bases)
@@ -243,8 +254,10 @@ class Gopc2Model(GopcModel):
         context: int | None = None,
         create_graph: bool | None = None,
     ) -> Gopc2Output:
-        """As GopcModel.run; frames t >= context take r_t = mean of p_t and leave r^H unchanged
-        (nothing new is observed)."""
+        """As GopcModel.run; frames t >= context take r_t = mean of p_t. After such a frame r^H takes
+        its inner step as after an observed one (``hyper_rollout`` infer: the prediction error is 0,
+        so only the KL pull acts, and with ``hyper_step`` < 1 r^H decays towards its origin) or is
+        held unchanged (hold)."""
         run = self.start_run(x, sample, eps, None, context, create_graph)
         b, device, dtype = x.shape[0], x.device, x.dtype
         bases = self.transition.bases_now()
@@ -257,12 +270,14 @@ class Gopc2Model(GopcModel):
             prior_mus.append(prior[0])
             r, kl = self.observe(run, t, prior)
             kls.append(kl)
-            if t < run.observed and r_prev is not None and self.use_prior:
+            observed = t < run.observed
+            if observed and r_prev is not None and self.use_prior:
                 errs.append(((r - prior[0]) ** 2).sum(-1))
-                if self.use_hyper:
-                    h = self.hyper_step(h, r_prev, r, run.create_graph, bases)
             else:
                 errs.append(zero)
+            if (r_prev is not None and self.use_prior and self.use_hyper
+                    and (observed or self.cfg.hyper_rollout == "infer")):
+                h = self.hyper_step(h, r_prev, r, run.create_graph, bases)
             latents.append(r)
             hypers.append(h)
             if self.use_prior:

@@ -40,23 +40,33 @@ from predvis.parallel import Failed, run_jobs
 from predvis.run import atomic_write_text, finished_run_like
 
 DEFAULT_LABEL = "default"
+# The settings of the first study (2026-11-25) had no linear read-out of r^H, r^H held in predicted
+# frames, and (but for the thesis rows, which set it) the inner step 1: pinned so every row keeps its meaning.
+_V1 = ["model.hyper_linear=0", "model.hyper_rollout=hold"]
 # label -> (overrides, description). The default (model defaults) is trained on the full schedule.
 VARIANTS: dict[str, tuple[list[str], str]] = {
-    "thesis": (["model.hyper=full", "model.stabiliser=none", "model.hyper_step=1"],
+    "default-v1": (_V1 + ["model.hyper_step=1"],
+                   "the previous default: clip+softmax+spectral+tanh, step 1, no linear read-out, r^H held"),
+    "thesis": (_V1 + ["model.hyper=full", "model.stabiliser=none", "model.hyper_step=1"],
                "full hypernetwork, no stabiliser, r^H step 1 (the thesis)"),
-    "thesis+sigmoid": (["model.hyper=full", "model.stabiliser=sigmoid", "model.hyper_step=1"],
+    "thesis+sigmoid": (_V1 + ["model.hyper=full", "model.stabiliser=sigmoid", "model.hyper_step=1"],
                        "thesis + sigmoid on the predicted vector"),
-    "thesis+layernorm": (["model.hyper=full", "model.stabiliser=layernorm", "model.hyper_step=1"],
+    "thesis+layernorm": (_V1 + ["model.hyper=full", "model.stabiliser=layernorm", "model.hyper_step=1"],
                          "thesis + layer norm on the predicted vector"),
-    "thesis+gradclip": (["model.hyper=full", "model.stabiliser=none", "model.hyper_step=1", "train.grad_clip=1"],
+    "thesis+gradclip": (_V1 + ["model.hyper=full", "model.stabiliser=none", "model.hyper_step=1", "train.grad_clip=1"],
                         "thesis + outer gradient clipping at norm 1"),
-    "mixture-none": (["model.hyper=mixture", "model.stabiliser=none"], "mixture hypernetwork, no stabiliser"),
-    "mixture-clip": (["model.hyper=mixture", "model.stabiliser=clip"], "mixture + clipped inner gradient on r^H"),
-    "full-default": (["model.hyper=full", "model.stabiliser=clip+softmax+spectral"],
+    "mixture-none": (_V1 + ["model.hyper=mixture", "model.stabiliser=none", "model.hyper_step=1"],
+                     "mixture hypernetwork, no stabiliser"),
+    "mixture-clip": (_V1 + ["model.hyper=mixture", "model.stabiliser=clip", "model.hyper_step=1"],
+                     "mixture + clipped inner gradient on r^H"),
+    "full-default": (_V1 + ["model.hyper=full", "model.stabiliser=clip+softmax+spectral", "model.hyper_step=1"],
                      "full hypernetwork, clip + Frobenius bound, no tanh"),
-    "default-svd": (["model.stabiliser=clip+softmax+spectral_svd"],
+    "default-svd": (_V1 + ["model.stabiliser=clip+softmax+spectral_svd", "model.hyper_step=1"],
                     "the first default: clip+softmax+spectral (SVD gradient), no bound on r_hat (full schedule)"),
-    "default-notanh": (["model.stabiliser=clip+softmax+spectral"], "the default without tanh on r_hat"),
+    "default-notanh": (_V1 + ["model.stabiliser=clip+softmax+spectral", "model.hyper_step=1"],
+                       "the previous default without tanh on r_hat"),
+    "default-nolinear": (["model.hyper_linear=0"], "the default without the linear read-out of r^H"),
+    "default-hold": (["model.hyper_rollout=hold"], "the default with r^H held in predicted frames"),
 }
 
 
@@ -106,14 +116,18 @@ def ridge_r2(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_
 
 def slow_targets(params: np.ndarray, frames: int) -> dict[str, np.ndarray]:
     """Smooth Moving MNIST generator parameters (N, 1, 2, 3) = amplitude, angular frequency, phase per
-    axis -> per-sequence targets (N, 2) and per-frame velocity (N, T, 2) = a w cos(w t + phi)."""
+    axis -> per-sequence targets (N, 2) and per-frame (N, T, 2) velocity a w cos(w t + phi), position
+    a sin(w t + phi) and displacement p_t - p_{t-1}."""
     a, w, phi = params[:, 0, :, 0], params[:, 0, :, 1], params[:, 0, :, 2]
     t = np.arange(frames)[None, :, None]
+    position = a[:, None] * np.sin(w[:, None] * t + phi[:, None])  # about the trajectory's centre, px
     return {
         "omega": w,                          # turning rate of the trajectory, rad/frame
         "amplitude": a,                      # px
         "speed": a * w,                      # peak speed, px/frame
         "velocity": a[:, None] * w[:, None] * np.cos(w[:, None] * t + phi[:, None]),
+        "position": position,
+        "displacement": np.diff(position, axis=1, prepend=position[:, :1]),  # p_t - p_{t-1} (0 at t = 0)
     }
 
 
@@ -140,7 +154,8 @@ def probe(method, context: int) -> dict[str, float]:
 
     Per-sequence targets (omega, amplitude, speed; both axes) from: r^H after the context frames
     (``hyper@ctx``), r^H after all frames (``hyper@end``), r_t averaged over time (``latent_mean``).
-    Per-frame velocity (t >= 2) from r^H_t (``hyper_t``) and from r_t (``latent_t``)."""
+    Per frame (t >= 2): velocity and position from r^H_t (``hyper_t``) and from r_t (``latent_t``);
+    displacement p_t - p_{t-1} from those and from the pair [r_t, r_{t-1}] (``latent_pair``)."""
     frames = method.cfg.data.frames
     train_seqs, train_params = method._fixed_set(method.val_digits, 500, 3, with_params=True)
     test_seqs, test_params = method._fixed_set(method.test_digits, method.cfg.data.test_sequences, 2,
@@ -156,13 +171,18 @@ def probe(method, context: int) -> dict[str, float]:
         for name in ("omega", "amplitude", "speed"):
             r2 = ridge_r2(get(feats["train"]), targets["train"][name], get(feats["test"]), targets["test"][name])
             out[f"{name}|{view}"] = float(r2.mean())
-    per_frame = {"latent_t": "latent", "hyper_t": "hyper"}
-    for view, key in per_frame.items():
-        if key not in feats["train"]:
+    per_frame = {"latent_t": lambda f: f["latent"], "hyper_t": lambda f: f.get("hyper"),
+                 "latent_pair": lambda f: np.concatenate([f["latent"][:, 1:], f["latent"][:, :-1]], -1)}
+    for view, get in per_frame.items():
+        if get(feats["train"]) is None:
             continue
-        fx = {s: feats[s][key][:, 2:].reshape(-1, feats[s][key].shape[-1]) for s in feats}
-        fy = {s: targets[s]["velocity"][:, 2:].reshape(-1, 2) for s in feats}
-        out[f"velocity|{view}"] = float(ridge_r2(fx["train"], fy["train"], fx["test"], fy["test"]).mean())
+        x = {s: get(feats[s]) for s in feats}  # (N, T, d), or (N, T - 1, d) for the pair (frames 1..T-1)
+        for name in ("velocity", "position", "displacement"):
+            if view == "latent_pair" and name != "displacement":
+                continue
+            fx = {s: x[s][:, -(frames - 2):].reshape(-1, x[s].shape[-1]) for s in feats}  # frames t >= 2
+            fy = {s: targets[s][name][:, 2:].reshape(-1, 2) for s in feats}
+            out[f"{name}|{view}"] = float(ridge_r2(fx["train"], fy["train"], fx["test"], fy["test"]).mean())
     return out
 
 
@@ -295,8 +315,9 @@ def write_table(study: Path, jobs: list[dict], profile: str) -> str:
     probes = {lab: [recs[j["tag"]]["probe"] for j in js if j["tag"] in recs and "probe" in recs[j["tag"]]]
               for lab, js in planned.items()}
     keys = [("omega", "w (turning rate)"), ("amplitude", "a"), ("speed", "peak speed a w"),
-            ("velocity", "velocity a w cos(w t + phi), per frame")]
-    views = ("hyper@ctx", "hyper@end", "hyper_t", "latent_mean", "latent_t")
+            ("velocity", "velocity a w cos(w t + phi), per frame"), ("position", "position a sin(w t + phi), per frame"),
+            ("displacement", "displacement p_t - p_{t-1}, per frame")]
+    views = ("hyper@ctx", "hyper@end", "hyper_t", "latent_mean", "latent_t", "latent_pair")
     rows = []
     for lab, plist in probes.items():
         if not plist:
@@ -314,9 +335,9 @@ def write_table(study: Path, jobs: list[dict], profile: str) -> str:
                   "Linear (ridge, alpha by 5-fold CV) probes fitted on 500 sequences from the validation digits, "
                   "scored on the test sequences; R^2 averaged over the x and y axes; mean ± std over seeds. Per-sequence "
                   "targets (w, a, a w) from r^H after the context frames, r^H after all frames, or the lower latent r_t "
-                  "averaged over all frames; the per-frame velocity (t >= 2) from r^H_t or r_t.", "",
-                  "| model | target | r^H after context | r^H at the end | r^H_t | mean r_t | r_t |",
-                  "|---|---|---|---|---|---|---|"] + rows
+                  "averaged over all frames; per-frame targets (t >= 2) from r^H_t, r_t or the pair (r_t, r_{t-1}).", "",
+                  "| model | target | r^H after context | r^H at the end | r^H_t | mean r_t | r_t | r_t, r_{t-1} |",
+                  "|---|---|---|---|---|---|---|---|"] + rows
     missing = [j["tag"] for j in jobs if j["tag"] not in recs]
     if missing:
         lines += ["", f"Not finished yet ({len(missing)}): {', '.join(missing)}. Continue with "
