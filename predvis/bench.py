@@ -107,13 +107,16 @@ def bench_pvm_section(device: torch.device) -> str:
     if device.type != "cpu":
         return "## PVM\n\nPVM on CUDA is measured by issue 10's GPU benchmark, not here.\n"
     r = bench_pvm()
-    rows = [["batched (per-layer bmm, in-place momentum)", r["batched_steps_per_s"]]]
+    rows = [["batched (per-layer bmm, momentum folded into W1 with a rank-1 ring)", r["batched_steps_per_s"]]]
     if "reference_steps_per_s" in r:
         rows.append(["per-unit reference loop", r["reference_steps_per_s"]])
+    rows.append(["floor: one batched matrix-vector read of every W1 and W2, nothing else", r["floor_steps_per_s"]])
     text = (f"## PVM paper model, online learning, batch 1\n\n{r['weights']:,} predictive weights, "
             f"{r['threads']} threads.\n\n" + markdown_table(["implementation", "steps/s"], rows))
     if "ratio" in r:
         text += f"\n- batched / per-unit: **{r['ratio']:.1f}x** (goal 20x); batched steps/s goal: 60\n"
+        text += (f"- floor / per-unit: {r['floor_ratio']:.1f}x: the ratio of a step that only read its weights "
+                 f"once; the batched step runs at {100 * r['floor_efficiency']:.0f}% of the floor's rate\n")
     return text
 
 

@@ -49,12 +49,39 @@ def _time_blocks(model: PVM, frames: torch.Tensor, steps: int, block: int) -> tu
     return rates, steps / cpu if cpu > 0 else float("nan")
 
 
+def _floor_blocks(model: PVM, steps: int, block: int) -> list[float]:
+    """Steps/s of the weight-streaming floor, in blocks of ``block``: per step, one batched
+    matrix-vector product through every layer's W1 and W2 at batch 1, i.e. one read of every
+    predictive weight -- which any learning step must do at least once (its forward) -- and nothing
+    else: no features, gathers, nonlinearities, momentum or updates."""
+    mats = []
+    for l in range(model.n_layers):
+        v1, w2 = getattr(model, f"v1_{l}"), getattr(model, f"w2_{l}")  # (U, H, n), (U, H + 1, out)
+        mats.append((v1, torch.rand(v1.shape[0], v1.shape[2], 1, dtype=v1.dtype)))
+        mats.append((w2.transpose(1, 2), torch.rand(w2.shape[0], w2.shape[1], 1, dtype=w2.dtype)))
+    for _ in range(3):
+        [torch.bmm(w, x) for w, x in mats]
+    rates, done = [], 0
+    while done < steps:
+        n = min(block, steps - done)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            for w, x in mats:
+                torch.bmm(w, x)
+        rates.append(n / (time.perf_counter() - t0))
+        done += n
+    return rates
+
+
 def bench_pvm(steps: int = 69, ref_steps: int = 5, threads: int | None = None,
               layers: tuple[int, ...] = (16, 8, 4, 3, 2, 1), block: int = 23) -> dict:
     """Returns {'weights', 'threads', 'batched_steps_per_s', 'reference_steps_per_s', 'ratio', ...}.
 
     Extra keys: 'batched_min_steps_per_s', 'batched_max_steps_per_s' (blocks), 'batched_cpu_steps_per_s'
-    (steps per CPU second), 'by_threads' ({threads: median steps/s}).
+    (steps per CPU second), 'by_threads' ({threads: median steps/s}); 'floor_steps_per_s' (one
+    matrix-vector read of every weight per step and nothing else, :func:`_floor_blocks`, at the
+    headline thread count), 'floor_efficiency' (batched / floor) and 'floor_ratio' (floor / reference:
+    the speed-up over the per-unit loop of a step that only streamed the weights once).
     ``block`` defaults to the ring length of float32 momentum (23), so each block holds one flush.
     """
     before = torch.get_num_threads()
@@ -73,6 +100,9 @@ def bench_pvm(steps: int = 69, ref_steps: int = 5, threads: int | None = None,
         out = {"weights": sum(model.n_weights), "threads": best, "batched_steps_per_s": med,
                "batched_min_steps_per_s": lo, "batched_max_steps_per_s": hi, "batched_cpu_steps_per_s": cpu,
                "by_threads": {t: r[0] for t, r in results.items()}}
+        floor = statistics.median(_floor_blocks(model, steps, block))
+        out["floor_steps_per_s"] = floor
+        out["floor_efficiency"] = med / floor
         Ref = _reference_class()
         if Ref is not None and ref_steps > 0:
             ref = Ref(PVM(list(layers), schedule=on, seed=0))
@@ -83,6 +113,7 @@ def bench_pvm(steps: int = 69, ref_steps: int = 5, threads: int | None = None,
                 ref.step(frames[i % 8][0])
             out["reference_steps_per_s"] = ref_steps / (time.perf_counter() - t0)
             out["ratio"] = med / out["reference_steps_per_s"]
+            out["floor_ratio"] = floor / out["reference_steps_per_s"]
     finally:
         torch.set_num_threads(before)
     return out

@@ -142,7 +142,9 @@ def bench_ddp(steps: int = 20, rounds: int = 2) -> tuple[str, dict]:
             done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
             line = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
             if done.returncode != 0 or not line:
-                return f"data-parallel benchmark failed: {done.stderr.strip().splitlines()[-1:]}\n", {}
+                said = [ln.strip() for ln in done.stderr.splitlines() if ln.strip().strip("=-")]  # no rulers
+                return (f"data-parallel benchmark failed ({world} processes, exit {done.returncode}): "
+                        f"{said[-1] if said else 'no output'}\n"), {}
             rates[world].append(json.loads(line[-1])["steps_per_s"])
     med = {w: statistics.median(r) for w, r in rates.items()}
     exp, profile, overrides = DDP_EXPERIMENT

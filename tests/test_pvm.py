@@ -160,3 +160,16 @@ def test_separate_target_teaches_the_hidden_part_and_defaults_to_the_frame():
         torch.testing.assert_close(pa, pb, rtol=0, atol=0)
     assert not torch.allclose(a.layer_weights(0)[0], c.layer_weights(0)[0])
     assert set(oc.layer_errors) == {"L0", "L1", "L2"}
+
+
+def test_speed_benchmark_reports_its_ratios_from_one_run():
+    """bench_pvm at a tiny size (structure only, no timing assertion): the ratios are quotients of
+    the rates it returns, and the floor streams the same model's weights."""
+    from predvis.bench_pvm import bench_pvm
+
+    r = bench_pvm(steps=4, ref_steps=1, threads=1, layers=(4, 2, 1), block=2)
+    assert r["weights"] == sum(PVM([4, 2, 1]).n_weights) and r["threads"] == 1
+    assert r["ratio"] == pytest.approx(r["batched_steps_per_s"] / r["reference_steps_per_s"])
+    assert r["floor_ratio"] == pytest.approx(r["floor_steps_per_s"] / r["reference_steps_per_s"])
+    assert r["floor_efficiency"] == pytest.approx(r["batched_steps_per_s"] / r["floor_steps_per_s"])
+    assert all(r[k] > 0 for k in ("batched_steps_per_s", "reference_steps_per_s", "floor_steps_per_s"))
