@@ -376,6 +376,15 @@ def config_from_saved(data: dict, source: str) -> ExperimentConfig:
     """Rebuild a config saved in a run's config.yaml (already merged: no profiles)."""
     data = dict(data)
     profile = data.pop("profile", "quick")
+    try:
+        from predvis.methods import get_method
+
+        schema = get_method(str(data.get("method"))).ModelConfig
+    except ConfigError:  # an unknown method: build_config says so in one line
+        schema = None
+    absent = getattr(schema, "absent_in_saved", {})
+    if absent and isinstance(data.get("model"), dict):  # keys added after the run was saved: their old meaning
+        data["model"] = {**absent, **data["model"]}
     return build_config(data, profile, {}, source)
 
 

@@ -109,7 +109,7 @@ def test_sequence_run_and_training_gradients_reach_the_hypernetwork():
 
 def test_context_rollout_steps_hyper_by_its_kl_pull_or_holds_it():
     """After the context, r_t is the prior mean, so the error term is 0 and r^H's inner step is the KL
-    pull alone: r^H <- (1 - hyper_step) r^H (no clip: |r^H| stays small); 'hold' keeps r^H as it was."""
+    pull alone: r^H <- (1 - hyper_step) r^H (tiny()'s stabiliser is none: no clip); 'hold' keeps r^H as it was."""
     x = torch.rand(2, 6, 1, 16, 16, dtype=torch.float64)
     infer = tiny(hyper_step=0.3).eval().run(x, sample=False, context=3)
     for t in range(3, 6):
@@ -260,3 +260,20 @@ def test_study_reuses_a_finished_run_of_the_same_model(tmp_path):
     assert len(list(iter_runs(tmp_path, "gopc1"))) == 2
     cfg = load_experiment("gopc1", "smoke", SMOKE + ["seed=0", "train.threads=1", "train.epochs=2"])
     assert finished_run_like(tmp_path, "gopc1", cfg.to_dict()) is None   # a different schedule is another model
+
+
+def test_a_run_saved_before_the_new_keys_loads_with_their_old_meaning(tmp_path):
+    """A GOPC-2 run whose config.yaml predates hyper_linear / hyper_rollout was trained without the linear
+    read-out and evaluated with r^H held: it loads as that model (no missing-parameter error, same behaviour)."""
+    from predvis.config import dump_yaml, parse_overrides, read_yaml
+
+    run = loop.train(load_experiment("gopc2", "smoke", SMOKE + ["model.hyper_linear=0", "model.hyper_rollout=hold"]),
+                     tmp_path, parse_overrides(SMOKE))
+    saved = read_yaml(run / "config.yaml")
+    for key in ("hyper_linear", "hyper_rollout"):
+        del saved["model"][key]
+    (run / "config.yaml").write_text(dump_yaml(saved))
+    cfg, method = loop.load_trained(run)
+    assert cfg.model.hyper_linear == 0 and cfg.model.hyper_rollout == "hold"
+    assert method.model.transition.linear is None
+    assert load_experiment("gopc2", "smoke", []).model.hyper_linear == 0.5  # new runs: the new default

@@ -32,7 +32,7 @@ Training loss per sequence: sum_t ||x_t - G(r_t)||^2 + kl_weight KL(q(r_t) || p_
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn as nn
@@ -81,6 +81,8 @@ class Gopc2ModelConfig(GopcModelConfig):
     offset_init: float = 0.0          # mixture offsets b_k start at offset_init * N(0, 1) (0: zeros)
     hyper_linear: float = 0.5         # > 0: b(r^H) gains a linear part L r^H, L (r, h) from hyper_linear * N(0, 1) / sqrt(h)
     hyper_rollout: Literal["infer", "hold"] = "infer"  # predicted frames: r^H keeps its inner step (infer) or is held
+    # what a run saved before a key existed was trained and evaluated with (config.config_from_saved)
+    absent_in_saved: ClassVar[dict] = {"hyper_linear": 0.0, "hyper_rollout": "hold"}
 
     def validate(self) -> None:
         super().validate()
