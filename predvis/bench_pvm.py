@@ -31,46 +31,49 @@ def _reference_class():
     return mod.ReferencePVM
 
 
-def _time_blocks(model: PVM, frames: torch.Tensor, steps: int, block: int) -> tuple[list[float], float]:
-    """(steps/s of each block of ``block`` steps, CPU steps/s over all) after a warm-up."""
-    state = model.init_state(1)
-    for i in range(3):  # warm-up: caches exist, every layer learns
-        state = model.step(frames[i % len(frames)], state).state
-    rates, cpu = [], 0.0
-    done = 0
+def _time_blocks(step, steps: int, block: int) -> tuple[list[float], float]:
+    """(steps/s of each block of ``block`` calls ``step(i)``, CPU steps/s over all ``steps`` calls)."""
+    rates, cpu, done = [], 0.0, 0
     while done < steps:
         n = min(block, steps - done)
         c0, t0 = time.process_time(), time.perf_counter()
-        for i in range(n):
-            state = model.step(frames[(done + i) % len(frames)], state).state
+        for i in range(done, done + n):
+            step(i)
         rates.append(n / (time.perf_counter() - t0))
         cpu += time.process_time() - c0
         done += n
     return rates, steps / cpu if cpu > 0 else float("nan")
 
 
-def _floor_blocks(model: PVM, steps: int, block: int) -> list[float]:
-    """Steps/s of the weight-streaming floor, in blocks of ``block``: per step, one batched
-    matrix-vector product through every layer's W1 and W2 at batch 1, i.e. one read of every
-    predictive weight -- which any learning step must do at least once (its forward) -- and nothing
-    else: no features, gathers, nonlinearities, momentum or updates."""
+def _model_steps(model: PVM, frames: torch.Tensor):
+    """``step(i)``: one learning step of ``model`` on ``frames[i % len]``, after a warm-up (caches exist,
+    every layer learns)."""
+    state = [model.init_state(1)]
+    for i in range(3):
+        state[0] = model.step(frames[i % len(frames)], state[0]).state
+
+    def step(i: int) -> None:
+        state[0] = model.step(frames[i % len(frames)], state[0]).state
+    return step
+
+
+def _floor_step(model: PVM):
+    """``step(i)`` of the weight-streaming floor: one batched matrix-vector product through every
+    layer's W1 and W2 at batch 1, i.e. one read of every predictive weight -- which any learning step
+    must do at least once (its forward) -- and nothing else: no features, gathers, nonlinearities,
+    momentum or updates."""
     mats = []
     for l in range(model.n_layers):
         v1, w2 = getattr(model, f"v1_{l}"), getattr(model, f"w2_{l}")  # (U, H, n), (U, H + 1, out)
         mats.append((v1, torch.rand(v1.shape[0], v1.shape[2], 1, dtype=v1.dtype)))
         mats.append((w2.transpose(1, 2), torch.rand(w2.shape[0], w2.shape[1], 1, dtype=w2.dtype)))
-    for _ in range(3):
-        [torch.bmm(w, x) for w, x in mats]
-    rates, done = [], 0
-    while done < steps:
-        n = min(block, steps - done)
-        t0 = time.perf_counter()
-        for _ in range(n):
-            for w, x in mats:
-                torch.bmm(w, x)
-        rates.append(n / (time.perf_counter() - t0))
-        done += n
-    return rates
+
+    def step(i: int) -> None:
+        for w, x in mats:
+            torch.bmm(w, x)
+    for i in range(3):  # warm-up
+        step(i)
+    return step
 
 
 def bench_pvm(steps: int = 69, ref_steps: int = 5, threads: int | None = None,
@@ -79,7 +82,7 @@ def bench_pvm(steps: int = 69, ref_steps: int = 5, threads: int | None = None,
 
     Extra keys: 'batched_min_steps_per_s', 'batched_max_steps_per_s' (blocks), 'batched_cpu_steps_per_s'
     (steps per CPU second), 'by_threads' ({threads: median steps/s}); 'floor_steps_per_s' (one
-    matrix-vector read of every weight per step and nothing else, :func:`_floor_blocks`, at the
+    matrix-vector read of every weight per step and nothing else, :func:`_floor_step`, at the
     headline thread count), 'floor_efficiency' (batched / floor) and 'floor_ratio' (floor / reference:
     the speed-up over the per-unit loop of a step that only streamed the weights once).
     ``block`` defaults to the ring length of float32 momentum (23), so each block holds one flush.
@@ -92,7 +95,7 @@ def bench_pvm(steps: int = 69, ref_steps: int = 5, threads: int | None = None,
         for t in ([threads] if threads else [1, 2]):
             torch.set_num_threads(t)
             model = PVM(list(layers), schedule=on, seed=0)
-            rates, cpu = _time_blocks(model, frames, steps, block)
+            rates, cpu = _time_blocks(_model_steps(model, frames), steps, block)
             results[t] = (statistics.median(rates), min(rates), max(rates), cpu)
         best = max(results, key=lambda t: results[t][0])
         torch.set_num_threads(best)
@@ -100,7 +103,7 @@ def bench_pvm(steps: int = 69, ref_steps: int = 5, threads: int | None = None,
         out = {"weights": sum(model.n_weights), "threads": best, "batched_steps_per_s": med,
                "batched_min_steps_per_s": lo, "batched_max_steps_per_s": hi, "batched_cpu_steps_per_s": cpu,
                "by_threads": {t: r[0] for t, r in results.items()}}
-        floor = statistics.median(_floor_blocks(model, steps, block))
+        floor = statistics.median(_time_blocks(_floor_step(model), steps, block)[0])
         out["floor_steps_per_s"] = floor
         out["floor_efficiency"] = med / floor
         Ref = _reference_class()

@@ -176,11 +176,11 @@ class Transition(nn.Module):
             if self.stab & {"spectral", "spectral_svd"}:  # Frobenius >= spectral norm: bounds the map by 1
                 a = a / torch.clamp(torch.linalg.matrix_norm(a) / r ** 0.5, min=1.0)[:, None, None]
             b = out[:, r * r:]
-            return a, b if self.linear is None else b + h @ self.linear.T
-        w = self.weights(h)
-        bases = self.bases_now() if bases is None else bases
-        b = w @ self.offsets
-        return torch.einsum("bk,kij->bij", w, bases), b if self.linear is None else b + h @ self.linear.T
+        else:
+            w = self.weights(h)
+            bases = self.bases_now() if bases is None else bases
+            a, b = torch.einsum("bk,kij->bij", w, bases), w @ self.offsets
+        return a, b if self.linear is None else b + h @ self.linear.T
 
     def forward(self, r: torch.Tensor, h: torch.Tensor, bases: torch.Tensor | None = None) -> torch.Tensor:
         a, b = self.generated(h, bases)
