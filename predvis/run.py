@@ -315,18 +315,24 @@ def config_apart_from(config: dict, ignore: tuple[tuple[str, str], ...] = RUNTIM
 def finished_run_like(root: Path, experiment: str, config: dict,
                       ignore: tuple[tuple[str, str], ...] = RUNTIME_KEYS) -> Path | None:
     """The oldest finished run under ``root/experiment`` (``status.json`` done, ``checkpoints/best.pt``
-    present) whose saved merged config equals ``config`` (a ``cfg.to_dict()``) but for the ``ignore``
-    keys; None if there is none. Lets a study reuse a model another job already trained."""
+    present) whose saved merged config, read as :func:`predvis.config.config_from_saved` reads it (keys
+    added since then with the meaning they had), equals ``config`` (a ``cfg.to_dict()``) but for the
+    ``ignore`` keys; None if there is none. Lets a study reuse a model another job already trained."""
     import yaml
+
+    from predvis.config import config_from_saved
+    from predvis.errors import ConfigError
 
     wanted = config_apart_from(config, ignore)
     for run in sorted(iter_runs(root, experiment)):
         try:
             saved = yaml.safe_load((run / "config.yaml").read_text())
             state = json.loads((run / "status.json").read_text()).get("state")
-        except (OSError, ValueError, yaml.YAMLError):
+            # the model it was: keys added since it was saved read with their old meaning
+            saved = config_from_saved(saved, str(run / "config.yaml")).to_dict() if isinstance(saved, dict) else None
+        except (OSError, ValueError, yaml.YAMLError, ConfigError):
             continue
-        if state == "done" and (run / "checkpoints" / "best.pt").exists() and isinstance(saved, dict) \
+        if state == "done" and (run / "checkpoints" / "best.pt").exists() and saved is not None \
                 and config_apart_from(saved, ignore) == wanted:
             return run
     return None

@@ -63,6 +63,17 @@ def test_hyper_step_is_one_gradient_step_and_clip_bounds_it():
     assert torch.allclose(moved, torch.full_like(moved, 0.7))
 
 
+def test_slow_entries_of_r_hyper_step_by_their_own_size():
+    model = tiny(hyper_step=0.7, hyper_slow=1, hyper_slow_step=0.1)
+    h = torch.randn(2, 3, dtype=torch.float64)
+    r_prev, r = torch.randn(2, 5, dtype=torch.float64), torch.randn(2, 5, dtype=torch.float64)
+    grad = model.hyper_grad(h, r_prev, r, create_graph=False)
+    step = torch.tensor([0.7, 0.7, 0.1], dtype=torch.float64)
+    assert torch.allclose(model.hyper_step(h, r_prev, r, create_graph=False), h - step * grad)
+    with pytest.raises(ConfigError, match="hyper_slow"):
+        tiny(hyper_slow=4)
+
+
 def test_mixture_and_full_hypernetwork_shapes():
     model = tiny("mixture", "softmax+spectral")
     h = torch.randn(4, 3, dtype=torch.float64)
@@ -217,13 +228,16 @@ def test_study_ridge_probe_and_table(tmp_path):
     assert np.allclose(t["position"][:, 3], 5.0 * np.sin(0.6))
     assert np.allclose(t["displacement"][:, 1:], np.diff(t["position"], axis=1)) and (t["displacement"][:, 0] == 0).all()
     jobs = plan(2, 1, 1, ["thesis"])
-    assert [j["tag"] for j in jobs] == ["default_s0", "gopc1_s0", "default_s1", "thesis_s0"]
+    assert [j["tag"] for j in jobs] == ["default_s0", "gopc1_s0", "gopc1-open_s0", "default_s1", "thesis_s0"]
     (tmp_path / "jobs").mkdir()
     base = {"recon_mse": 0.01, "copy_last_mse": 0.03, "mean_frame_mse": 0.018, "test_sequences": 4, "budget_steps": 10}
-    for job, prior, nan in ((jobs[0], 0.017, None), (jobs[1], 0.019, None), (jobs[3], 0.05, 7)):
+    for job, prior, nan in ((jobs[0], 0.017, None), (jobs[1], 0.019, None), (jobs[2], 0.016, None),
+                            (jobs[4], 0.05, 7)):
         (tmp_path / "jobs" / f"{job['tag']}.json").write_text(json.dumps({**job, **base, "prior_mse": prior, "nan_step": nan}))
     text = write_table(tmp_path, jobs, "smoke")
-    assert "| thesis |" in text and "| 1/1 | 7 |" in text and "| 0 | 0.0100 | 0.0190 | 0.0100 | 0.0170 | yes |" in text
+    assert "| thesis |" in text and "| 1/1 | 7 |" in text
+    assert "| 0 | 0.0100 | 0.0190 | 0.0100 | 0.0160 | 0.0100 | 0.0170 | yes | no |" in text
+    assert "| gopc1-open | GOPC-1 trained with" in text
     assert "Not finished yet (1): default_s1" in text
 
 
@@ -263,17 +277,47 @@ def test_study_reuses_a_finished_run_of_the_same_model(tmp_path):
 
 
 def test_a_run_saved_before_the_new_keys_loads_with_their_old_meaning(tmp_path):
-    """A GOPC-2 run whose config.yaml predates hyper_linear / hyper_rollout was trained without the linear
-    read-out and evaluated with r^H held: it loads as that model (no missing-parameter error, same behaviour)."""
+    """A GOPC-2 run whose config.yaml predates hyper_linear / hyper_rollout / hyper_slow / train.open_loop was
+    trained without the linear read-out, closed-loop, and evaluated with r^H held: it loads as that model (no
+    missing-parameter error, same behaviour), and a study asking for that model reuses it."""
     from predvis.config import dump_yaml, parse_overrides, read_yaml
+    from predvis.run import finished_run_like
 
-    run = loop.train(load_experiment("gopc2", "smoke", SMOKE + ["model.hyper_linear=0", "model.hyper_rollout=hold"]),
-                     tmp_path, parse_overrides(SMOKE))
+    old = SMOKE + ["model.hyper_linear=0", "model.hyper_rollout=hold", "train.open_loop=0"]
+    run = loop.train(load_experiment("gopc2", "smoke", old), tmp_path, parse_overrides(SMOKE))
     saved = read_yaml(run / "config.yaml")
-    for key in ("hyper_linear", "hyper_rollout"):
+    for key in ("hyper_linear", "hyper_rollout", "hyper_slow", "hyper_slow_step"):
         del saved["model"][key]
+    del saved["train"]["open_loop"]
     (run / "config.yaml").write_text(dump_yaml(saved))
     cfg, method = loop.load_trained(run)
-    assert cfg.model.hyper_linear == 0 and cfg.model.hyper_rollout == "hold"
+    assert cfg.model.hyper_linear == 0 and cfg.model.hyper_rollout == "hold" and cfg.train.open_loop == 0
     assert method.model.transition.linear is None
-    assert load_experiment("gopc2", "smoke", []).model.hyper_linear == 0.5  # new runs: the new default
+    assert finished_run_like(tmp_path, "gopc2", load_experiment("gopc2", "smoke", old).to_dict()) == run
+    assert finished_run_like(tmp_path, "gopc2", load_experiment("gopc2", "smoke", SMOKE).to_dict()) is None
+    new = load_experiment("gopc2", "smoke", [])
+    assert new.model.hyper_linear == 0.5 and new.train.open_loop == 0.5  # new runs: the new defaults
+
+
+@pytest.mark.parametrize("exp", ["gopc1", "gopc2"])
+def test_open_loop_training_scores_the_last_sequences_on_their_predictions(exp):
+    """train.open_loop 0.5 of a batch of 4: sequences 0-1 observed throughout, 2-3 after eval.context
+    frames predicted by the prior; the loss is the mean of the four per-sequence objectives."""
+    method, _ = loop.build_method(load_experiment(exp, "smoke", SMOKE + ["train.open_loop=0.5"]))
+    batch = next(iter(method.train_batches(0)))
+    c, kl_w = method.cfg.eval.context, method.cfg.model.kl_weight
+    method.model.train()
+    loss, out, metrics = method.training_runs(batch)
+    closed = method.model.run(batch.x[:2], eps=batch.eps[:2])
+    opened = method.model.run(batch.x[2:], eps=batch.eps[2:], context=c)
+    torch.testing.assert_close(loss, (closed.loss(kl_w) + opened.loss(kl_w)) / 2)
+    torch.testing.assert_close(out.sse, closed.sse)
+    assert torch.equal(opened.kl[:, c:], torch.zeros_like(opened.kl[:, c:]))  # predicted frames: no posterior
+    torch.testing.assert_close(metrics["open_mse"], opened.sse[:, c:].mean() / batch.x[0, 0].numel())
+    assert not torch.allclose(opened.sse[:, c:], method.model.run(batch.x[2:], eps=batch.eps[2:]).sse[:, c:])
+    loss.backward()
+    assert all(p.grad is not None for p in method.model.parameters() if p.requires_grad)
+    method.cfg.train.open_loop = 0.0
+    plain, _, metrics = method.training_runs(batch)
+    torch.testing.assert_close(plain, method.model.run(batch.x, eps=batch.eps).loss(kl_w))
+    assert "open_mse" not in metrics

@@ -90,6 +90,12 @@ class GopcTrainConfig(TrainConfig):
     epochs: int = 50
     batch_size: int = 50
     lr: float = 1e-3
+    open_loop: float = 0.0      # fraction of each batch that sees eval.context frames and predicts the rest
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0 <= self.open_loop <= 1:
+            raise ConfigError(f"train.open_loop: must be in [0, 1], got {self.open_loop}")
 
 
 class GopcMethod(AdamMethod):
@@ -165,19 +171,38 @@ class GopcMethod(AdamMethod):
             yield TrainBatch(seq, eps, eps0, (part.stop - part.start) / size)
 
     # ------------------------------------------------------------------ training
+    def training_runs(self, batch: TrainBatch):
+        """(loss, out, metrics) of one training batch. The last n = round(open_loop b) sequences (at least
+        one when open_loop > 0) are run open-loop: eval.context frames observed, the rest predicted by the
+        prior from its own latents and scored by their squared error (as in evaluation); the others are
+        observed throughout. loss: the per-sequence objective averaged over all b sequences. out: the
+        observed-throughout part's output (the open-loop part's when that is all of the batch).
+        metrics: loss, mse (per pixel, out's frames), kl and, with open_loop > 0, open_mse (per pixel,
+        the predicted frames)."""
+        b, cfg = batch.x.shape[0], self.cfg
+        n_open = min(b, max(1, round(cfg.train.open_loop * b))) if cfg.train.open_loop > 0 else 0
+        parts = [(slice(0, b - n_open), None), (slice(b - n_open, b), cfg.eval.context)]
+        outs = []
+        for part, context in parts:
+            if part.stop > part.start:
+                eps0 = None if batch.eps0 is None else batch.eps0[part]
+                outs.append(self.model.run(batch.x[part], eps=batch.eps[part], eps0=eps0, context=context))
+            else:
+                outs.append(None)
+        loss = sum(o.loss(cfg.model.kl_weight) * o.sse.shape[0] for o in outs if o is not None) / b
+        out = outs[0] if outs[0] is not None else outs[1]
+        pixels = batch.x[0, 0].numel()
+        metrics = {"loss": loss.detach(), "mse": out.sse.detach().mean() / pixels, "kl": out.kl.detach().mean()}
+        if n_open:
+            metrics["open_mse"] = outs[1].sse[:, cfg.eval.context:].detach().mean() / pixels
+        return loss, out, metrics
+
     def train_step(self, batch: TrainBatch) -> dict[str, torch.Tensor]:
         self.model.train()
-        t = self.cfg.train
-        with autocast(t.amp, self.device):
-            out = self.model.run(batch.x, eps=batch.eps, eps0=batch.eps0)
-            loss = out.loss(self.cfg.model.kl_weight)
+        with autocast(self.cfg.train.amp, self.device):
+            loss, _, metrics = self.training_runs(batch)
         self.optimizer_step(loss, batch.weight)
-        pixels = batch.x[0, 0].numel()
-        return {
-            "loss": loss.detach(),
-            "mse": (out.sse.detach().mean() / pixels),
-            "kl": out.kl.detach().mean(),
-        }
+        return metrics
 
     @torch.no_grad()
     def rollouts(self, seqs: torch.Tensor, context: int | None = None) -> dict[str, torch.Tensor]:

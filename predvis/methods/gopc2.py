@@ -21,14 +21,10 @@ class Gopc2Method(GopcMethod):
     def train_step(self, batch: TrainBatch) -> dict[str, torch.Tensor]:
         self.model.train()
         with autocast(self.cfg.train.amp, self.device):
-            out = self.model.run(batch.x, eps=batch.eps)
-            loss = out.loss(self.cfg.model.kl_weight)
+            loss, out, metrics = self.training_runs(batch)
         self.optimizer_step(loss, batch.weight)
-        pixels = batch.x[0, 0].numel()
         return {
-            "loss": loss.detach(),
-            "mse": out.sse.detach().mean() / pixels,
-            "kl": out.kl.detach().mean(),
+            **metrics,
             "hyper_norm": out.hyper[:, -1].detach().norm(dim=-1).mean(),
             "trans_err": out.trans_err[:, 1:].detach().mean(),
         }

@@ -81,6 +81,8 @@ class Gopc2ModelConfig(GopcModelConfig):
     offset_init: float = 0.0          # mixture offsets b_k start at offset_init * N(0, 1) (0: zeros)
     hyper_linear: float = 0.5         # > 0: b(r^H) gains a linear part L r^H, L (r, h) from hyper_linear * N(0, 1) / sqrt(h)
     hyper_rollout: Literal["infer", "hold"] = "infer"  # predicted frames: r^H keeps its inner step (infer) or is held
+    hyper_slow: int = 0               # the last hyper_slow entries of r^H step by hyper_slow_step (a slower memory)
+    hyper_slow_step: float = 0.05     # their inner step size (and so their leak)
     # what a run saved before a key existed was trained and evaluated with (config.config_from_saved)
     absent_in_saved: ClassVar[dict] = {"hyper_linear": 0.0, "hyper_rollout": "hold"}
 
@@ -89,8 +91,11 @@ class Gopc2ModelConfig(GopcModelConfig):
         for key in ("h_dim", "mixture", "hyper_hidden"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"model.{key}: must be > 0, got {getattr(self, key)}")
-        if self.hyper_step < 0:
-            raise ConfigError(f"model.hyper_step: must be >= 0, got {self.hyper_step}")
+        if self.hyper_step < 0 or self.hyper_slow_step < 0:
+            raise ConfigError(f"model.hyper_step / hyper_slow_step: must be >= 0, got {self.hyper_step}, "
+                              f"{self.hyper_slow_step}")
+        if not 0 <= self.hyper_slow <= self.h_dim:
+            raise ConfigError(f"model.hyper_slow: must be in [0, h_dim = {self.h_dim}], got {self.hyper_slow}")
         if self.basis_init < 0 or self.offset_init < 0 or self.hyper_linear < 0:
             raise ConfigError("model.basis_init / offset_init / hyper_linear: must be >= 0")
         if self.tanh_bound <= 0:
@@ -239,8 +244,16 @@ class Gopc2Model(GopcModel):
             norm = torch.sqrt((grad ** 2).sum(-1, keepdim=True) + 1e-12)
             c = self.cfg.hyper_clip
             grad = grad * (c / torch.clamp(norm, min=c) if "clip" in stab else 1.0 / norm)
-        new = h - self.cfg.hyper_step * grad
+        new = h - self.step_sizes(h) * grad
         return new if create_graph else new.detach()
+
+    def step_sizes(self, h: torch.Tensor) -> torch.Tensor:
+        """(h_dim,) inner step size per entry of r^H: hyper_step, the last hyper_slow entries hyper_slow_step."""
+        cfg = self.cfg
+        steps = torch.full((cfg.h_dim,), cfg.hyper_step, device=h.device, dtype=h.dtype)
+        if cfg.hyper_slow:
+            steps[cfg.h_dim - cfg.hyper_slow:] = cfg.hyper_slow_step
+        return steps
 
     def next_prior(self, r: torch.Tensor, h: torch.Tensor, bases=None) -> tuple[torch.Tensor, torch.Tensor]:
         mu = self.transition(r, h, bases)

@@ -5,7 +5,8 @@ default beats GOPC-1's prior, and whether r^H carries the slow variables of the 
     python -m predvis.studies.gopc2_stability --study runs/gopc2_study/<stamp>_quick   # continue
 
 Jobs (every one a normal run directory under ``--out``):
-- ``gopc1``: GOPC-1 on the same profile, seeds 0..``--ref-seeds``-1 (the side-by-side reference);
+- ``gopc1`` and ``gopc1-open`` (``REFERENCES``): GOPC-1 on the same profile, trained closed-loop (its
+  default) and with GOPC-2's open-loop fraction, seeds 0..``--ref-seeds``-1 (the side-by-side references);
 - ``default``: GOPC-2 with the default settings, seeds 0..``--seeds``-1, the full schedule;
 - the other stabiliser settings (``VARIANTS``), seeds 0..``--short-seeds``-1, for ``--short-epochs``
   epochs only (a shortened budget: they are run until they diverge or the budget ends).
@@ -41,8 +42,13 @@ from predvis.run import atomic_write_text, finished_run_like
 
 DEFAULT_LABEL = "default"
 # The settings of the first study (2026-11-25): no linear read-out of r^H, r^H held in predicted frames,
-# inner step 1; pinned in every row of that study so each keeps its meaning.
-_V1 = ["model.hyper_linear=0", "model.hyper_rollout=hold", "model.hyper_step=1"]
+# inner step 1, trained closed-loop only; pinned in every row of that study so each keeps its meaning.
+_V1 = ["model.hyper_linear=0", "model.hyper_rollout=hold", "model.hyper_step=1", "train.open_loop=0"]
+# The references, trained on the full schedule with --ref-seeds seeds: label -> (overrides, description).
+REFERENCES: dict[str, tuple[list[str], str]] = {
+    "gopc1": ([], "GOPC-1 (LSTM prior)"),
+    "gopc1-open": (["train.open_loop=0.5"], "GOPC-1 trained with GOPC-2's open-loop fraction (train.open_loop 0.5)"),
+}
 # label -> (overrides, description). The default (model defaults) is trained on the full schedule.
 VARIANTS: dict[str, tuple[list[str], str]] = {
     "default-v1": (_V1,
@@ -67,6 +73,7 @@ VARIANTS: dict[str, tuple[list[str], str]] = {
                        "the previous default without tanh on r_hat"),
     "default-nolinear": (["model.hyper_linear=0"], "the default without the linear read-out of r^H"),
     "default-hold": (["model.hyper_rollout=hold"], "the default with r^H held in predicted frames"),
+    "default-closed": (["train.open_loop=0"], "the default trained closed-loop only (the default before open-loop training)"),
 }
 
 
@@ -76,7 +83,7 @@ def plan(seeds: int, ref_seeds: int, short_seeds: int, variants: list[str]) -> l
         if seed < seeds:
             jobs.append({"exp": "gopc2", "label": DEFAULT_LABEL, "seed": seed, "short": False})
         if seed < ref_seeds:
-            jobs.append({"exp": "gopc1", "label": "gopc1", "seed": seed, "short": False})
+            jobs += [{"exp": "gopc1", "label": label, "seed": seed, "short": False} for label in REFERENCES]
     for seed in range(short_seeds):
         for label in variants:
             jobs.append({"exp": "gopc2", "label": label, "seed": seed, "short": True})
@@ -205,7 +212,8 @@ def evaluate(method) -> dict[str, float]:
 def job_overrides(job: dict, threads: int, short_epochs: int, extra: list[str]) -> list[str]:
     """The KEY=VALUE overrides one study job trains with: its setting's, its seed and threads, the
     study's ``extra`` (e.g. a reproduce cell's), and the short budget for a short job."""
-    overrides = list(VARIANTS[job["label"]][0]) if job["label"] in VARIANTS else []
+    settings = {**VARIANTS, **REFERENCES}
+    overrides = list(settings[job["label"]][0]) if job["label"] in settings else []
     overrides += [f"seed={job['seed']}", f"train.threads={threads}"] + list(extra)
     if job["short"]:
         overrides.append(f"train.epochs={short_epochs}")
@@ -282,8 +290,8 @@ def write_table(study: Path, jobs: list[dict], profile: str) -> str:
     baseline = None
     for label, js in planned.items():
         done = [recs[j["tag"]] for j in js if j["tag"] in recs]
-        what = ("GOPC-1 (LSTM prior)" if label == "gopc1" else "GOPC-2 defaults (experiments/gopc2.yaml)"
-                if label == DEFAULT_LABEL else VARIANTS[label][1])
+        what = ("GOPC-2 defaults (experiments/gopc2.yaml)" if label == DEFAULT_LABEL
+                else {**VARIANTS, **REFERENCES}[label][1])
         nan = [r for r in done if r["nan_step"]]
         budget = done[0]["budget_steps"] if done else "-"
         budget = f"{budget}{' (short)' if js[0]['short'] else ''}"
@@ -300,17 +308,25 @@ def write_table(study: Path, jobs: list[dict], profile: str) -> str:
                   f"frame {baseline['copy_last_mse']:.4f}, mean frame {baseline['mean_frame_mse']:.4f}."]
     # per seed, side by side
     lines += ["", "## GOPC-2 default vs GOPC-1, per seed (full schedule, same test set)", "",
-              "| seed | GOPC-1 recon | GOPC-1 prior | GOPC-2 recon | GOPC-2 prior | GOPC-2 prior < GOPC-1 prior |",
-              "|---|---|---|---|---|---|"]
+              "| seed | GOPC-1 recon | GOPC-1 prior | GOPC-1 open-loop recon | GOPC-1 open-loop prior | GOPC-2 recon "
+              "| GOPC-2 prior | GOPC-2 prior < GOPC-1 prior | GOPC-2 prior < GOPC-1 open-loop prior |",
+              "|---|---|---|---|---|---|---|---|---|"]
     seeds = sorted({j["seed"] for j in jobs if not j["short"]})
+    f = lambda r, k: f"{r[k]:.4f}" if r and r.get(k) is not None else "-"  # noqa: E731
+
+    def lower(b: dict | None, ref: str, s: int) -> str:
+        a = recs.get(f"{ref}_s{s}")
+        vs = ""
+        if not a and recs.get(f"{ref}_s0"):
+            a, vs = recs[f"{ref}_s0"], " (vs seed 0)"
+        if not (a and b and a.get("prior_mse") and b.get("prior_mse")):
+            return "-"
+        return ("yes" if b["prior_mse"] < a["prior_mse"] else "no") + vs
+
     for s in seeds:
-        a, b = recs.get(f"gopc1_s{s}"), recs.get(f"{DEFAULT_LABEL}_s{s}")
-        f = lambda r, k: f"{r[k]:.4f}" if r and r.get(k) is not None else "-"  # noqa: E731
-        better = "-" if not (a and b and a.get("prior_mse") and b.get("prior_mse")) else (
-            "yes" if b["prior_mse"] < a["prior_mse"] else "no")
-        if not a and b and recs.get("gopc1_s0"):
-            better = "yes (vs seed 0)" if b.get("prior_mse") and b["prior_mse"] < recs["gopc1_s0"]["prior_mse"] else "no (vs seed 0)"
-        lines.append(f"| {s} | {f(a, 'recon_mse')} | {f(a, 'prior_mse')} | {f(b, 'recon_mse')} | {f(b, 'prior_mse')} | {better} |")
+        a, o, b = recs.get(f"gopc1_s{s}"), recs.get(f"gopc1-open_s{s}"), recs.get(f"{DEFAULT_LABEL}_s{s}")
+        lines.append(f"| {s} | {f(a, 'recon_mse')} | {f(a, 'prior_mse')} | {f(o, 'recon_mse')} | {f(o, 'prior_mse')} | "
+                     f"{f(b, 'recon_mse')} | {f(b, 'prior_mse')} | {lower(b, 'gopc1', s)} | {lower(b, 'gopc1-open', s)} |")
     # probes
     probes = {lab: [recs[j["tag"]]["probe"] for j in js if j["tag"] in recs and "probe" in recs[j["tag"]]]
               for lab, js in planned.items()}
@@ -322,7 +338,7 @@ def write_table(study: Path, jobs: list[dict], profile: str) -> str:
     for lab, plist in probes.items():
         if not plist:
             continue
-        name = "GOPC-1" if lab == "gopc1" else f"GOPC-2 {lab}"
+        name = {"gopc1": "GOPC-1", "gopc1-open": "GOPC-1 open-loop"}.get(lab, f"GOPC-2 {lab}")
         for key, desc in keys:
             cells = []
             for view in views:
