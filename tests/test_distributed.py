@@ -16,6 +16,9 @@ OTHERS = {
     "classifier": ["--profile", "smoke", "train.batch_size=16", "train.threads=1"],
     "depth_inversion": ["--profile", "smoke", "data.train_scenes=32", "data.val_scenes=8", "data.test_scenes=8",
                         "train.batch_size=8", "eval.figures=1", "train.threads=1"],
+    # open-loop training (train.open_loop 0.5, GOPC-2's default): rank 0 holds only observed-throughout
+    # sequences, rank 1 only open-loop ones; metrics are still the global batch's
+    "gopc2": ARGS + ["train.open_loop=0.5"],
 }
 TIMING = {"seconds", "batches_per_s"}
 

@@ -307,16 +307,33 @@ def test_open_loop_training_scores_the_last_sequences_on_their_predictions(exp):
     batch = next(iter(method.train_batches(0)))
     c, kl_w = method.cfg.eval.context, method.cfg.model.kl_weight
     method.model.train()
-    loss, out, metrics = method.training_runs(batch)
+    loss, runs, metrics = method.training_runs(batch)
     closed = method.model.run(batch.x[:2], eps=batch.eps[:2])
     opened = method.model.run(batch.x[2:], eps=batch.eps[2:], context=c)
     torch.testing.assert_close(loss, (closed.loss(kl_w) + opened.loss(kl_w)) / 2)
-    torch.testing.assert_close(out.sse, closed.sse)
+    assert [o for _, o in runs] == [batch.x.shape[1], c]
+    torch.testing.assert_close(runs[0][0].sse, closed.sse)
+    pixels = batch.x[0, 0].numel()
+    observed = torch.cat([closed.sse.flatten(), opened.sse[:, :c].flatten()])   # every observed frame
+    torch.testing.assert_close(metrics["mse"], observed.mean() / pixels)
     assert torch.equal(opened.kl[:, c:], torch.zeros_like(opened.kl[:, c:]))  # predicted frames: no posterior
-    torch.testing.assert_close(metrics["open_mse"], opened.sse[:, c:].mean() / batch.x[0, 0].numel())
+    torch.testing.assert_close(metrics["open_mse"], opened.sse[:, c:].mean() / pixels)
     assert not torch.allclose(opened.sse[:, c:], method.model.run(batch.x[2:], eps=batch.eps[2:]).sse[:, c:])
     loss.backward()
     assert all(p.grad is not None for p in method.model.parameters() if p.requires_grad)
+    # a rank's part of the global batch runs the global batch's open-loop rows: two halves as two ranks
+    # give the same loss and open_mse (averaged over the ranks) as the whole batch in one process
+    import predvis.methods.gopc as gopc_method
+    from predvis.methods.gopc import TrainBatch
+
+    halves = [TrainBatch(batch.x[p], batch.eps[p], None, 0.5, p.start, 4) for p in (slice(0, 2), slice(2, 4))]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(gopc_method.distributed, "world_size", lambda: 2)
+        ranks = [method.training_runs(h) for h in halves]
+    torch.testing.assert_close((ranks[0][0] + ranks[1][0]) / 2, loss)
+    for key in metrics:
+        torch.testing.assert_close((ranks[0][2][key] + ranks[1][2][key]) / 2, metrics[key])
+    assert ranks[0][2]["open_mse"] == 0 and torch.allclose(ranks[0][1][0][0].sse, closed.sse)
     method.cfg.train.open_loop = 0.0
     plain, _, metrics = method.training_runs(batch)
     torch.testing.assert_close(plain, method.model.run(batch.x, eps=batch.eps).loss(kl_w))

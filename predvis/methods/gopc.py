@@ -57,13 +57,16 @@ class SequenceDataConfig:
 
 @dataclass
 class TrainBatch:
-    """This rank's part of a global batch: x (b, T, C, H, W), eps / eps0 (b, T, r_dim), and
-    weight = b / global batch size."""
+    """This rank's part of a global batch: x (b, T, C, H, W), eps / eps0 (b, T, r_dim),
+    weight = b / global batch size, and where the part sits in the global batch: its rows
+    first .. first + b - 1 of ``size`` (None: the part is the whole batch)."""
 
     x: torch.Tensor
     eps: torch.Tensor
     eps0: torch.Tensor | None
     weight: float
+    first: int = 0
+    size: int | None = None
 
 
 def hash_seed(*parts: int) -> int:
@@ -168,34 +171,53 @@ class GopcMethod(AdamMethod):
             noise_shape = (size, self.cfg.data.frames, m.r_dim)
             eps = torch.randn(noise_shape, generator=gen)[part].to(self.device)
             eps0 = torch.randn(noise_shape, generator=gen)[part].to(self.device) if m.origin_noise else None
-            yield TrainBatch(seq, eps, eps0, (part.stop - part.start) / size)
+            yield TrainBatch(seq, eps, eps0, (part.stop - part.start) / size, part.start, size)
 
     # ------------------------------------------------------------------ training
     def training_runs(self, batch: TrainBatch):
-        """(loss, out, metrics) of one training batch. The last n = round(open_loop b) sequences (at least
-        one when open_loop > 0) are run open-loop: eval.context frames observed, the rest predicted by the
-        prior from its own latents and scored by their squared error (as in evaluation); the others are
-        observed throughout. loss: the per-sequence objective averaged over all b sequences. out: the
-        observed-throughout part's output (the open-loop part's when that is all of the batch).
-        metrics: loss, mse (per pixel, out's frames), kl and, with open_loop > 0, open_mse (per pixel,
-        the predicted frames)."""
-        b, cfg = batch.x.shape[0], self.cfg
-        n_open = min(b, max(1, round(cfg.train.open_loop * b))) if cfg.train.open_loop > 0 else 0
-        parts = [(slice(0, b - n_open), None), (slice(b - n_open, b), cfg.eval.context)]
-        outs = []
-        for part, context in parts:
+        """(loss, runs, metrics) of one training batch.
+
+        The last n = round(open_loop B) sequences of the global batch of B (at least one when open_loop > 0)
+        are run open-loop: eval.context frames observed, the rest predicted by the prior from its own latents
+        and scored by their squared error (as in evaluation); the others are observed throughout. A rank runs
+        the open-loop rows that fall in its part, so every world size trains the same sequences open-loop.
+        loss: the per-sequence objective averaged over this part's b sequences. runs: [(output, observed
+        frames)] for the observed-throughout and the open-loop sequences of this part (those it has).
+        metrics: loss; mse and kl over every observed frame of the global batch; with open_loop > 0, open_mse
+        over its predicted frames (each a part's sum through :meth:`global_mean`)."""
+        b, frames, cfg = batch.x.shape[0], batch.x.shape[1], self.cfg
+        size, c = batch.size or b, cfg.eval.context
+        n_open = self.open_loop_rows(size)
+        split = min(b, max(0, size - n_open - batch.first))   # this part's first open-loop row
+        runs = []
+        for part, context in ((slice(0, split), None), (slice(split, b), c)):
             if part.stop > part.start:
                 eps0 = None if batch.eps0 is None else batch.eps0[part]
-                outs.append(self.model.run(batch.x[part], eps=batch.eps[part], eps0=eps0, context=context))
-            else:
-                outs.append(None)
-        loss = sum(o.loss(cfg.model.kl_weight) * o.sse.shape[0] for o in outs if o is not None) / b
-        out = outs[0] if outs[0] is not None else outs[1]
+                out = self.model.run(batch.x[part], eps=batch.eps[part], eps0=eps0, context=context)
+                runs.append((out, frames if context is None else context))
+        loss = sum(out.loss(cfg.model.kl_weight) * out.sse.shape[0] for out, _ in runs) / b
+        observed = (size - n_open) * frames + n_open * c    # observed frames in the global batch
         pixels = batch.x[0, 0].numel()
-        metrics = {"loss": loss.detach(), "mse": out.sse.detach().mean() / pixels, "kl": out.kl.detach().mean()}
+        metrics = {
+            "loss": loss.detach(),
+            "mse": self.global_mean(sum(out.sse[:, :o].detach().sum() for out, o in runs), observed * pixels),
+            "kl": self.global_mean(sum(out.kl[:, :o].detach().sum() for out, o in runs), observed),
+        }
         if n_open:
-            metrics["open_mse"] = outs[1].sse[:, cfg.eval.context:].detach().mean() / pixels
-        return loss, out, metrics
+            predicted = sum(out.sse[:, o:].detach().sum() for out, o in runs if o < frames)
+            metrics["open_mse"] = self.global_mean(predicted, n_open * (frames - c) * pixels)
+        return loss, runs, metrics
+
+    def open_loop_rows(self, size: int) -> int:
+        """How many sequences of a global batch of ``size`` train open-loop (the last ones)."""
+        f = self.cfg.train.open_loop
+        return min(size, max(1, round(f * size))) if f > 0 else 0
+
+    @staticmethod
+    def global_mean(total, count: int) -> torch.Tensor:
+        """A part's sum ``total`` scaled so that its average over the ranks (the loop's all_average) is the
+        mean over the ``count`` items of the global batch (0 from a part with none of them)."""
+        return torch.as_tensor(total, dtype=torch.float32).detach() * distributed.world_size() / count
 
     def train_step(self, batch: TrainBatch) -> dict[str, torch.Tensor]:
         self.model.train()

@@ -21,12 +21,18 @@ class Gopc2Method(GopcMethod):
     def train_step(self, batch: TrainBatch) -> dict[str, torch.Tensor]:
         self.model.train()
         with autocast(self.cfg.train.amp, self.device):
-            loss, out, metrics = self.training_runs(batch)
+            loss, runs, metrics = self.training_runs(batch)
         self.optimizer_step(loss, batch.weight)
+        size, frames, c = batch.size or batch.x.shape[0], batch.x.shape[1], self.cfg.eval.context
+        n_open = self.open_loop_rows(size)
+        transitions = (size - n_open) * (frames - 1) + n_open * (c - 1)   # observed frames t >= 1, global batch
         return {
             **metrics,
-            "hyper_norm": out.hyper[:, -1].detach().norm(dim=-1).mean(),
-            "trans_err": out.trans_err[:, 1:].detach().mean(),
+            # over every sequence of the global batch, r^H after its last frame
+            "hyper_norm": self.global_mean(sum(out.hyper[:, -1].detach().norm(dim=-1).sum() for out, _ in runs), size),
+            # over the observed frames t >= 1 of the global batch (0 where r_t was predicted)
+            "trans_err": self.global_mean(sum(out.trans_err[:, 1:o].detach().sum() for out, o in runs),
+                                          transitions),
         }
 
     def stepper(self) -> Gopc2Stepper:
