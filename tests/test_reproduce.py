@@ -333,7 +333,7 @@ def test_gopc2_study_cell_continues_a_partial_study_and_links_every_number(tmp_p
     args = _repo_args(tmp_path, "gopc2_stability")
     runs, tables = tmp_path / "runs", tmp_path / "tables"
     assert main(args + ["--dry-run"]) == 0
-    assert re.search(r"gopc2_stability\s+-\s+smoke\s+missing\s+3 models", capsys.readouterr().out)
+    assert re.search(r"gopc2_stability\s+-\s+smoke\s+missing\s+4 models", capsys.readouterr().out)
 
     train, calls = loop.train, []
 
@@ -351,15 +351,15 @@ def test_gopc2_study_cell_continues_a_partial_study_and_links_every_number(tmp_p
     for claim in (study / "jobs").glob("*.claim"):   # a Ctrl-C ends the process, and its claim with it
         claim.unlink()
     assert main(args + ["--dry-run"]) == 0
-    assert re.search(r"gopc2_stability\s+-\s+smoke\s+partial\s+1 of 3 models finished", capsys.readouterr().out)
+    assert re.search(r"gopc2_stability\s+-\s+smoke\s+partial\s+1 of 4 models finished", capsys.readouterr().out)
 
     assert main(args) == 0
     capsys.readouterr()
     assert list((runs / "gopc2_study").iterdir()) == [study]   # continued with --study, not started afresh
-    assert len(list((study / "jobs").glob("*.json"))) == 3 and (study / "cell-done.json").exists()
+    assert len(list((study / "jobs").glob("*.json"))) == 4 and (study / "cell-done.json").exists()
     values = _check_values(tables, runs, "gopc2_stability.md")
     assert {(v["row"], v["quantity"]) for v in values} >= {("default", "prior MSE"), ("gopc1", "recon MSE"),
-                                                          ("thesis", "prior MSE")}
+                                                          ("gopc1-open", "prior MSE"), ("thesis", "prior MSE")}
     text = (tables / "gopc2_stability.md").read_text()
     own = (study / "tables" / "gopc2_stability.md").read_text()
     assert "\n".join("#" + ln if ln.startswith("#") else ln for ln in own.splitlines()) in text
