@@ -322,7 +322,7 @@ def test_open_loop_training_scores_the_last_sequences_on_their_predictions(exp):
     loss.backward()
     assert all(p.grad is not None for p in method.model.parameters() if p.requires_grad)
     # a rank's part of the global batch runs the global batch's open-loop rows: two halves as two ranks
-    # give the same loss and open_mse (averaged over the ranks) as the whole batch in one process
+    # give the same loss and metrics (averaged over the ranks) as the whole batch in one process
     import predvis.methods.gopc as gopc_method
     from predvis.methods.gopc import TrainBatch
 
