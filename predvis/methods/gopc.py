@@ -196,7 +196,7 @@ class GopcMethod(AdamMethod):
                 out = self.model.run(batch.x[part], eps=batch.eps[part], eps0=eps0, context=context)
                 runs.append((out, frames if context is None else context))
         loss = sum(out.loss(cfg.model.kl_weight) * out.sse.shape[0] for out, _ in runs) / b
-        observed = (size - n_open) * frames + n_open * c    # observed frames in the global batch
+        observed = self.observed_frames(size, frames)
         pixels = batch.x[0, 0].numel()
         metrics = {
             "loss": loss.detach(),
@@ -212,6 +212,12 @@ class GopcMethod(AdamMethod):
         """How many sequences of a global batch of ``size`` train open-loop (the last ones)."""
         f = self.cfg.train.open_loop
         return min(size, max(1, round(f * size))) if f > 0 else 0
+
+    def observed_frames(self, size: int, frames: int) -> int:
+        """Observed frames in a global batch of ``size`` sequences of ``frames``: all frames of the
+        observed-throughout sequences, eval.context of each open-loop one."""
+        n_open = self.open_loop_rows(size)
+        return (size - n_open) * frames + n_open * self.cfg.eval.context
 
     @staticmethod
     def global_mean(total, count: int) -> torch.Tensor:

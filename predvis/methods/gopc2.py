@@ -23,9 +23,8 @@ class Gopc2Method(GopcMethod):
         with autocast(self.cfg.train.amp, self.device):
             loss, runs, metrics = self.training_runs(batch)
         self.optimizer_step(loss, batch.weight)
-        size, frames, c = batch.size or batch.x.shape[0], batch.x.shape[1], self.cfg.eval.context
-        n_open = self.open_loop_rows(size)
-        transitions = (size - n_open) * (frames - 1) + n_open * (c - 1)   # observed frames t >= 1, global batch
+        size = batch.size or batch.x.shape[0]
+        transitions = self.observed_frames(size, batch.x.shape[1]) - size   # observed frames t >= 1
         return {
             **metrics,
             # over every sequence of the global batch, r^H after its last frame

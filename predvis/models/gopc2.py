@@ -247,12 +247,14 @@ class Gopc2Model(GopcModel):
         new = h - self.step_sizes(h) * grad
         return new if create_graph else new.detach()
 
-    def step_sizes(self, h: torch.Tensor) -> torch.Tensor:
-        """(h_dim,) inner step size per entry of r^H: hyper_step, the last hyper_slow entries hyper_slow_step."""
+    def step_sizes(self, h: torch.Tensor) -> float | torch.Tensor:
+        """The inner step size on r^H: hyper_step, or with hyper_slow > 0 an (h_dim,) vector whose last
+        hyper_slow entries are hyper_slow_step."""
         cfg = self.cfg
+        if not cfg.hyper_slow:
+            return cfg.hyper_step
         steps = torch.full((cfg.h_dim,), cfg.hyper_step, device=h.device, dtype=h.dtype)
-        if cfg.hyper_slow:
-            steps[cfg.h_dim - cfg.hyper_slow:] = cfg.hyper_slow_step
+        steps[cfg.h_dim - cfg.hyper_slow:] = cfg.hyper_slow_step
         return steps
 
     def next_prior(self, r: torch.Tensor, h: torch.Tensor, bases=None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -75,6 +75,7 @@ VARIANTS: dict[str, tuple[list[str], str]] = {
     "default-hold": (["model.hyper_rollout=hold"], "the default with r^H held in predicted frames"),
     "default-closed": (["train.open_loop=0"], "the default trained closed-loop only (the default before open-loop training)"),
 }
+SETTINGS = {**VARIANTS, **REFERENCES}   # every label but the default -> (overrides, description)
 
 
 def plan(seeds: int, ref_seeds: int, short_seeds: int, variants: list[str]) -> list[dict]:
@@ -212,8 +213,7 @@ def evaluate(method) -> dict[str, float]:
 def job_overrides(job: dict, threads: int, short_epochs: int, extra: list[str]) -> list[str]:
     """The KEY=VALUE overrides one study job trains with: its setting's, its seed and threads, the
     study's ``extra`` (e.g. a reproduce cell's), and the short budget for a short job."""
-    settings = {**VARIANTS, **REFERENCES}
-    overrides = list(settings[job["label"]][0]) if job["label"] in settings else []
+    overrides = list(SETTINGS[job["label"]][0]) if job["label"] in SETTINGS else []
     overrides += [f"seed={job['seed']}", f"train.threads={threads}"] + list(extra)
     if job["short"]:
         overrides.append(f"train.epochs={short_epochs}")
@@ -291,7 +291,7 @@ def write_table(study: Path, jobs: list[dict], profile: str) -> str:
     for label, js in planned.items():
         done = [recs[j["tag"]] for j in js if j["tag"] in recs]
         what = ("GOPC-2 defaults (experiments/gopc2.yaml)" if label == DEFAULT_LABEL
-                else {**VARIANTS, **REFERENCES}[label][1])
+                else SETTINGS[label][1])
         nan = [r for r in done if r["nan_step"]]
         budget = done[0]["budget_steps"] if done else "-"
         budget = f"{budget}{' (short)' if js[0]['short'] else ''}"
