@@ -118,6 +118,21 @@ def test_sequence_run_and_training_gradients_reach_the_hypernetwork():
     assert model.prior_logvar.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("dynamics", [False, True])
+def test_training_takes_the_same_inner_steps_as_evaluation(dynamics):
+    """With the graph kept (training), r^H's inner gradient is still the partial derivative with r_t
+    held, not also through r_t's inference from the prior that r^H generated: the same r^H as without
+    the graph."""
+    model = moving_hyper() if dynamics else tiny()
+    x = torch.rand(2, 6, 1, 16, 16, dtype=torch.float64)
+    eps = torch.zeros(2, 6, 5, dtype=torch.float64)
+    graph = model.train().run(x, eps=eps)
+    plain = model.eval().run(x, sample=False)
+    assert graph.hyper.grad_fn is not None
+    torch.testing.assert_close(graph.hyper, plain.hyper)
+    torch.testing.assert_close(graph.prior_mu, plain.prior_mu)
+
+
 def test_context_rollout_steps_hyper_by_its_kl_pull_or_holds_it():
     """After the context, r_t is the prior mean, so the error term is 0 and r^H's inner step is the KL
     pull alone: r^H <- (1 - hyper_step) r^H (tiny()'s stabiliser is none: no clip); 'hold' keeps r^H as it was."""
@@ -141,8 +156,38 @@ def test_linear_readout_of_hyper_adds_l_times_hyper_to_the_offset():
     assert tiny(hyper_linear=0.0).transition.linear is None
 
 
-def test_stepper_matches_the_sequence_model_and_hyper_lesion_holds_the_origin():
-    model = tiny("mixture", "clip+softmax")
+def moving_hyper(**kw) -> Gopc2Model:
+    """tiny() with hyper_dynamics 4 and a non-zero last layer of D (a new D starts at zero)."""
+    model = tiny(hyper_dynamics=4, **kw)
+    with torch.no_grad():
+        model.dynamics.net[-1].weight.normal_(0, 0.5)
+        model.dynamics.net[-1].bias.normal_(0, 0.5)
+    return model
+
+
+def test_hyper_dynamics_starts_still_then_moves_r_hyper_between_frames():
+    x = torch.rand(2, 6, 1, 16, 16, dtype=torch.float64)
+    still, plain = tiny(hyper_dynamics=4).eval(), tiny().eval()
+    plain.load_state_dict({k: v for k, v in still.state_dict().items() if not k.startswith("dynamics.")})
+    assert torch.equal(still.run(x, sample=False).prior_mu, plain.run(x, sample=False).prior_mu)
+    model = moving_hyper(hyper_rollout="hold").eval()
+    out = model.run(x, sample=False, context=3)
+    for t in range(3, 6):  # predicted frames, r^H held: only D moves it
+        torch.testing.assert_close(out.hyper[:, t], model.propagate(out.hyper[:, t - 1], out.latents[:, t - 1]))
+        torch.testing.assert_close(out.prior_mu[:, t], model.transition(out.latents[:, t - 1], out.hyper[:, t]))
+    h1 = model.hyper_step(model.propagate(out.hyper[:, 0], out.latents[:, 0]), out.latents[:, 0], out.latents[:, 1],
+                          create_graph=False)  # an observed frame: the inner step starts where D moved r^H
+    torch.testing.assert_close(out.hyper[:, 1], h1)
+    model.train()
+    model.run(x, eps=torch.zeros(2, 6, 5, dtype=torch.float64)).loss(1.0).backward()
+    assert all(p.grad.abs().sum() > 0 for p in model.dynamics.parameters())
+    with pytest.raises(ConfigError, match="hyper_dynamics"):
+        tiny(hyper_dynamics=-1)
+
+
+@pytest.mark.parametrize("dynamics", [False, True])
+def test_stepper_matches_the_sequence_model_and_hyper_lesion_holds_the_origin(dynamics):
+    model = moving_hyper(hyper="mixture", stabiliser="clip+softmax") if dynamics else tiny("mixture", "clip+softmax")
     x = torch.rand(2, 5, 1, 16, 16, dtype=torch.float64)
     model.eval()
     ref = model.run(x, sample=False)

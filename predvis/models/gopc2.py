@@ -83,11 +83,15 @@ class Gopc2ModelConfig(GopcModelConfig):
     hyper_rollout: Literal["infer", "hold"] = "infer"  # predicted frames: r^H keeps its inner step (infer) or is held
     hyper_slow: int = 0               # the last hyper_slow entries of r^H step by hyper_slow_step (a slower memory)
     hyper_slow_step: float = 0.05     # their inner step size (and so their leak)
+    hyper_dynamics: int = 0           # > 0: r^H moves between frames, r^H + D([r^H, r_t]), D an MLP this wide
     # what a run saved before a key existed was trained and evaluated with (config.config_from_saved)
     absent_in_saved: ClassVar[dict] = {"hyper_linear": 0.0, "hyper_rollout": "hold"}
 
     def validate(self) -> None:
         super().validate()
+        if self.hyper_dynamics < 0:
+            raise ConfigError(f"model.hyper_dynamics: must be >= 0 (0: r^H does not move between frames), "
+                              f"got {self.hyper_dynamics}")
         for key in ("h_dim", "mixture", "hyper_hidden"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"model.{key}: must be > 0, got {getattr(self, key)}")
@@ -200,6 +204,22 @@ class Transition(nn.Module):
         return out
 
 
+class HyperDynamics(nn.Module):
+    """D: r^H's own motion between frames, r^H' = r^H + D([r^H, r_t]) (B, h_dim), an MLP whose last layer
+    starts at zero (so a new model's r^H does not move until training teaches it to)."""
+
+    def __init__(self, cfg: Gopc2ModelConfig):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(cfg.h_dim + cfg.r_dim, cfg.hyper_dynamics), nn.Tanh(),
+                                 nn.Linear(cfg.hyper_dynamics, cfg.h_dim))
+        with torch.no_grad():
+            self.net[-1].weight.zero_()
+            self.net[-1].bias.zero_()
+
+    def forward(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        return h + self.net(torch.cat([h, r], -1))
+
+
 class Gopc2Model(GopcModel):
     """GOPC-2 on frames (C, S, S) in [0, 1]. Reuses GopcModel's decoder, posterior and gradient-origin
     inference of r_t; replaces its LSTM prior by the transition V generated from r^H."""
@@ -210,6 +230,7 @@ class Gopc2Model(GopcModel):
         self.decoder = Decoder(cfg.r_dim, cfg.channels, cfg.image_size, cfg.dec_channels, cfg.init_pixel)
         self.posterior = Posterior(cfg.z_dim, cfg.post_hidden, cfg.r_dim, cfg.init_logvar)
         self.transition = Transition(cfg)
+        self.dynamics = HyperDynamics(cfg) if cfg.hyper_dynamics else None
         self.prior_logvar = nn.Parameter(torch.full((cfg.r_dim,), float(cfg.prior_logvar)))
         self.encoder = None
         self.prior = None
@@ -227,10 +248,12 @@ class Gopc2Model(GopcModel):
 
     def hyper_grad(self, h: torch.Tensor, r_prev: torch.Tensor, r: torch.Tensor, create_graph: bool,
                    bases=None) -> torch.Tensor:
-        """grad_{r^H} of the summed hyper energy (per sample, since samples are independent)."""
+        """grad_{r^H} of the summed hyper energy (per sample, since samples are independent), the partial
+        derivative with r_{t-1} and r_t held: r_t was inferred from a prior that r^H generated, so when r^H
+        is part of a graph (training) a new node (a clone) is differentiated, not r^H itself, whose
+        derivative would also run through r_t's inference."""
         with torch.enable_grad():
-            if not h.requires_grad:
-                h = h.detach().requires_grad_(True)
+            h = h.clone() if h.requires_grad else h.detach().requires_grad_(True)
             energy = self.hyper_energy(h, r_prev, r, bases).sum()
             (grad,) = torch.autograd.grad(energy, h, create_graph=create_graph)
         return grad
@@ -257,6 +280,10 @@ class Gopc2Model(GopcModel):
         steps[cfg.h_dim - cfg.hyper_slow:] = cfg.hyper_slow_step
         return steps
 
+    def propagate(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """r^H carried to the next frame: unchanged, or r^H + D([r^H, r_t]) with ``hyper_dynamics``."""
+        return h if self.dynamics is None else self.dynamics(h, r)
+
     def next_prior(self, r: torch.Tensor, h: torch.Tensor, bases=None) -> tuple[torch.Tensor, torch.Tensor]:
         mu = self.transition(r, h, bases)
         return mu, self.prior_logvar.expand_as(mu)
@@ -274,7 +301,9 @@ class Gopc2Model(GopcModel):
         """As GopcModel.run; frames t >= context take r_t = mean of p_t. After such a frame r^H takes
         its inner step as after an observed one (``hyper_rollout`` infer: the prediction error is 0,
         so only the KL pull acts, and with ``hyper_step`` < 1 r^H decays towards its origin) or is
-        held unchanged (hold)."""
+        held unchanged (hold). With ``hyper_dynamics`` r^H then moves to r^H + D([r^H, r_t]) before it
+        generates p_{t+1} (and that is where the next inner step starts); ``hyper`` holds r^H after the
+        inner step."""
         run = self.start_run(x, sample, eps, None, context, create_graph)
         b, device, dtype = x.shape[0], x.device, x.dtype
         bases = self.transition.bases_now()
@@ -298,9 +327,11 @@ class Gopc2Model(GopcModel):
             latents.append(r)
             hypers.append(h)
             if self.use_prior:
+                if self.use_hyper:
+                    h = self.propagate(h, r)
                 prior = self.next_prior(r, h, bases)
             r_prev = r
         r_all, recon, sse = self.decode_sequence(latents, x)
-        hyper_kl = 0.5 * (h ** 2).sum(-1)
+        hyper_kl = 0.5 * (hypers[-1] ** 2).sum(-1)
         return Gopc2Output(recon, sse, torch.stack(kls, 1), r_all, torch.stack(prior_mus, 1),
                            torch.stack(hypers, 1), hyper_kl, torch.stack(errs, 1))

@@ -21,7 +21,7 @@ from predvis.models.unlearning import GradientUnlearning, settling_energy
 
 @dataclass
 class Gopc2State:
-    hyper: torch.Tensor                      # r^H (B, h_dim)
+    hyper: torch.Tensor                      # r^H (B, h_dim) that generated p_t
     latent: torch.Tensor | None              # r_{t-1} (B, r_dim), None before the first frame
     prior: tuple[torch.Tensor, torch.Tensor]  # p_t
     last_prediction: torch.Tensor | None
@@ -107,7 +107,10 @@ class Gopc2Stepper(GradientUnlearning):
             errors["latent"] = ((mu - prior[0]) ** 2).mean(1)
             if use_prior and use_hyper:
                 hyper = model.hyper_step(hyper, state.latent, mu, create_graph=grad, bases=bases)
+        inferred = hyper  # r^H after the inner step; with hyper_dynamics it then moves on to frame t + 1
         if use_prior:
+            if use_hyper:
+                hyper = model.propagate(hyper, mu)
             next_prior = model.next_prior(mu, hyper, bases)
         else:
             next_prior = standard_normal(b, model.cfg.r_dim, self.device, self.dtype)
@@ -117,6 +120,6 @@ class Gopc2Stepper(GradientUnlearning):
                 "reconstruction": model.decoder(mu),
                 "latent": mu.detach(),
                 "prior_mean": next_prior[0].detach(),
-                "hyper": hyper.detach(),
+                "hyper": inferred.detach(),
             }
         return StepOutput(prediction, Gopc2State(hyper, mu, next_prior, prediction), errors, internals)
