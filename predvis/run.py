@@ -317,7 +317,9 @@ def finished_run_like(root: Path, experiment: str, config: dict,
     """The oldest finished run under ``root/experiment`` (``status.json`` done, ``checkpoints/best.pt``
     present) whose saved merged config, read as :func:`predvis.config.config_from_saved` reads it (keys
     added since then with the meaning they had), equals ``config`` (a ``cfg.to_dict()``) but for the
-    ``ignore`` keys; None if there is none. Lets a study reuse a model another job already trained."""
+    ``ignore`` keys, and that was created (``env.json``) after its model config's ``training_changed``
+    (a timestamp, where the same config now trains differently); None if there is none. Lets a study reuse
+    a model another job already trained."""
     import yaml
 
     from predvis.config import config_from_saved
@@ -329,11 +331,17 @@ def finished_run_like(root: Path, experiment: str, config: dict,
             saved = yaml.safe_load((run / "config.yaml").read_text())
             state = json.loads((run / "status.json").read_text()).get("state")
             # the model it was: keys added since it was saved read with their old meaning
-            saved = config_from_saved(saved, str(run / "config.yaml")).to_dict() if isinstance(saved, dict) else None
+            saved_cfg = config_from_saved(saved, str(run / "config.yaml")) if isinstance(saved, dict) else None
+            created = json.loads((run / "env.json").read_text()).get("created", "")
         except (OSError, ValueError, yaml.YAMLError, ConfigError):
             continue
-        if state == "done" and (run / "checkpoints" / "best.pt").exists() and saved is not None \
-                and config_apart_from(saved, ignore) == wanted:
+        if saved_cfg is None or state != "done" or not (run / "checkpoints" / "best.pt").exists():
+            continue
+        # a model whose training changed since the run was made is not that model any more
+        changed = getattr(saved_cfg.model, "training_changed", "")
+        if changed and created < changed:
+            continue
+        if config_apart_from(saved_cfg.to_dict(), ignore) == wanted:
             return run
     return None
 

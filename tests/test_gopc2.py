@@ -1,5 +1,6 @@
 """GOPC-2: the r^H inference step, hypernetwork shapes, stabilisers, the stepping interface and its
 `hyper` lesion, the NaN guard with a real inf in the weights, and the CLI (train then predict)."""
+import json
 import math
 
 import pytest
@@ -319,6 +320,20 @@ def test_study_reuses_a_finished_run_of_the_same_model(tmp_path):
     assert len(list(iter_runs(tmp_path, "gopc1"))) == 2
     cfg = load_experiment("gopc1", "smoke", SMOKE + ["seed=0", "train.threads=1", "train.epochs=2"])
     assert finished_run_like(tmp_path, "gopc1", cfg.to_dict()) is None   # a different schedule is another model
+
+
+def test_a_gopc2_run_made_before_its_training_changed_is_not_reused(tmp_path):
+    from predvis.config import parse_overrides
+    from predvis.run import finished_run_like
+
+    cfg = load_experiment("gopc2", "smoke", SMOKE)
+    run = loop.train(cfg, tmp_path, parse_overrides(SMOKE))
+    assert finished_run_like(tmp_path, "gopc2", cfg.to_dict()) == run
+    env = json.loads((run / "env.json").read_text())
+    assert env["created"] > Gopc2ModelConfig.training_changed
+    env["created"] = "2026-12-01T19:59:59+0000"   # as if made by the code before the change
+    (run / "env.json").write_text(json.dumps(env))
+    assert finished_run_like(tmp_path, "gopc2", cfg.to_dict()) is None
 
 
 def test_a_run_saved_before_the_new_keys_loads_with_their_old_meaning(tmp_path):

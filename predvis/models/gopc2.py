@@ -86,6 +86,9 @@ class Gopc2ModelConfig(GopcModelConfig):
     hyper_dynamics: int = 0           # > 0: r^H moves between frames, r^H + D([r^H, r_t]), D an MLP this wide
     # what a run saved before a key existed was trained and evaluated with (config.config_from_saved)
     absent_in_saved: ClassVar[dict] = {"hyper_linear": 0.0, "hyper_rollout": "hold"}
+    # runs made before this trained the same config differently (run.finished_run_like does not reuse them):
+    # until then training's inner step on r^H also differentiated through r_t's inference
+    training_changed: ClassVar[str] = "2026-12-01T20:00:00+0000"
 
     def validate(self) -> None:
         super().validate()
