@@ -20,7 +20,9 @@ SMOKE = ["data.train_sequences=8", "data.val_sequences=4", "data.test_sequences=
 
 
 def tiny(hyper="mixture", stabiliser="none", dtype=torch.float64, **kw) -> Gopc2Model:
+    """A float64 GOPC-2 of a few dimensions; without D (hyper_dynamics 0) unless asked for."""
     torch.manual_seed(0)
+    kw.setdefault("hyper_dynamics", 0)
     cfg = Gopc2ModelConfig(image_size=16, z_dim=6, r_dim=5, post_hidden=7, dec_channels=[4, 3], h_dim=3,
                            hyper_hidden=6, mixture=3, hyper=hyper, stabiliser=stabiliser, **kw)
     cfg.validate()
@@ -337,22 +339,22 @@ def test_a_gopc2_run_made_before_its_training_changed_is_not_reused(tmp_path):
 
 
 def test_a_run_saved_before_the_new_keys_loads_with_their_old_meaning(tmp_path):
-    """A GOPC-2 run whose config.yaml predates hyper_linear / hyper_rollout / hyper_slow / train.open_loop was
-    trained without the linear read-out, closed-loop, and evaluated with r^H held: it loads as that model (no
+    """A GOPC-2 run whose config.yaml predates hyper_linear / hyper_rollout / hyper_slow / hyper_dynamics /
+    train.open_loop was trained without the linear read-out or D, closed-loop, and evaluated with r^H held: it loads as that model (no
     missing-parameter error, same behaviour), and a study asking for that model reuses it."""
     from predvis.config import dump_yaml, parse_overrides, read_yaml
     from predvis.run import finished_run_like
 
-    old = SMOKE + ["model.hyper_linear=0", "model.hyper_rollout=hold", "train.open_loop=0"]
+    old = SMOKE + ["model.hyper_linear=0", "model.hyper_rollout=hold", "train.open_loop=0", "model.hyper_dynamics=0"]
     run = loop.train(load_experiment("gopc2", "smoke", old), tmp_path, parse_overrides(SMOKE))
     saved = read_yaml(run / "config.yaml")
-    for key in ("hyper_linear", "hyper_rollout", "hyper_slow", "hyper_slow_step"):
+    for key in ("hyper_linear", "hyper_rollout", "hyper_slow", "hyper_slow_step", "hyper_dynamics"):
         del saved["model"][key]
     del saved["train"]["open_loop"]
     (run / "config.yaml").write_text(dump_yaml(saved))
     cfg, method = loop.load_trained(run)
     assert cfg.model.hyper_linear == 0 and cfg.model.hyper_rollout == "hold" and cfg.train.open_loop == 0
-    assert method.model.transition.linear is None
+    assert method.model.transition.linear is None and method.model.dynamics is None
     assert finished_run_like(tmp_path, "gopc2", load_experiment("gopc2", "smoke", old).to_dict()) == run
     assert finished_run_like(tmp_path, "gopc2", load_experiment("gopc2", "smoke", SMOKE).to_dict()) is None
     new = load_experiment("gopc2", "smoke", [])

@@ -20,6 +20,8 @@ q(r^H) = N(r^H, I) (only the mean is inferred, so the KL's gradient is r^H itsel
 inner-gradient stabiliser (identity, per-sample norm clipping or normalisation). With
 ``hyper_linear`` > 0, b(r^H) has a linear part L r^H, so the step adds hyper_step * 2 L^T (r_t - r_hat_t):
 r^H is a leaky integrator of the transition's errors (leak hyper_step, from the KL pull).
+With ``hyper_dynamics`` > 0, r^H also moves between frames: r^H <- r^H + D([r^H, r_t]) after its inner
+step, before it generates p_{t+1}.
 
 Hypernetworks (``hyper``):
 - ``full``: H emits every entry of A (r x r) and b (r) from r^H (A starts at the identity).
@@ -83,9 +85,9 @@ class Gopc2ModelConfig(GopcModelConfig):
     hyper_rollout: Literal["infer", "hold"] = "infer"  # predicted frames: r^H keeps its inner step (infer) or is held
     hyper_slow: int = 0               # the last hyper_slow entries of r^H step by hyper_slow_step (a slower memory)
     hyper_slow_step: float = 0.05     # their inner step size (and so their leak)
-    hyper_dynamics: int = 0           # > 0: r^H moves between frames, r^H + D([r^H, r_t]), D an MLP this wide
+    hyper_dynamics: int = 32          # > 0: r^H moves between frames, r^H + D([r^H, r_t]), D an MLP this wide
     # what a run saved before a key existed was trained and evaluated with (config.config_from_saved)
-    absent_in_saved: ClassVar[dict] = {"hyper_linear": 0.0, "hyper_rollout": "hold"}
+    absent_in_saved: ClassVar[dict] = {"hyper_linear": 0.0, "hyper_rollout": "hold", "hyper_dynamics": 0}
     # runs made before this trained the same config differently (run.finished_run_like does not reuse them):
     # until then training's inner step on r^H also differentiated through r_t's inference
     training_changed: ClassVar[str] = "2026-12-01T20:00:00+0000"

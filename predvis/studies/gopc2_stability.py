@@ -43,7 +43,8 @@ from predvis.run import atomic_write_text, finished_run_like
 DEFAULT_LABEL = "default"
 # The settings of the first study (2026-11-25): no linear read-out of r^H, r^H held in predicted frames,
 # inner step 1, trained closed-loop only; pinned in every row of that study so each keeps its meaning.
-_V1 = ["model.hyper_linear=0", "model.hyper_rollout=hold", "model.hyper_step=1", "train.open_loop=0"]
+_V1 = ["model.hyper_linear=0", "model.hyper_rollout=hold", "model.hyper_step=1", "train.open_loop=0",
+       "model.hyper_dynamics=0"]
 # The references, trained on the full schedule with --ref-seeds seeds: label -> (overrides, description).
 REFERENCES: dict[str, tuple[list[str], str]] = {
     "gopc1": ([], "GOPC-1 (LSTM prior)"),
@@ -73,7 +74,8 @@ VARIANTS: dict[str, tuple[list[str], str]] = {
                        "the previous default without tanh on r_hat"),
     "default-nolinear": (["model.hyper_linear=0"], "the default without the linear read-out of r^H"),
     "default-hold": (["model.hyper_rollout=hold"], "the default with r^H held in predicted frames"),
-    "default-closed": (["train.open_loop=0"], "the default trained closed-loop only (the default before open-loop training)"),
+    "default-closed": (["train.open_loop=0"], "the default trained closed-loop only"),
+    "default-still": (["model.hyper_dynamics=0"], "the default without D: r^H moves only by its inner step (the previous default)"),
 }
 SETTINGS = {**VARIANTS, **REFERENCES}   # every label but the default -> (overrides, description)
 
