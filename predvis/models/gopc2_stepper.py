@@ -1,8 +1,8 @@
 """GOPC-2 behind the shared stepping interface.
 
 One step reads x_t, infers r_t = mu_t (GOPC-1's gradient step at the origin with prior p_t), takes the
-inner gradient step on r^H (from the second frame on), and predicts the next frame as
-G(mean of p_{t+1}) = G(V(r_t; H(r^H))).
+inner gradient step on r^H (from the second frame on), moves r^H by its dynamics D (``hyper_dynamics``),
+and predicts the next frame as G(mean of p_{t+1}) = G(V(r_t; H(r^H))).
 
 Pathways: ``prior`` off -> every p_t is N(0, I) (no temporal context, prediction G(0), r^H idle);
 ``hyper`` off -> r^H is held at its origin 0, so the transition is always V(.; H(0)).
