@@ -36,6 +36,7 @@ from predvis.errors import RunError
 
 SUBDIRS = ("metrics", "checkpoints", "frames", "gifs", "tables")
 DEFAULT_ROOT = Path("runs")
+STAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%z"   # env.json's "created"
 
 
 # --------------------------------------------------------------------------- atomic writes
@@ -142,7 +143,7 @@ def environment(device: torch.device, seed: int, world_size: int = 1, extra: dic
         "seed": seed,
         "world_size": world_size,
         "git": git_state(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "created": time.strftime(STAMP_FORMAT),
     }
     env.update(extra or {})
     return env
@@ -339,11 +340,22 @@ def finished_run_like(root: Path, experiment: str, config: dict,
             continue
         # a model whose training changed since the run was made is not that model any more
         changed = getattr(saved_cfg.model, "training_changed", "")
-        if changed and created < changed:
+        if changed and not _made_after(created, changed):
             continue
         if config_apart_from(saved_cfg.to_dict(), ignore) == wanted:
             return run
     return None
+
+
+def _made_after(created: str, moment: str) -> bool:
+    """Whether the timestamp ``created`` (env.json's, "%Y-%m-%dT%H:%M:%S%z") is at or after ``moment``
+    (same format); False when either cannot be read."""
+    from datetime import datetime
+
+    try:
+        return datetime.strptime(created, STAMP_FORMAT) >= datetime.strptime(moment, STAMP_FORMAT)
+    except (TypeError, ValueError):
+        return False
 
 
 def newest_run(root: Path, method: str | None = None) -> Path:

@@ -332,10 +332,12 @@ def test_a_gopc2_run_made_before_its_training_changed_is_not_reused(tmp_path):
     run = loop.train(cfg, tmp_path, parse_overrides(SMOKE))
     assert finished_run_like(tmp_path, "gopc2", cfg.to_dict()) == run
     env = json.loads((run / "env.json").read_text())
-    assert env["created"] > Gopc2ModelConfig.training_changed
     env["created"] = "2026-12-01T19:59:59+0000"   # as if made by the code before the change
     (run / "env.json").write_text(json.dumps(env))
     assert finished_run_like(tmp_path, "gopc2", cfg.to_dict()) is None
+    env["created"] = "2026-12-01T21:00:00+0100"   # 20:00 UTC, the change itself, in another time zone
+    (run / "env.json").write_text(json.dumps(env))
+    assert finished_run_like(tmp_path, "gopc2", cfg.to_dict()) == run
 
 
 def test_a_run_saved_before_the_new_keys_loads_with_their_old_meaning(tmp_path):

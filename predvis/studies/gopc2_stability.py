@@ -42,7 +42,7 @@ from predvis.run import atomic_write_text, finished_run_like
 
 DEFAULT_LABEL = "default"
 # The settings of the first study (2026-11-25): no linear read-out of r^H, r^H held in predicted frames,
-# inner step 1, trained closed-loop only; pinned in every row of that study so each keeps its meaning.
+# inner step 1, trained closed-loop only, no D; pinned in every row of that study so each keeps its meaning.
 _V1 = ["model.hyper_linear=0", "model.hyper_rollout=hold", "model.hyper_step=1", "train.open_loop=0",
        "model.hyper_dynamics=0"]
 # The references, trained on the full schedule with --ref-seeds seeds: label -> (overrides, description).
