@@ -402,3 +402,32 @@ def test_open_loop_training_scores_the_last_sequences_on_their_predictions(exp):
     plain, _, metrics = method.training_runs(batch)
     torch.testing.assert_close(plain, method.model.run(batch.x, eps=batch.eps).loss(kl_w))
     assert "open_mse" not in metrics
+
+
+def test_quadratic_probe_finds_an_even_target_that_a_linear_probe_cannot(tmp_path, capsys):
+    """A state that flips sign with the phase holds |u| only as an even function: the ridge on the
+    quadratic features recovers u^2, the linear one does not; then the probe runs on a real smoke run."""
+    import numpy as np
+
+    from predvis.config import parse_overrides
+    from predvis.studies.gopc2_stability import ridge_r2
+    from predvis.studies.quadratic_probe import main as probe_main
+    from predvis.studies.quadratic_probe import quadratic, second_moments
+
+    rng = np.random.default_rng(0)
+    u = rng.uniform(0.5, 2.0, size=(400, 1))
+    state = np.concatenate([u * rng.choice([-1.0, 1.0], size=(400, 1)), rng.normal(size=(400, 2))], 1)
+    target = np.concatenate([u ** 2, u ** 2], 1)
+    assert ridge_r2(state[:300], target[:300], state[300:], target[300:]).mean() < 0.05
+    feats = quadratic(state)
+    assert ridge_r2(feats[:300], target[:300], feats[300:], target[300:]).mean() > 0.95
+    assert second_moments(np.ones((2, 5, 3))).shape == (2, 3 + 6)
+    run = loop.train(load_experiment("gopc2", "smoke", SMOKE), tmp_path, parse_overrides(SMOKE))
+    out = tmp_path / "probe.json"
+    assert probe_main([str(out), str(run)]) == 0
+    res = json.loads(out.read_text())[str(run)]
+    assert set(res) == {f"{t}|hyper{v}" for t in ("omega", "amplitude", "speed")
+                        for v in ("@end quadratic", "@ctx quadratic", " second moments over frames",
+                                  " second moments over context")}
+    assert probe_main([str(tmp_path / "no.json"), str(tmp_path / "missing")]) == 2
+    assert "error:" in capsys.readouterr().err and not (tmp_path / "no.json").exists()
