@@ -333,28 +333,28 @@ def finished_run_like(root: Path, experiment: str, config: dict,
             state = json.loads((run / "status.json").read_text()).get("state")
             # the model it was: keys added since it was saved read with their old meaning
             saved_cfg = config_from_saved(saved, str(run / "config.yaml")) if isinstance(saved, dict) else None
-            created = json.loads((run / "env.json").read_text()).get("created", "")
         except (OSError, ValueError, yaml.YAMLError, ConfigError):
             continue
         if saved_cfg is None or state != "done" or not (run / "checkpoints" / "best.pt").exists():
             continue
         # a model whose training changed since the run was made is not that model any more
         changed = getattr(saved_cfg.model, "training_changed", "")
-        if changed and not _made_after(created, changed):
+        if changed and not _made_after(run, changed):
             continue
         if config_apart_from(saved_cfg.to_dict(), ignore) == wanted:
             return run
     return None
 
 
-def _made_after(created: str, moment: str) -> bool:
-    """Whether the timestamp ``created`` (env.json's, "%Y-%m-%dT%H:%M:%S%z") is at or after ``moment``
-    (same format); False when either cannot be read."""
+def _made_after(run: Path, moment: str) -> bool:
+    """Whether ``run`` was created (env.json's "created", STAMP_FORMAT) at or after ``moment`` (the same
+    format); False when either cannot be read."""
     from datetime import datetime
 
     try:
+        created = json.loads((run / "env.json").read_text()).get("created", "")
         return datetime.strptime(created, STAMP_FORMAT) >= datetime.strptime(moment, STAMP_FORMAT)
-    except (TypeError, ValueError):
+    except (OSError, TypeError, ValueError, AttributeError):
         return False
 
 

@@ -159,6 +159,18 @@ def collect(method, seqs, batch: int = 100) -> dict[str, np.ndarray]:
     return res
 
 
+def probe_sets(method) -> tuple[dict[str, dict], dict[str, dict]]:
+    """The probes' data: features (``collect``) and generator targets (``slow_targets``) of 500 fitting
+    sequences from the validation digits ("train") and of the test sequences ("test")."""
+    frames = method.cfg.data.frames
+    train_seqs, train_params = method._fixed_set(method.val_digits, 500, 3, with_params=True)
+    test_seqs, test_params = method._fixed_set(method.test_digits, method.cfg.data.test_sequences, 2,
+                                               with_params=True)
+    feats = {"train": collect(method, train_seqs), "test": collect(method, test_seqs)}
+    targets = {"train": slow_targets(train_params, frames), "test": slow_targets(test_params, frames)}
+    return feats, targets
+
+
 def probe(method, context: int) -> dict[str, float]:
     """R^2 on the test sequences of ridge probes fitted on 500 other sequences (validation digits).
 
@@ -167,11 +179,7 @@ def probe(method, context: int) -> dict[str, float]:
     Per frame (t >= 2): velocity and position from r^H_t (``hyper_t``) and from r_t (``latent_t``);
     displacement p_t - p_{t-1} from those and from the pair [r_t, r_{t-1}] (``latent_pair``)."""
     frames = method.cfg.data.frames
-    train_seqs, train_params = method._fixed_set(method.val_digits, 500, 3, with_params=True)
-    test_seqs, test_params = method._fixed_set(method.test_digits, method.cfg.data.test_sequences, 2,
-                                               with_params=True)
-    feats = {"train": collect(method, train_seqs), "test": collect(method, test_seqs)}
-    targets = {"train": slow_targets(train_params, frames), "test": slow_targets(test_params, frames)}
+    feats, targets = probe_sets(method)
     views = {"latent_mean": lambda f: f["latent"].mean(1)}
     if "hyper" in feats["train"]:
         views["hyper@ctx"] = lambda f: f["hyper"][:, context - 1]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from predvis.studies.gopc2_stability import collect, ridge_r2, slow_targets
+from predvis.studies.gopc2_stability import probe_sets, ridge_r2
 
 TARGETS = ("omega", "amplitude", "speed")
 
@@ -48,13 +48,9 @@ def probe_run(run: Path) -> dict[str, float]:
     from predvis.train import loop
 
     _, method = loop.load_trained(run, which="best")
-    frames, context = method.cfg.data.frames, method.cfg.eval.context
-    fit_seqs, fit_params = method._fixed_set(method.val_digits, 500, 3, with_params=True)
-    test_seqs, test_params = method._fixed_set(method.test_digits, method.cfg.data.test_sequences, 2,
-                                               with_params=True)
-    feats = {"fit": collect(method, fit_seqs), "test": collect(method, test_seqs)}
-    targets = {"fit": slow_targets(fit_params, frames), "test": slow_targets(test_params, frames)}
-    state = "hyper" if "hyper" in feats["fit"] else "latent"
+    context = method.cfg.eval.context
+    feats, targets = probe_sets(method)
+    state = "hyper" if "hyper" in feats["train"] else "latent"
     views = {
         "@end quadratic": lambda f: quadratic(f[state][:, -1]),
         "@ctx quadratic": lambda f: quadratic(f[state][:, context - 1]),
@@ -63,9 +59,9 @@ def probe_run(run: Path) -> dict[str, float]:
     }
     out = {}
     for view, get in views.items():
-        x_fit, x_test = get(feats["fit"]), get(feats["test"])
+        x_fit, x_test = get(feats["train"]), get(feats["test"])
         for name in TARGETS:
-            r2 = ridge_r2(x_fit, targets["fit"][name], x_test, targets["test"][name])
+            r2 = ridge_r2(x_fit, targets["train"][name], x_test, targets["test"][name])
             out[f"{name}|{state}{view}"] = float(r2.mean())
     return out
 
