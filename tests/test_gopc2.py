@@ -431,3 +431,22 @@ def test_quadratic_probe_finds_an_even_target_that_a_linear_probe_cannot(tmp_pat
                                   " second moments over context")}
     assert probe_main([str(tmp_path / "no.json"), str(tmp_path / "missing")]) == 2
     assert "error:" in capsys.readouterr().err and not (tmp_path / "no.json").exists()
+
+
+@pytest.mark.parametrize("exp", ["gopc1", "vae1", "gopc2"])
+def test_validation_loss_is_the_training_objective_with_posterior_means(exp):
+    """val_loss (which picks best.pt) is the training loss of the posterior-mean run, GOPC-2's r^H KL
+    included, averaged over the validation sequences."""
+    method, _ = loop.build_method(load_experiment(exp, "smoke", SMOKE))
+    kl_w = method.cfg.model.kl_weight
+    if exp == "gopc2":   # a D that moves r^H far from the origin, so its KL weighs in the loss
+        with torch.no_grad():
+            method.model.dynamics.net[-1].bias.fill_(3.0)
+    method.model.eval()
+    with torch.no_grad():
+        out = method.model.run(method.val_set, sample=False)
+    val_loss = method.validate()["val_loss"]
+    assert math.isclose(val_loss, out.loss(kl_w).item(), rel_tol=1e-5)
+    if exp == "gopc2":
+        lower_only = (out.sse + kl_w * out.kl).sum(1).mean().item()
+        assert val_loss - lower_only > 1e-3 * val_loss

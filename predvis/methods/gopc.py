@@ -251,7 +251,7 @@ class GopcMethod(AdamMethod):
                 roll = self.model.run(x, sample=False, context=context)
             recon.append(post.recon.float().cpu())
             prior.append(roll.recon.float().cpu())
-            loss.append((post.sse + self.cfg.model.kl_weight * post.kl).sum(1).float().cpu())
+            loss.append(post.objective(self.cfg.model.kl_weight).float().cpu())
         return {"recon": torch.cat(recon), "prior": torch.cat(prior), "loss": torch.cat(loss)}
 
     def validate(self) -> dict[str, float]:

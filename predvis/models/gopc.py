@@ -202,8 +202,13 @@ class SequenceOutput:
     latents: torch.Tensor
     prior_mu: torch.Tensor
 
+    def objective(self, kl_weight: float) -> torch.Tensor:
+        """(B,) the per-sequence objective: squared error plus kl_weight times KL, summed over frames."""
+        return (self.sse + kl_weight * self.kl).sum(1)
+
     def loss(self, kl_weight: float) -> torch.Tensor:
-        return (self.sse + kl_weight * self.kl).sum(1).mean()
+        """The training loss: :meth:`objective` averaged over the batch."""
+        return self.objective(kl_weight).mean()
 
 
 @dataclass

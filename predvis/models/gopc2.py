@@ -129,8 +129,9 @@ class Gopc2Output(SequenceOutput):
     hyper_kl: torch.Tensor = None
     trans_err: torch.Tensor = None
 
-    def loss(self, kl_weight: float) -> torch.Tensor:
-        return ((self.sse + kl_weight * self.kl).sum(1) + kl_weight * self.hyper_kl).mean()
+    def objective(self, kl_weight: float) -> torch.Tensor:
+        """(B,) the lower level's objective plus kl_weight times the KL of the last r^H."""
+        return super().objective(kl_weight) + kl_weight * self.hyper_kl
 
 
 class Transition(nn.Module):
