@@ -205,6 +205,7 @@ class Grid:
     divider: int | None = None
     marked: set[int] = field(default_factory=set)
     footer: list[str] = field(default_factory=list)
+    footer_colour: tuple[int, int, int] | None = None   # the first footer line in this colour
 
 
 def draw(g: Grid) -> np.ndarray:
@@ -266,7 +267,8 @@ def draw(g: Grid) -> np.ndarray:
     if g.divider is not None and 0 < g.divider < n_cols:
         x = xs[g.divider] - GAP // 2 - 5
         c.rect(MARGIN + title_h, x, y - GAP - MARGIN - title_h, 2, RED)
-    c.lines(y - GAP + 6, MARGIN, g.footer, 10, GREY)
+    y = c.lines(y - GAP + 6, MARGIN, g.footer[:1], 10, g.footer_colour or GREY, bold=g.footer_colour is not None)
+    c.lines(y, MARGIN, g.footer[1:], 10, GREY)
     return c.pixels
 
 
