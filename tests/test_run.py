@@ -79,7 +79,7 @@ def test_run_directories_are_never_reused(tmp_path):
     b = create_run_dir(tmp_path, "x", {"config.yaml": "a: 2\n"})
     assert a.path != b.path and (a.path / "config.yaml").read_text() == "a: 1\n"
     assert sorted(p.name for p in a.path.iterdir()) == sorted(
-        ["checkpoints", "config.yaml", "frames", "gifs", "metrics", "tables"])
+        ["checkpoints", "config.yaml", "metrics"])
     assert not [p for p in (tmp_path / "x").iterdir() if p.name.startswith(".")]
     assert create_unique_dir(tmp_path / "p") != create_unique_dir(tmp_path / "p")
 
