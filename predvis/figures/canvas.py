@@ -34,7 +34,7 @@ def scale_for(h: int, w: int, min_side: int = MIN_TILE) -> int:
 
 
 def upscale(image: np.ndarray, factor: int) -> np.ndarray:
-    """Nearest-neighbour integer upscale of (H, W, 3)."""
+    """Nearest-neighbour integer upscale of (H, W, 3) or (H, W)."""
     return image if factor == 1 else image.repeat(factor, 0).repeat(factor, 1)
 
 
@@ -122,8 +122,9 @@ class Canvas:
         self.pixels = np.full((height, width, 3), 255, np.uint8)
 
     def image(self, y: int, x: int, image: np.ndarray) -> None:
+        """(h, w, 3) or grey (h, w) uint8 with its top left at (y, x)."""
         h, w = image.shape[:2]
-        self.pixels[y:y + h, x:x + w] = image
+        self.pixels[y:y + h, x:x + w] = image[..., None] if image.ndim == 2 else image
 
     def rect(self, y: int, x: int, h: int, w: int, colour, fill: bool = True, width: int = 2) -> None:
         if fill:
