@@ -38,7 +38,10 @@ def test_resume_gives_identical_weights(tmp_path, monkeypatch):
     monkeypatch.setattr(GopcMethod, "train_step", original)
     half = next((tmp_path / "b" / "gopc1").iterdir())
     assert '"interrupted"' in (half / "status.json").read_text()
+    interrupted_plot = (half / "plots" / "loss.png").read_bytes()  # the one finished epoch
     assert loop.resume(half) == half
+    assert (half / "plots" / "loss.png").read_bytes() != interrupted_plot  # redrawn with both epochs
+    assert (straight / "plots" / "loss.png").exists()
     (wa, oa), (wb, ob) = weights(straight), weights(half)
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     for key in oa:

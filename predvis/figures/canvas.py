@@ -90,13 +90,19 @@ def _font_path(bold: bool) -> str:
                                                              weight="bold" if bold else "normal"))
 
 
-@lru_cache(maxsize=4096)
-def _glyphs(text: str, size: int, bold: bool) -> tuple[np.ndarray, int]:
-    """Coverage (h, w) float in [0, 1] of one line of text and its descent in pixels."""
+@lru_cache(maxsize=16)
+def _font(size: int, bold: bool):
     from matplotlib.ft2font import FT2Font
 
     font = FT2Font(_font_path(bold))
     font.set_size(size, 72)
+    return font
+
+
+@lru_cache(maxsize=4096)
+def _glyphs(text: str, size: int, bold: bool) -> tuple[np.ndarray, int]:
+    """Coverage (h, w) float in [0, 1] of one line of text and its descent in pixels."""
+    font = _font(size, bold)
     font.set_text(text, 0.0)
     font.draw_glyphs_to_bitmap(antialiased=True)
     image = np.asarray(font.get_image(), dtype=np.float32) / 255.0
