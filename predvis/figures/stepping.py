@@ -8,6 +8,7 @@ value in the figure, with a colour bar.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -15,11 +16,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from predvis.figures.canvas import (MIN_TILE, RED, Grid, Row, draw, heat, outline, rgb, same_size, scale_for,
+from predvis.figures.canvas import (RED, Grid, Row, draw, heat, outline, rgb, same_size, scale_for,
                                     upscale, upscale_mask)
 from predvis.viz import save_gif, save_png
 
-INTERNAL_TILE = 96   # internal tensors (states, latents) are drawn at least this large
+INTERNAL_TILE = 96   # internal tensors (states, latents) are drawn at least this long
 
 
 # --------------------------------------------------------------------------- panels and scales
@@ -58,9 +59,13 @@ def scale_of(values: Sequence[torch.Tensor]) -> Scale:
     return Scale(lo, hi, f"min-max over steps: {lo:.3g}..{hi:.3g}")
 
 
-def _tile(t: torch.Tensor, s: Scale, min_side: int = MIN_TILE) -> np.ndarray:
+def _tile(t: torch.Tensor, s: Scale, internal: bool = False) -> np.ndarray:
+    """A frame at >= MIN_TILE on its shorter side; an internal map at >= INTERNAL_TILE on its longer
+    side (a folded vector stays a thin strip)."""
     img = as_image(t)
-    return upscale(rgb(img, s.lo, s.hi), scale_for(img.shape[1], img.shape[2], min_side))
+    h, w = img.shape[1:]
+    k = math.ceil(INTERNAL_TILE / max(h, w)) if internal else scale_for(h, w)
+    return upscale(rgb(img, s.lo, s.hi), max(1, k))
 
 
 def _heat_tile(t: torch.Tensor | None, vmax: float, shape: tuple[int, int]) -> np.ndarray | None:
@@ -112,7 +117,7 @@ def write_dream(out: Path, panels: list[dict[str, torch.Tensor | None]], prime: 
             [_tile(panels[t]["prediction"], scales["prediction"]) for t in cols]),
         Row(["|error|", "|input - previous prediction|"],
             [_heat_tile(panels[t]["error"], vmax, frame_hw) for t in cols], colour_bar=("magma", vmax)),
-    ] + [Row([_label(k), scales[k].note], [_tile(panels[t][k], scales[k], INTERNAL_TILE) for t in cols])
+    ] + [Row([_label(k), scales[k].note], [_tile(panels[t][k], scales[k], internal=True) for t in cols])
          for k in shown]
     first_dream = next((j for j, t in enumerate(cols) if t >= prime), None)
     groups = []
@@ -141,7 +146,7 @@ def write_dream(out: Path, panels: list[dict[str, torch.Tensor | None]], prime: 
         for group, keys in groups_of.items():
             notes = sorted({scales[k].note for k in keys})
             rows.append(Row([group, notes[0] if len(notes) == 1 else "own scale per layer (see dream.png)"],
-                            [_tile(p[k], scales[k], INTERNAL_TILE) for k in keys],
+                            [_tile(p[k], scales[k], internal=True) for k in keys],
                             captions=[k.split("/", 1)[1] if "/" in k else "" for k in keys]))
         where = "priming: real frame" if t < prime else "dreaming: input = own prediction"
         state = [f"settled: {done}"] if settle_at is not None and t >= settle_at else []
