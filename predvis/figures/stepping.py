@@ -90,13 +90,19 @@ def settling_text(settled, steps: int) -> str:
 
 
 def write_dream(out: Path, panels: list[dict[str, torch.Tensor | None]], prime: int, steps: int, settled,
-                change: torch.Tensor, threshold: float, title: str) -> list[str]:
+                change: torch.Tensor, threshold: float, title: str, spot: torch.Tensor | None = None) -> list[str]:
     """panels[t]: 'input', 'prediction', 'error' (None at t = 0) and internals, for the first kept
-    steps (t < prime: priming). Writes frames/dream.png (chosen steps side by side),
-    gifs/dream.gif (every kept step) and plots/dream_change.png; returns their paths."""
+    steps (t < prime: priming). spot: bool (H, W) dreamt region, outlined on the frame tiles.
+    Writes frames/dream.png (chosen steps side by side), gifs/dream.gif (every kept step) and
+    plots/dream_change.png; returns their paths."""
     if not panels:
         return []
     frame_hw = tuple(panels[0]["input"].shape[-2:])
+    edge = None if spot is None else upscale_mask(spot, scale_for(*frame_hw))
+
+    def framed(tile: np.ndarray | None) -> np.ndarray | None:
+        return tile if tile is None or edge is None else outline(tile, edge)
+
     names = [k for k in panels[0] if k not in ("input", "prediction", "error")]
     scales = {k: scale_of([p[k] for p in panels]) for k in ["input", "prediction", *names]}
     errors = [p["error"] for p in panels if p["error"] is not None]
@@ -112,11 +118,11 @@ def write_dream(out: Path, panels: list[dict[str, torch.Tensor | None]], prime: 
     cols = _dream_columns(len(panels), prime, settle_at)
     rows = [
         Row(["input", "what the model read; " + scales["input"].note],
-            [_tile(panels[t]["input"], scales["input"]) for t in cols]),
+            [framed(_tile(panels[t]["input"], scales["input"])) for t in cols]),
         Row(["prediction", "of the next input; " + scales["prediction"].note],
-            [_tile(panels[t]["prediction"], scales["prediction"]) for t in cols]),
+            [framed(_tile(panels[t]["prediction"], scales["prediction"])) for t in cols]),
         Row(["|error|", "|input - previous prediction|"],
-            [_heat_tile(panels[t]["error"], vmax, frame_hw) for t in cols], colour_bar=("magma", vmax)),
+            [framed(_heat_tile(panels[t]["error"], vmax, frame_hw)) for t in cols], colour_bar=("magma", vmax)),
     ] + [Row([_label(k), scales[k].note], [_tile(panels[t][k], scales[k], internal=True) for t in cols])
          for k in shown]
     first_dream = next((j for j, t in enumerate(cols) if t >= prime), None)
@@ -127,6 +133,7 @@ def write_dream(out: Path, panels: list[dict[str, torch.Tensor | None]], prime: 
         groups.append((first_dream, len(cols) - 1, "dreaming (own predictions fed back)"))
     marked = {j for j, t in enumerate(cols) if t == settle_at}
     foot = ["red column: where the dream settled" if marked else "",
+            "red outline: the spot dreamt in; outside it the input stays real" if spot is not None else "",
             "the GIF gifs/dream.gif shows every step with all internals"]
     save_png(out / "frames" / "dream.png", draw(Grid(
         rows, title=[title, f"primed on {prime} frames, then {steps} dream steps; {done}"],
@@ -140,8 +147,8 @@ def write_dream(out: Path, panels: list[dict[str, torch.Tensor | None]], prime: 
         groups_of.setdefault(k.split("/")[0], []).append(k)
     for t, p in enumerate(panels):
         rows = [Row(["frame", f"input, prediction: {scales['input'].note}"],
-                    [_tile(p["input"], scales["input"]), _tile(p["prediction"], scales["prediction"]),
-                     _heat_tile(p["error"], vmax, frame_hw)],
+                    [framed(_tile(p["input"], scales["input"])), framed(_tile(p["prediction"], scales["prediction"])),
+                     framed(_heat_tile(p["error"], vmax, frame_hw))],
                     captions=["input", "prediction", "|error|"])]
         for group, keys in groups_of.items():
             notes = sorted({scales[k].note for k in keys})

@@ -154,7 +154,7 @@ def run_dream(run_path: Path, steps: int = 500, prime: int = 10, from_file: Path
     write_csv(out / "metrics" / "dream.csv", rows)
     what = f"dream in a {size or max(1, shape[1] // 3)} px spot" if spot else "dream"
     write_dream(out, res.panels, res.prime, steps, res.settled, res.change, threshold,
-                f"{what}: run {run_path.parent.name} {run_path.name}")
+                f"{what}: run {run_path.parent.name} {run_path.name}", mask)
     summary = {"run": str(run_path), "steps": steps, "prime": res.prime, "spot": bool(spot),
                "settled": None if res.settled is None else vars(res.settled),
                "final_change": float(res.change[-1])}
