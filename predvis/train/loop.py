@@ -2,8 +2,7 @@
 
 It owns epochs, the progress bar, the NaN guard, ``metrics/train.csv``, ``plots/loss.png`` (when
 training stops, finished or not), checkpoints (``last.pt`` every epoch, ``best.pt`` on the best
-``val_loss``) and exact resume. What a step
-does belongs to the Method.
+``val_loss``) and exact resume. What a step does belongs to the Method.
 
 Exact resume: batches are generated from (seed, epoch, index) and every RNG state is saved at
 the end of each epoch, so N epochs straight and k epochs + ``--resume`` + N-k epochs give the
