@@ -23,7 +23,6 @@ WHITE = (255, 255, 255)
 BLACK = (0, 0, 0)
 GREY = (90, 90, 90)
 RED = (214, 39, 40)
-BLUE = (31, 119, 180)
 
 
 # --------------------------------------------------------------------------- tiles
@@ -225,6 +224,9 @@ def draw(g: Grid) -> np.ndarray:
                 col_w[j] = max(col_w[j], t.shape[1])
     for j, h in enumerate(g.header):
         col_w[j] = max(col_w[j], text_size(h, 10)[0] + 4) if j < n_cols else col_w[j]
+    for r in g.rows:
+        for j, caption in enumerate(r.captions[:n_cols]):
+            col_w[j] = max(col_w[j], text_size(caption, 10)[0] + 4)
     cap_h = line_height(10)
     row_h = [max([t.shape[0] for t in r.tiles if t is not None] or [0]) + (cap_h if any(r.captions) else 0)
              for r in g.rows]

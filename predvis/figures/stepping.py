@@ -226,7 +226,8 @@ def write_occlude(out: Path, frames: dict[str, torch.Tensor], conditions: list[s
 
     cols = spread(T)
     hidden_what = "the spot" if mode == "blindspot" else "everything outside the spot"
-    head = [title, f"{mode}: {hidden_what} is hidden (red outline); predictions are of the frame in their column"]
+    head = [title, f"{mode}: {hidden_what} is hidden (grey in the input, its edge in red); "
+                   "predictions are of the frame in their column"]
     rows = [Row(labels[n], [tile(n, t) for t in cols]) for n in names]
     save_png(out / "frames" / "occlude.png", draw(Grid(rows, title=head, header=[f"t={t + 2}" for t in cols])))
     gif = [draw(Grid([Row([f"t={t + 2} of {T + 1}"], [tile(n, t) for n in names],
