@@ -9,7 +9,8 @@ A run lives in ``<root>/<experiment>/<YYYYmmdd-HHMMSS>_<id>/``::
     status.json      running | done | diverged, with the last finished epoch
     metrics/         train.csv (one row per epoch), eval.csv ...
     checkpoints/     last.pt, best.pt (model, optimiser, scheduler, scaler, RNG states, epoch, step)
-    frames/ gifs/ tables/
+    plots/           loss.png (training curves)
+    frames/ gifs/ tables/   made by the first file written there
 
 Every file is written atomically (temp file in the same folder, then ``os.replace``). A run
 directory is created with an exclusive ``mkdir`` and is never overwritten or deleted.
@@ -34,7 +35,7 @@ import torch
 
 from predvis.errors import RunError
 
-SUBDIRS = ("metrics", "checkpoints", "frames", "gifs", "tables")
+SUBDIRS = ("metrics", "checkpoints")  # frames/ gifs/ tables/ plots/ appear with their first file
 DEFAULT_ROOT = Path("runs")
 STAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%z"   # env.json's "created"
 

@@ -45,6 +45,10 @@ def test_still_image(runs, capsys):
     assert code == 0
     run = Path(out.strip().splitlines()[-1])
     assert (run / "frames" / "dream.png").exists() and (run / "frames" / "side_by_side.png").exists()
+    import imageio.v3 as iio
+
+    raw, pair = iio.imread(run / "frames" / "dream.png"), iio.imread(run / "frames" / "side_by_side.png")
+    assert pair.shape[1] >= 2 * 128 and pair.shape[0] > raw.shape[0]  # upscaled, captioned; the raw dream as is
     summary = json.loads((run / "summary.json").read_text())
     assert summary["steps"] == 6 and summary["last"] > summary["first"]
     for name in ("config.yaml", "cmd.txt", "env.json"):
@@ -56,7 +60,10 @@ def test_zoom_video_three_frames(runs, capsys):
     assert code == 0
     run = Path(out.strip().splitlines()[-1])
     assert len(sorted((run / "frames").glob("zoom_*.png"))) == 3
-    assert (run / "gifs" / "zoom.gif").exists()
+    import imageio.v3 as iio
+
+    gif = iio.imread(run / "gifs" / "zoom.gif")
+    assert gif.shape[0] == 3 and gif.shape[1] > max(128, iio.imread(run / "frames" / "zoom_000000.png").shape[0])
     try:
         import imageio_ffmpeg  # noqa: F401  (installed with predvis[dev])
     except ImportError:

@@ -33,11 +33,11 @@ class Shift:
 
 def test_identity_model_dreams_a_constant_frame():
     prime = torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(0))
-    res = dream(Shift(0), prime, steps=20, keep_grids=2)
+    res = dream(Shift(0), prime, steps=20, keep_panels=2)
     assert res.inputs.shape == (23, 1, 4, 4)
     assert torch.equal(res.inputs[3:], prime[-1].expand(20, -1, -1, -1))
     assert res.settled.kind == "fixed point" and res.settled.step == 0
-    assert res.change.abs().max() == 0 and len(res.grids) == 2
+    assert res.change.abs().max() == 0 and len(res.panels) == 2
 
 
 def test_dream_feeds_the_prediction_back():

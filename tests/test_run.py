@@ -38,7 +38,10 @@ def test_resume_gives_identical_weights(tmp_path, monkeypatch):
     monkeypatch.setattr(GopcMethod, "train_step", original)
     half = next((tmp_path / "b" / "gopc1").iterdir())
     assert '"interrupted"' in (half / "status.json").read_text()
+    interrupted_plot = (half / "plots" / "loss.png").read_bytes()  # the one finished epoch
     assert loop.resume(half) == half
+    assert (half / "plots" / "loss.png").read_bytes() != interrupted_plot  # redrawn with both epochs
+    assert (straight / "plots" / "loss.png").exists()
     (wa, oa), (wb, ob) = weights(straight), weights(half)
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     for key in oa:
@@ -79,7 +82,7 @@ def test_run_directories_are_never_reused(tmp_path):
     b = create_run_dir(tmp_path, "x", {"config.yaml": "a: 2\n"})
     assert a.path != b.path and (a.path / "config.yaml").read_text() == "a: 1\n"
     assert sorted(p.name for p in a.path.iterdir()) == sorted(
-        ["checkpoints", "config.yaml", "frames", "gifs", "metrics", "tables"])
+        ["checkpoints", "config.yaml", "metrics"])
     assert not [p for p in (tmp_path / "x").iterdir() if p.name.startswith(".")]
     assert create_unique_dir(tmp_path / "p") != create_unique_dir(tmp_path / "p")
 

@@ -54,6 +54,13 @@ class Method:
     def schedulers(self) -> dict[str, Any]:
         return {}
 
+    def learning_rate(self) -> float:
+        """The rate the next step learns at, for ``metrics/train.csv``: the first optimiser's
+        (nan for a method with no learning rate)."""
+        for opt in self.optimizers().values():
+            return float(opt.param_groups[0]["lr"])
+        return float("nan")
+
     def steps_per_epoch(self) -> int:
         raise NotImplementedError
 

@@ -167,6 +167,10 @@ class PVMMethod(Method):
     def train_mode(self, training: bool) -> None:
         self.model.set_learning(training)
 
+    def learning_rate(self) -> float:
+        """Layer 0's scheduled rate at the next step (higher layers start ``layer_delay`` later)."""
+        return self.model.schedule.lr(0, int(self.model.steps)) * self.model.lr_scale
+
     def spot_mask(self, step: int) -> torch.Tensor | None:
         """Training blind spot (H, W) bool for this step, or None: one random square per episode of
         ``data.spot_frames`` steps, in a share ``data.spot_p`` of episodes; a function of the step

@@ -6,7 +6,6 @@ import copy
 from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 
 from predvis.errors import PredvisError
 
@@ -76,44 +75,16 @@ def preserved(stepper) -> Iterator[None]:
             stepper.load_state_dict(saved)
 
 
-def display_image(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """One internal tensor of one stream -> (3, H, W) in [0, 1] for a grid.
+def step_panels(frame: torch.Tensor, prediction: torch.Tensor, previous: torch.Tensor | None,
+                internals) -> dict[str, torch.Tensor | None]:
+    """What a figure shows of one step of stream 0: 'input', 'prediction', 'error' (|input -
+    the prediction made one step before|, None at the first step) and every internal tensor
+    (``state/L0``, ``latent``, ...) of stream 0, on the CPU.
 
-    (C, h, w) with C in {1, 3} and (h, w) are images; anything else is flattened into a
-    near-square tile. Values outside [0, 1] are min-max normalised.
+    frame, prediction, previous: (C, H, W); internals: name -> (B, ...).
     """
-    t = t.detach().float().cpu()
-    if t.dim() == 3 and t.shape[0] in (1, 3):
-        img = t
-    elif t.dim() == 2:
-        img = t[None]
-    else:
-        flat = t.flatten()
-        n = flat.numel()
-        side = int(n ** 0.5) or 1
-        while n % side:
-            side -= 1
-        img = flat.reshape(1, side, n // side)
-    lo, hi = float(img.min()), float(img.max())
-    if lo < 0 or hi > 1:
-        img = (img - lo) / (hi - lo + 1e-8)
-    img = F.interpolate(img[None], size=size, mode="nearest")[0]
-    return img.expand(3, -1, -1) if img.shape[0] == 1 else img
-
-
-def step_grid_rows(frame: torch.Tensor, prediction: torch.Tensor, previous: torch.Tensor | None,
-                   internals: dict[str, torch.Tensor]) -> list[list[torch.Tensor]]:
-    """PVM-style display of one step of stream 0: rows are input / error / prediction, then one
-    row per internals group (``state/...``, ``pred/...``, ...); columns pixels first, then layers.
-
-    frame, prediction, previous: (C, H, W); internals: name -> (B, ...), stream 0 is drawn.
-    """
-    size = tuple(frame.shape[-2:])
-    to3 = lambda x: x.expand(3, -1, -1) if x.shape[0] == 1 else x  # noqa: E731
-    err = (frame - previous).abs() if previous is not None else torch.zeros_like(frame)
-    rows = [[to3(frame.cpu()), to3(err.cpu()), to3(prediction.cpu())]]
-    groups: dict[str, list[torch.Tensor]] = {}
+    panels = {"input": frame.detach().cpu(), "prediction": prediction.detach().cpu(),
+              "error": None if previous is None else (frame - previous).abs().detach().cpu()}
     for name, t in internals.items():
-        groups.setdefault(name.split("/")[0], []).append(display_image(t[0], size))
-    rows += list(groups.values())
-    return rows
+        panels[name] = t[0].detach().float().cpu()
+    return panels

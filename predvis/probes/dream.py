@@ -19,7 +19,7 @@ import torch
 from rich.console import Console
 
 from predvis.errors import PredvisError
-from predvis.probes.common import check_positive, device_of, step_grid_rows
+from predvis.probes.common import check_positive, device_of, step_panels
 
 console = Console(stderr=True)
 
@@ -34,7 +34,8 @@ class Settling:
 @dataclass
 class DreamResult:
     """inputs: (K + N, C, H, W) what the model read (stream 0); predictions likewise;
-    change: (N,) per dream step; layer_errors: per step, name -> float; grids: display rows."""
+    change: (N,) per dream step; layer_errors: per step, name -> float; panels: per kept step,
+    what a figure shows (common.step_panels)."""
 
     inputs: torch.Tensor
     predictions: torch.Tensor
@@ -42,7 +43,7 @@ class DreamResult:
     prime: int
     settled: Settling | None
     layer_errors: list[dict[str, float]] = field(default_factory=list)
-    grids: list[list[list[torch.Tensor]]] = field(default_factory=list)
+    panels: list[dict[str, torch.Tensor | None]] = field(default_factory=list)
 
 
 def detect_settling(frames: torch.Tensor, threshold: float = 1e-3, patience: int = 10,
@@ -69,18 +70,18 @@ def detect_settling(frames: torch.Tensor, threshold: float = 1e-3, patience: int
 @torch.no_grad()
 def dream(stepper, prime: torch.Tensor, steps: int, spot: torch.Tensor | None = None,
           real: torch.Tensor | None = None, threshold: float = 1e-3, patience: int = 10,
-          keep_grids: int = 0) -> DreamResult:
+          keep_panels: int = 0) -> DreamResult:
     """Prime on ``prime`` (K, C, H, W), then dream ``steps`` steps (one stream).
 
     spot: optional bool (H, W); dream only inside it, elsewhere read ``real`` (M, C, H, W) frames
     in turn after the priming (the last one held when they run out; default: the last prime frame).
-    keep_grids: keep display rows for the first ``keep_grids`` steps (0: none).
+    keep_panels: keep display tensors for the first ``keep_panels`` steps (0: none).
     """
     check_positive("--steps", steps)
     check_positive("--prime", prime.shape[0])
     dev = device_of(stepper)
     state = stepper.init_state(1)
-    inputs, preds, change, errs, grids = [], [], [], [], []
+    inputs, preds, change, errs, panels = [], [], [], [], []
     pred = prev_pred = None
     total = prime.shape[0] + steps
     real = prime[-1:] if real is None else real
@@ -99,24 +100,25 @@ def dream(stepper, prime: torch.Tensor, steps: int, spot: torch.Tensor | None = 
         inputs.append(x[0].cpu())
         preds.append(pred[0].cpu())
         errs.append({k: float(v[0]) for k, v in out.layer_errors.items()})
-        if t < keep_grids:
-            grids.append(step_grid_rows(x[0], pred[0], None if prev_pred is None else prev_pred[0],
-                                        out.internals))
+        if t < keep_panels:
+            panels.append(step_panels(x[0], pred[0], None if prev_pred is None else prev_pred[0],
+                                      out.internals))
     dreamt = torch.stack(inputs[prime.shape[0]:])  # the dreamt inputs
     settled = detect_settling(dreamt, threshold, patience)
     return DreamResult(torch.stack(inputs), torch.stack(preds), torch.tensor(change), prime.shape[0],
-                       settled, errs, grids)
+                       settled, errs, panels)
 
 
 def run_dream(run_path: Path, steps: int = 500, prime: int = 10, from_file: Path | None = None,
               frame: int | None = None, spot: bool = False, size: int | None = None,
               where: tuple[int, int] | None = None, threshold: float = 1e-3, patience: int = 10,
               max_frames: int = 300) -> Path:
-    """Load a run, dream, and write metrics/dream.csv, frames/, gifs/dream.gif, summary.json."""
+    """Load a run, dream, and write metrics/dream.csv, frames/dream.png, gifs/dream.gif,
+    plots/dream_change.png and summary.json."""
     from predvis.probes.common import region_mask
     from predvis.run import RunDir, atomic_write_json, write_csv
     from predvis.train.loop import load_trained
-    from predvis.viz import grid, save_gif, save_png
+    from predvis.figures.stepping import write_dream
 
     check_positive("--steps", steps)
     check_positive("--prime", prime)
@@ -142,21 +144,17 @@ def run_dream(run_path: Path, steps: int = 500, prime: int = 10, from_file: Path
             real = src[-1:]
     stepper.set_learning(False)
     res = dream(stepper, primer, steps, mask, real, threshold, patience,
-                keep_grids=min(max_frames, primer.shape[0] + steps))
+                keep_panels=min(max_frames, primer.shape[0] + steps))
     out = RunDir(run_path).new_subdir("dream")
-    for sub in ("metrics", "frames", "gifs"):
-        (out / sub).mkdir()
     names = sorted({k for e in res.layer_errors for k in e})
     rows = []
     for i, c in enumerate(res.change.tolist()):
         t = res.prime + i
         rows.append({"step": i, "change": c, **{f"error_{k}": res.layer_errors[t].get(k, "") for k in names}})
     write_csv(out / "metrics" / "dream.csv", rows)
-    images = [grid(rows_) for rows_ in res.grids]
-    for i, img in enumerate(images):
-        save_png(out / "frames" / f"step_{i:04d}.png", img)
-    if images:
-        save_gif(out / "gifs" / "dream.gif", images, fps=10)
+    what = f"dream in a {size or max(1, shape[1] // 3)} px spot" if spot else "dream"
+    write_dream(out, res.panels, res.prime, steps, res.settled, res.change, threshold,
+                f"{what}: run {run_path.parent.name} {run_path.name}", mask)
     summary = {"run": str(run_path), "steps": steps, "prime": res.prime, "spot": bool(spot),
                "settled": None if res.settled is None else vars(res.settled),
                "final_change": float(res.change[-1])}

@@ -10,7 +10,7 @@ both conditions start from the same weights.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -24,8 +24,12 @@ console = Console(stderr=True)
 
 
 @torch.no_grad()
-def error_traces(stepper, seqs: torch.Tensor, disabled: set[str] = frozenset(), batch: int = 64) -> dict[str, torch.Tensor]:
-    """Per-step errors: name -> (N, T - 1) for seqs (N, T, C, H, W) in [0, 1]."""
+def error_traces(stepper, seqs: torch.Tensor, disabled: set[str] = frozenset(), batch: int = 64,
+                 keep: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Per-step errors: name -> (N, T - 1) for seqs (N, T, C, H, W) in [0, 1].
+
+    keep: if given, the predictions of sequence 0's frames 1..T-1 (each (C, H, W)) are appended.
+    """
     dev = device_of(stepper)
     out: dict[str, list[torch.Tensor]] = {}
     with pathways_disabled(stepper, set(disabled)):
@@ -35,6 +39,8 @@ def error_traces(stepper, seqs: torch.Tensor, disabled: set[str] = frozenset(), 
             for t in range(x.shape[1]):
                 o = stepper.step(x[:, t], state)
                 if pred is not None:
+                    if keep is not None and s == 0:
+                        keep.append(pred[0].detach().float().cpu())
                     per.setdefault("pixels", []).append((pred - x[:, t]).abs().flatten(1).mean(1).cpu())
                     for k, v in o.layer_errors.items():
                         per.setdefault(k, []).append(v.detach().float().cpu())
@@ -49,6 +55,7 @@ class LesionResult:
     disabled: list[str]
     intact: dict[str, torch.Tensor]    # name -> (N, T - 1)
     lesioned: dict[str, torch.Tensor]
+    frames: dict[str, torch.Tensor] = field(default_factory=dict)  # 'intact', 'lesioned': (T - 1, C, H, W), sequence 0
 
     def rows(self) -> list[list]:
         """[layer, intact mean, std, lesioned mean, std, ratio] per error name."""
@@ -67,14 +74,15 @@ def lesion_compare(stepper, seqs: torch.Tensor, disable: list[str], freeze: bool
     if not disable:
         raise PredvisError("--disable: name at least one pathway")
     stepper.set_learning(not freeze)
+    kept: dict[str, list[torch.Tensor]] = {"intact": [], "lesioned": []}
     try:
         with preserved(stepper) if not freeze else _nothing():
-            intact = error_traces(stepper, seqs)
+            intact = error_traces(stepper, seqs, keep=kept["intact"])
         with preserved(stepper) if not freeze else _nothing():
-            lesioned = error_traces(stepper, seqs, set(disable))
+            lesioned = error_traces(stepper, seqs, set(disable), keep=kept["lesioned"])
     finally:
         stepper.set_learning(False)
-    return LesionResult(list(disable), intact, lesioned)
+    return LesionResult(list(disable), intact, lesioned, {k: torch.stack(v) for k, v in kept.items()})
 
 
 class _nothing:
@@ -93,7 +101,9 @@ def parse_disable(text: str) -> list[str]:
 
 
 def run_lesion(run_path: Path, disable: str, freeze: bool = True, limit: int | None = None) -> Path:
-    """Load a run, compare, write tables/lesion.md, metrics/lesion.csv, plots/lesion.png."""
+    """Load a run, compare, write tables/lesion.md, metrics/lesion.csv, plots/lesion.png,
+    frames/lesion.png and gifs/lesion.gif."""
+    from predvis.figures.stepping import write_lesion
     from predvis.run import RunDir, atomic_write_json, atomic_write_text, write_csv
     from predvis.tables import markdown_table
     from predvis.train.loop import load_trained
@@ -109,8 +119,6 @@ def run_lesion(run_path: Path, disable: str, freeze: bool = True, limit: int | N
         seqs = seqs[:limit]
     res = lesion_compare(stepper, seqs, names, freeze)
     out = RunDir(run_path).new_subdir("lesion")
-    for sub in ("metrics", "tables", "plots"):
-        (out / sub).mkdir()
     label = "+".join(names)
     head = ["error (mean abs)", "intact mean", "intact std", f"no {label} mean", f"no {label} std", "ratio lesioned/intact"]
     text = (f"# Lesion: {label} switched off\n\nRun `{run_path}`; {seqs.shape[0]} held-out sequences of "
@@ -127,6 +135,8 @@ def run_lesion(run_path: Path, disable: str, freeze: bool = True, limit: int | N
                 rows.append({"condition": cond, "error": k, "step": t + 1, "mean": m})
     write_csv(out / "metrics" / "lesion.csv", rows)
     _plot(out / "plots" / "lesion.png", res, label)
+    write_lesion(out, seqs[0, 1:], res.frames["intact"], res.frames["lesioned"], label,
+                 f"lesion: run {run_path.parent.name} {run_path.name}, test sequence 0")
     atomic_write_json(out / "summary.json", {"run": str(run_path), "disabled": names, "freeze": freeze,
                                              "rows": res.rows()})
     console.print(text)
@@ -134,15 +144,9 @@ def run_lesion(run_path: Path, disable: str, freeze: bool = True, limit: int | N
 
 
 def _plot(path: Path, res: LesionResult, label: str) -> None:
-    import io
+    from predvis.figures.plots import pyplot, save_figure
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from predvis.run import atomic_write_bytes
-
+    plt = pyplot()
     keys = list(res.intact)
     fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8), squeeze=False)
     for ax, k in zip(axes[0], keys):
@@ -153,7 +157,4 @@ def _plot(path: Path, res: LesionResult, label: str) -> None:
     axes[0][0].set_ylabel("mean abs error")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path, dpi=90)

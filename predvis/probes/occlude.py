@@ -100,12 +100,13 @@ def occlude(stepper, seqs: torch.Tensor, mask: torch.Tensor, mode: str = "blinds
 def run_occlude(run_path: Path, mode: str = "blindspot", size: int | None = None,
                 where: tuple[int, int] | None = None, shape: str = "square", limit: int | None = None,
                 warmup: int = 1) -> Path:
-    """Load a run, measure fill-in, write tables/occlude.md, metrics/occlude.csv, frames/, gifs/."""
+    """Load a run, measure fill-in, write tables/occlude.md, metrics/occlude.csv, frames/occlude.png,
+    gifs/occlude.gif and summary.json."""
+    from predvis.figures.stepping import write_occlude
     from predvis.probes.common import region_mask
     from predvis.run import RunDir, atomic_write_json, atomic_write_text, write_csv
     from predvis.tables import markdown_table
     from predvis.train.loop import load_trained
-    from predvis.viz import grid, save_gif, save_png
 
     if mode not in ("blindspot", "surround"):
         raise PredvisError(f"--mode: must be blindspot or surround, got '{mode}'")
@@ -120,8 +121,6 @@ def run_occlude(run_path: Path, mode: str = "blindspot", size: int | None = None
         seqs = seqs[:limit]
     res = occlude(stepper, seqs, mask, mode, warmup)
     out = RunDir(run_path).new_subdir("occlude")
-    for sub in ("metrics", "tables", "frames", "gifs"):
-        (out / sub).mkdir()
     region = "inside the spot" if mode == "blindspot" else "outside the shown centre"
     head = ["condition", "error mean", "error std", "grey baseline", "error / grey", "fill-in gain"]
     text = (f"# Occlude ({mode}): filling in {region}\n\nRun `{run_path}`; spot {int(mask.sum())} px; "
@@ -134,13 +133,8 @@ def run_occlude(run_path: Path, mode: str = "blindspot", size: int | None = None
               [{"condition": c, "sequence": i, "error": v, "grey": float(res.grey[i])}
                for c, e in res.error.items() for i, v in enumerate(e.tolist())])
     conds = list(res.error)
-    images = []
-    for t in range(res.frames["true"].shape[0]):
-        row = [res.frames["true"][t], res.frames["shown"][t]] + [res.frames[c][t] for c in conds]
-        row = [r.expand(3, -1, -1) if r.shape[0] == 1 else r for r in row]
-        images.append(grid([row]))
-        save_png(out / "frames" / f"step_{t:04d}.png", images[-1])
-    save_gif(out / "gifs" / "occlude.gif", images, fps=8)
+    hidden = mask if mode == "blindspot" else ~mask
+    write_occlude(out, res.frames, conds, hidden, f"occlude: run {run_path.parent.name} {run_path.name}", mode)
     atomic_write_json(out / "summary.json", {"run": str(run_path), "mode": mode, "columns": ["true", "shown", *conds],
                                              "rows": res.rows()})
     console.print(text)

@@ -12,7 +12,8 @@ For each test sequence (N, T frames):
 
 Writes into ``<run>/predict/<stamp>_<id>/``: metrics/eval.csv (one row per sequence, frame and
 predictor), metrics/horizon.csv (per-horizon means), tables/recon.md, tables/prior.md, and per
-sample a grid (rows: ground truth, prior prediction, |error|, posterior) as PNG and GIF.
+sample frames/sampleNN.png and gifs/sampleNN.gif (rows: ground truth, prior prediction, |error|,
+posterior; predvis/figures/predict.py).
 """
 from __future__ import annotations
 
@@ -27,7 +28,6 @@ from predvis.progress import progress
 from predvis.run import RunDir, write_csv, atomic_write_text, atomic_write_json
 from predvis.tables import markdown_table
 from predvis.train.loop import load_trained
-from predvis.viz import grid, save_gif, save_png
 
 console = Console(stderr=True)
 
@@ -99,12 +99,12 @@ def predict(run_path: Path, context: int | None = None, limit: int | None = None
     metrics = {name: frame_metrics(pred, seqs) for name, pred in predictors.items()}
 
     target = RunDir(run_path).new_subdir("predict")
-    for sub in ("metrics", "tables", "frames", "gifs"):
-        (target / sub).mkdir()
     _write_csvs(target, metrics, context)
     _write_tables(target, cfg, method, metrics, context, len(seqs))
     n_fig = getattr(cfg.eval, "figures", 4) if figures is None else figures
-    _write_figures(target, seqs, out, context, n_fig)
+    notes = (("context: posterior reconstructions", "posterior reconstruction") if hasattr(method, "rollouts")
+             else ("context: the real frames", "one-step prediction from real frames"))
+    _write_figures(target, seqs, out, context, n_fig, f"{getattr(cfg.model, 'kind', cfg.method)} {run_path.name}", notes)
     atomic_write_json(target / "summary.json", {
         "run": str(run_path), "context": context, "sequences": len(seqs),
         **{f"{k}_mse": metrics[k]["mse"][:, _frames(k, context, seqs.shape[1])].mean().item() for k in metrics},
@@ -160,12 +160,12 @@ def _write_tables(target: Path, cfg, method, metrics: dict, context: int, n: int
                       + markdown_table(headers, prior) + note)
 
 
-def _write_figures(target: Path, seqs: torch.Tensor, out: dict, context: int, count: int) -> None:
-    steps = seqs.shape[1]
+def _write_figures(target: Path, seqs: torch.Tensor, out: dict, context: int, count: int, run: str,
+                   notes: tuple[str, str]) -> None:
+    """frames/sampleNN.png and gifs/sampleNN.gif for the first ``count`` test sequences."""
+    from predvis.figures.predict import write_sample
+
     for i in range(min(count, len(seqs))):
-        truth, prior, recon = seqs[i], out["prior"][i], out["recon"][i]
-        error = (prior - truth).abs()
-        rows = [list(truth), list(prior), list(error), list(recon)]
-        save_png(target / "frames" / f"sample{i:02d}.png", grid(rows))
-        frames = [grid([[truth[t]], [prior[t]], [error[t]], [recon[t]]]) for t in range(steps)]
-        save_gif(target / "gifs" / f"sample{i:02d}.gif", frames, fps=4)
+        write_sample(target / "frames" / f"sample{i:02d}.png", target / "gifs" / f"sample{i:02d}.gif",
+                     seqs[i], out["prior"][i], out["recon"][i], context,
+                     f"predict: test sequence {i}, run {run}", notes)

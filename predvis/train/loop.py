@@ -1,8 +1,8 @@
 """The training loop shell shared by every gradient- or online-trained backend.
 
-It owns epochs, the progress bar, the NaN guard, ``metrics/train.csv``, checkpoints
-(``last.pt`` every epoch, ``best.pt`` on the best ``val_loss``) and exact resume. What a step
-does belongs to the Method.
+It owns epochs, the progress bar, the NaN guard, ``metrics/train.csv``, ``plots/loss.png`` (when
+training stops, finished or not), checkpoints (``last.pt`` every epoch, ``best.pt`` on the best
+``val_loss``) and exact resume. What a step does belongs to the Method.
 
 Exact resume: batches are generated from (seed, epoch, index) and every RNG state is saved at
 the end of each epoch, so N epochs straight and k epochs + ``--resume`` + N-k epochs give the
@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from predvis.config import ExperimentConfig, config_from_saved, dump_yaml, read_yaml
 from predvis.errors import ConfigError, RunError, TrainingDiverged
+from predvis.figures.training import write_loss_plot
 from predvis.methods import get_method
 from predvis.methods.base import Method
 from predvis.progress import enabled as progress_enabled
@@ -183,6 +184,7 @@ def resume(run_path: Path) -> Path:
     epoch = int(ckpt["epoch"]) + 1
     if epoch >= cfg.train.epochs:
         console.print(f"run already finished {epoch} of {cfg.train.epochs} epochs; nothing to do")
+        write_loss_plot(run.path)
         return run.path
     console.print(f"resuming {run.path} at epoch {epoch + 1} of {cfg.train.epochs}")
     run_epochs(method, run, start_epoch=epoch, step=int(ckpt["step"]), best=float(ckpt["best_val"]))
@@ -204,6 +206,9 @@ def run_epochs(method: Method, run: RunDir, start_epoch: int, step: int, best: f
         if distributed.is_main():
             run.write_status("interrupted", resumable=last.exists())
         raise
+    finally:  # the curves so far, also when training stopped early
+        if distributed.is_main():
+            write_loss_plot(run.path)
 
 
 def _run_epochs(method: Method, run: RunDir, start_epoch: int, step: int, best: float) -> None:
@@ -246,7 +251,7 @@ def _run_epochs(method: Method, run: RunDir, start_epoch: int, step: int, best: 
             progress.remove_task(task)
             method.train_mode(False)
             val = method.validate()
-            row = {"epoch": epoch + 1, "step": step, "lr": _lr(method)}
+            row = {"epoch": epoch + 1, "step": step, "lr": method.learning_rate()}
             row.update({k: float(v) / max(count, 1) for k, v in sums.items()})
             row.update(val)
             row.update({"seconds": seconds, "batches_per_s": count / seconds if seconds else float("nan")})
@@ -268,12 +273,6 @@ def _run_epochs(method: Method, run: RunDir, start_epoch: int, step: int, best: 
             remaining = (epochs - epoch - 1) * seconds
             shown = "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "step") and isinstance(v, float))
             console.print(f"epoch {epoch + 1}/{epochs}  {shown}  (~{remaining:.0f} s to go)")
-
-
-def _lr(method: Method) -> float:
-    for opt in method.optimizers().values():
-        return float(opt.param_groups[0]["lr"])
-    return float("nan")
 
 
 def _diverged(run: RunDir, epoch: int, step: int, value: float) -> None:

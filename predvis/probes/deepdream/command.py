@@ -76,16 +76,19 @@ def _progress() -> Progress:
                     disable=not progress_enabled())
 
 
-def write_video(out: Path, name: str, frames: list, fps: float) -> list[str]:
-    """frames/<name>_%06d.png, gifs/<name>.gif, and gifs/<name>.mp4 when an ffmpeg backend exists."""
+def write_video(out: Path, name: str, frames: list, fps: float, captions: list[str] | None = None,
+                title: list[str] | None = None) -> list[str]:
+    """frames/<name>_%06d.png (raw), gifs/<name>.gif (each frame captioned when ``captions`` are
+    given), and gifs/<name>.mp4 (raw) when an ffmpeg backend exists."""
     import numpy as np
 
+    from predvis.figures.deepdream import captioned
     from predvis.viz import save_gif, save_png
 
     written = []
     for i, frame in enumerate(frames):
         save_png(out / "frames" / f"{name}_{i:06d}.png", frame)
-    save_gif(out / "gifs" / f"{name}.gif", frames, fps=fps)
+    save_gif(out / "gifs" / f"{name}.gif", captioned(frames, captions, title or []) if captions else frames, fps=fps)
     written.append(f"gifs/{name}.gif")
     backend = None
     for module, plugin in (("av", "pyav"), ("imageio_ffmpeg", "FFMPEG")):
@@ -136,8 +139,9 @@ def _dream_latent(dreamer: Dreamer, target: Target, objective: O.Objective, cfg:
 
 
 def _still(cfg, target, generator, dreamer_for) -> Callable[[Path], dict]:
+    from predvis.figures.deepdream import recipe_text, side_by_side
     from predvis.run import write_csv
-    from predvis.viz import grid, save_png
+    from predvis.viz import save_png
 
     objective = _objective(cfg, target, dreamer_for)
     dreamer = dreamer_for(sorted(objective.layers | {OUTPUT}))
@@ -159,7 +163,11 @@ def _still(cfg, target, generator, dreamer_for) -> Callable[[Path], dict]:
         save_png(out / "frames" / "input.png", _to_np(start))
         save_png(out / "frames" / "dream.png", _to_np(dreamed.clamp(0, 1)))
         if start.shape == dreamed.shape:
-            save_png(out / "frames" / "side_by_side.png", grid([[start[0].cpu(), dreamed[0].clamp(0, 1).cpu()]]))
+            how = (f"{cfg.dream.steps * cfg.dream.octaves} latent steps" if target.latent_dim
+                   else recipe_text(cfg.recipe()))
+            save_png(out / "frames" / "side_by_side.png",
+                     side_by_side(_to_np(start), _to_np(dreamed.clamp(0, 1)), target.source.name, objective.name,
+                                  how, history[0], history[-1]))
         write_csv(out / "metrics" / "objective.csv", [{"step": i, "objective": v} for i, v in enumerate(history)])
         return {"objective": objective.name, "first": history[0], "last": history[-1], "steps": len(history),
                 "seconds": seconds, "size": list(dreamed.shape[2:])}
@@ -200,7 +208,14 @@ def _zoom(cfg, target, generator, dreamer_for) -> Callable[[Path], dict]:
                 frames.append(_to_np(frame))
                 rows.append({"frame": i, "objective": "|".join(names), "iterations": dreamer.iteration})
                 progress.advance(task)
-        written = write_video(out, "zoom", frames, cfg.video.fps)
+        from predvis.figures.deepdream import recipe_text
+
+        captions = [f"frame {r['frame'] + 1} of {len(rows)}: {r['objective'].replace('|', ' then ')}; "
+                    f"iterations up to {r['iterations']}" for r in rows]
+        sweep = f"; layer changes every {cfg.video.layer_every} iterations" if layers else ""
+        title = [f"deepdream zoom on {target.source.name}", f"{recipe_text(cfg.recipe())} per frame, "
+                 f"zoom {cfg.video.zoom:g} per frame{sweep}"]
+        written = write_video(out, "zoom", frames, cfg.video.fps, captions, title)
         write_csv(out / "metrics" / "zoom.csv", rows)
         return {"frames": len(frames), "files": written, "seconds": time.perf_counter() - started,
                 "objectives": sorted({r["objective"] for r in rows})}
@@ -229,7 +244,12 @@ def _video(cfg, target, generator, dreamer_for) -> Callable[[Path], dict]:
             for _ in range(len(clip)):
                 frames.append(_to_np(_guarded(lambda: next(gen), "dreaming a video frame")))
                 progress.advance(task)
-        return {"frames": len(frames), "files": write_video(out, "video", frames, cfg.video.fps)}
+        from predvis.figures.deepdream import recipe_text
+
+        captions = [f"frame {i + 1} of {len(frames)}" for i in range(len(frames))]
+        title = [f"deepdream video on {target.source.name}: objective {objective.name}",
+                 f"{recipe_text(cfg.recipe())} per frame, blend {cfg.video.blend:g} with the previous dream"]
+        return {"frames": len(frames), "files": write_video(out, "video", frames, cfg.video.fps, captions, title)}
 
     return execute
 
