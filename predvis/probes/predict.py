@@ -27,6 +27,7 @@ from predvis.progress import progress
 from predvis.run import RunDir, write_csv, atomic_write_text, atomic_write_json
 from predvis.tables import markdown_table
 from predvis.train.loop import load_trained
+from predvis.train.trackers import log_prediction_grids
 from predvis.viz import grid, save_gif, save_png
 
 console = Console(stderr=True)
@@ -105,6 +106,7 @@ def predict(run_path: Path, context: int | None = None, limit: int | None = None
     _write_tables(target, cfg, method, metrics, context, len(seqs))
     n_fig = getattr(cfg.eval, "figures", 4) if figures is None else figures
     _write_figures(target, seqs, out, context, n_fig)
+    log_prediction_grids(run_path, cfg, sorted((target / "frames").glob("*.png")))
     atomic_write_json(target / "summary.json", {
         "run": str(run_path), "context": context, "sequences": len(seqs),
         **{f"{k}_mse": metrics[k]["mse"][:, _frames(k, context, seqs.shape[1])].mean().item() for k in metrics},
