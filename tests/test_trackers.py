@@ -5,10 +5,12 @@ SQLite file, which is what they do by default (the tests leave WANDB_MODE and ML
 """
 import json
 import math
+import socket
 import struct
 import sys
 
 import pytest
+from pathlib import Path
 
 from predvis.cli import main
 from predvis.config import config_from_saved, load_experiment, read_yaml
@@ -33,14 +35,35 @@ def needs(logger):
 
 @pytest.fixture
 def offline(tmp_path, monkeypatch):
-    """The backends' defaults (no mode, URI or key from the environment), their caches in tmp_path."""
-    for name in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_PROJECT", "WANDB_DIR", "MLFLOW_TRACKING_URI",
-                 "MLFLOW_EXPERIMENT_NAME"):
-        monkeypatch.delenv(name, raising=False)
+    """The backends' defaults (no mode, URI or key from the environment), their caches in tmp_path, and a
+    check that this process looked up or connected to no host but this one (W&B's own core process is
+    offline by its mode)."""
+    for name in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_PROJECT", "WANDB_DIR", "WANDB_ERROR_REPORTING",
+                 "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_DISABLE_TELEMETRY"):
+        monkeypatch.setenv(name, "")  # so that the delenv below restores the variable, or its absence
+        monkeypatch.delenv(name)
     for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
         monkeypatch.setenv(name, str(tmp_path / "wandb_home" / name.lower()))
     monkeypatch.setenv("WANDB_SILENT", "true")
-    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    tried = []
+    real_getaddrinfo, real_connect = socket.getaddrinfo, socket.socket.connect
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host not in (None, "localhost", "127.0.0.1", "::1"):
+            tried.append(f"lookup {host}")
+            raise socket.gaierror(socket.EAI_NONAME, "the tests do not use the network")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    def connect(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in ("127.0.0.1", "::1"):
+            tried.append(f"connect {address}")
+            raise OSError("the tests do not use the network")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    yield
+    assert not tried, f"this process tried the network: {tried}"
 
 
 def interrupted_then_resumed(tmp_path, monkeypatch, logger):
@@ -205,3 +228,63 @@ def test_missing_extra_is_one_line_before_any_run_dir(tmp_path, monkeypatch, cap
         "error: train.logger=wandb needs the 'wandb' package, which is not installed: "
         "pip install 'predvis[wandb]' (or set train.logger=none)"]
     assert not (tmp_path / "gopc1").exists()
+
+
+GUARD = r'''
+import atexit, os, socket, sys
+tried = []
+real_getaddrinfo, real_connect = socket.getaddrinfo, socket.socket.connect
+
+def getaddrinfo(host, *args, **kwargs):
+    if host not in (None, "localhost", "127.0.0.1", "::1"):
+        tried.append(f"lookup {host}")
+        raise socket.gaierror(socket.EAI_NONAME, "no network here")
+    return real_getaddrinfo(host, *args, **kwargs)
+
+def connect(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in ("127.0.0.1", "::1"):
+        tried.append(f"connect {address}")
+        raise OSError("no network here")
+    return real_connect(self, address)
+
+socket.getaddrinfo, socket.socket.connect = getaddrinfo, connect
+
+def verdict():  # registered first, so it runs after every library's own exit handlers
+    sys.stdout.flush()
+    if tried:
+        sys.stderr.write(f"tried the network: {tried}\n")
+        os._exit(9)
+
+atexit.register(verdict)
+import numpy as np
+from pathlib import Path
+from predvis.config import load_experiment
+from predvis.train.trackers import open_tracker
+for logger in sys.argv[2:]:
+    cfg = load_experiment("gopc1", "smoke", [f"train.logger={logger}"])
+    run = Path(sys.argv[1]) / logger
+    run.mkdir()
+    tracker = open_tracker(cfg, run)
+    tracker.log_scalars(1, {"epoch": 1, "step": 1, "loss": 0.5})
+    tracker.log_image("predict/sample00", np.zeros((8, 8)), 1)
+    tracker.close()
+print("logged", *sys.argv[2:])
+'''
+
+
+@pytest.mark.slow
+def test_trackers_stay_on_this_machine_for_the_whole_process(tmp_path, offline):
+    """Open, log and close each installed backend with its defaults in a fresh process that fails if any
+    code looks up or connects to a host, up to and including the exit handlers."""
+    import os
+    import subprocess
+
+    loggers = [name for name in ("tensorboard", "wandb", "mlflow") if not needs(name).args[0]]
+    if not loggers:
+        pytest.skip("no tracker package is installed")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_MODE", "MLFLOW_", "WANDB_ERROR"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH", "")])
+    done = subprocess.run([sys.executable, "-c", GUARD, str(tmp_path), *loggers], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "logged " + " ".join(loggers)

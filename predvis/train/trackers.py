@@ -125,6 +125,11 @@ class WandbTracker(Tracker):
 
     def __init__(self, run: Path, cfg: Any, state: dict):
         os.environ.setdefault("WANDB_SILENT", "true")
+        if not os.environ.get("WANDB_MODE"):
+            # offline for the whole process, before wandb is imported: wandb decides on its own usage
+            # telemetry and error reports from its process-wide settings, not from wandb.init(mode=...)
+            os.environ["WANDB_MODE"] = "offline"
+            os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
         import wandb
 
         if not state.get("wandb_id"):
@@ -133,7 +138,6 @@ class WandbTracker(Tracker):
             dir=str(run), id=state["wandb_id"], resume="allow",
             project=None if os.environ.get("WANDB_PROJECT") else "predvis",
             group=cfg.name, name=f"{cfg.name}/{Path(run).name}", job_type="train", config=cfg.to_dict(),
-            mode=None if os.environ.get("WANDB_MODE") else "offline",
             settings=wandb.Settings(console="off"),
         )
 
