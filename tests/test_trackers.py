@@ -15,7 +15,7 @@ from pathlib import Path
 from predvis.cli import main
 from predvis.config import config_from_saved, load_experiment, read_yaml
 from predvis.errors import ConfigError
-from predvis.run import read_csv
+from predvis.run import finished_run_like, read_csv
 from predvis.train import loop, trackers
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -218,6 +218,9 @@ def test_logger_is_checked_and_old_runs_load_without_it(tmp_path):
     assert saved["train"]["logger"] == "none" and not (run / "trackers.json").exists()
     del saved["train"]["logger"]  # a run saved before the key existed
     assert config_from_saved(saved, "old").train.logger == "none"
+    # the tracker is not part of the model: a study asking for the same model with a logger reuses the run
+    logged = load_experiment("gopc1", "smoke", SMOKE[:-1] + ["train.epochs=1", "train.logger=tensorboard"])
+    assert finished_run_like(tmp_path, "gopc1", logged.to_dict()) == run
 
 
 def test_missing_extra_is_one_line_before_any_run_dir(tmp_path, monkeypatch, capsys):
