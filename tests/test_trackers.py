@@ -291,3 +291,30 @@ def test_trackers_stay_on_this_machine_for_the_whole_process(tmp_path, offline):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "logged " + " ".join(loggers)
+
+
+@pytest.mark.slow
+@needs("tensorboard")
+def test_under_torchrun_only_rank_0_logs(tmp_path):
+    """2 gloo processes: one event file, holding each train.csv row once."""
+    import os
+    import subprocess
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "predvis",
+         "train", "gopc1", "--profile", "smoke", "--out", str(tmp_path), "data.train_sequences=16",
+         "data.val_sequences=4", "data.test_sequences=4", "train.batch_size=8", "train.epochs=2",
+         "train.threads=1", "train.logger=tensorboard"],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (run,) = (tmp_path / "gopc1").iterdir()
+    (events,) = (run / "tensorboard").glob("events.out.tfevents.*")
+    reader = EventAccumulator(str(events), size_guidance={"scalars": 0})
+    reader.Reload()
+    logged = {tag: [(e.step, e.value) for e in reader.Scalars(tag)] for tag in reader.Tags()["scalars"]}
+    rows = read_csv(run / "metrics" / "train.csv")
+    assert_mirrors(logged, {int(r["step"]): {k: float(v) for k, v in r.items() if k != "step"} for r in rows})
