@@ -231,6 +231,15 @@ def test_missing_extra_is_one_line_before_any_run_dir(tmp_path, monkeypatch, cap
         "error: train.logger=wandb needs the 'wandb' package, which is not installed: "
         "pip install 'predvis[wandb]' (or set train.logger=none)"]
     assert not (tmp_path / "gopc1").exists()
+    # predict on a run whose logger is missing now: one warning, the results written all the same
+    run = loop.train(load_experiment("gopc1", "smoke", SMOKE[:-1] + ["train.epochs=1"]), tmp_path, {})
+    saved = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(saved.replace("logger: none", "logger: wandb"))
+    capsys.readouterr()
+    assert main(["predict", str(run), "limit=2", "figures=1"]) == 0
+    out, err = capsys.readouterr()
+    assert "warning: prediction grids not logged: train.logger=wandb needs the 'wandb' package" in err
+    assert list((run / "predict").glob("*/frames/sample00.png")) and not (run / "wandb").exists()
 
 
 GUARD = r'''
