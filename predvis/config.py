@@ -54,6 +54,7 @@ class TrainConfig:
     channels_last: bool = False     # convolution weights and image batches in NHWC memory layout
     compile: bool = False           # torch.compile the training forward (feed-forward models only)
     pin_memory: bool = False        # batches built on the host go to CUDA from pinned memory, asynchronously
+    logger: Literal["none", "tensorboard", "wandb", "mlflow"] = "none"  # experiment tracker (predvis.train.trackers)
 
     def validate(self) -> None:
         _positive("train.epochs", self.epochs)

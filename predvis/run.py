@@ -299,7 +299,7 @@ def iter_runs(root: Path, experiment: str | None = None) -> Iterable[Path]:
 
 
 # settings that change how fast a run trains, not what it trains (compared apart by finished_run_like)
-RUNTIME_KEYS: tuple[tuple[str, str], ...] = (("train", "threads"),)
+RUNTIME_KEYS: tuple[tuple[str, str], ...] = (("train", "threads"), ("train", "logger"))  # how, not what, it trains
 
 
 def config_apart_from(config: dict, ignore: tuple[tuple[str, str], ...] = RUNTIME_KEYS) -> dict:

@@ -28,6 +28,7 @@ from predvis.progress import progress
 from predvis.run import RunDir, write_csv, atomic_write_text, atomic_write_json
 from predvis.tables import markdown_table
 from predvis.train.loop import load_trained
+from predvis.train.trackers import log_prediction_grids
 
 console = Console(stderr=True)
 
@@ -105,6 +106,7 @@ def predict(run_path: Path, context: int | None = None, limit: int | None = None
     notes = (("context: posterior reconstructions", "posterior reconstruction") if hasattr(method, "rollouts")
              else ("context: the real frames", "one-step prediction from real frames"))
     _write_figures(target, seqs, out, context, n_fig, f"{getattr(cfg.model, 'kind', cfg.method)} {run_path.name}", notes)
+    log_prediction_grids(run_path, cfg, sorted((target / "frames").glob("*.png")))
     atomic_write_json(target / "summary.json", {
         "run": str(run_path), "context": context, "sequences": len(seqs),
         **{f"{k}_mse": metrics[k]["mse"][:, _frames(k, context, seqs.shape[1])].mean().item() for k in metrics},

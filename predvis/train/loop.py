@@ -26,7 +26,7 @@ from predvis.figures.training import write_loss_plot
 from predvis.methods import get_method
 from predvis.methods.base import Method
 from predvis.progress import enabled as progress_enabled
-from predvis.train import distributed
+from predvis.train import distributed, trackers
 from predvis.run import (
     RunDir, atomic_torch_save, atomic_write_text, command_line, create_run_dir, environment,
     load_checkpoint, read_csv, rng_state, set_rng_state, write_csv,
@@ -148,6 +148,7 @@ def describe(cfg: ExperimentConfig, method: Method) -> str:
 
 def train(cfg: ExperimentConfig, root: Path, overrides: dict, dry_run: bool = False) -> Path | None:
     """Build, then (unless ``dry_run``) train a new run; returns the run directory."""
+    trackers.require(trackers.logger_of(cfg))
     method, device = build_method(cfg)
     console.print(f"profile: {cfg.profile}   device: {device}   method: {cfg.method}")
     if dry_run:
@@ -177,6 +178,7 @@ def resume(run_path: Path) -> Path:
     """Continue a run from its ``last.pt`` into the same directory (appending metrics)."""
     run = RunDir(Path(run_path))
     cfg = load_run_config(run.path)
+    trackers.require(trackers.logger_of(cfg))
     method, _ = build_method(cfg)
     last = run.checkpoints / "last.pt"
     ckpt = load_checkpoint(last, method.device)
@@ -199,19 +201,25 @@ def _json(data: dict) -> str:
 
 def run_epochs(method: Method, run: RunDir, start_epoch: int, step: int, best: float) -> None:
     """Train epochs start_epoch..epochs-1; an interruption leaves the run resumable from last.pt."""
+    tracker = trackers.open_tracker(method.cfg, run.path) if distributed.is_main() else trackers.Tracker()
+    ending = "failed"
     try:
-        _run_epochs(method, run, start_epoch, step, best)
+        _run_epochs(method, run, start_epoch, step, best, tracker)
+        ending = "done"
     except KeyboardInterrupt:
+        ending = "interrupted"
         last = run.checkpoints / "last.pt"
         if distributed.is_main():
             run.write_status("interrupted", resumable=last.exists())
         raise
     finally:  # the curves so far, also when training stopped early
+        tracker.close(ending)
         if distributed.is_main():
             write_loss_plot(run.path)
 
 
-def _run_epochs(method: Method, run: RunDir, start_epoch: int, step: int, best: float) -> None:
+def _run_epochs(method: Method, run: RunDir, start_epoch: int, step: int, best: float,
+                tracker: trackers.Tracker) -> None:
     cfg = method.cfg
     epochs = cfg.train.epochs
     rows = read_csv(run.sub("metrics", "train.csv"))
@@ -265,6 +273,7 @@ def _run_epochs(method: Method, run: RunDir, start_epoch: int, step: int, best: 
                 atomic_torch_save(run.checkpoints / "last.pt", payload)
                 if improved:
                     atomic_torch_save(run.checkpoints / "best.pt", payload)
+                tracker.log_scalars(step, row)  # after the checkpoint: a resume never logs a step twice
                 run.write_status("running" if epoch + 1 < epochs else "done", epoch=epoch + 1, epochs=epochs)
             distributed.barrier()
             if main and epoch + 1 == epochs:
