@@ -146,21 +146,29 @@ class RecurrentHalf(nn.Module):
                 drive = drive + self.topdown[i](prev[i + 1])
         return F.relu(self.norms[i](drive))
 
-    def forward_step(self, x: torch.Tensor, prev=None):
-        states = []
+    def input_drive(self, x: torch.Tensor) -> torch.Tensor:
+        """The bottom-up drive of the first map from the re-injected input alone (the same at every
+        step for the same input): encoder ``bottom[0](image)``, decoder the FC stack of the code."""
         if self.role == "encoder":
-            a = x
+            return self.bottom[0](x)
+        a = F.relu(self.fc[0](x))
+        a = F.relu(self.fc[1](a))
+        return self.fc[2](a).view(-1, self.channels, self.small, self.small)
+
+    def forward_step(self, x: torch.Tensor, prev=None, drive: torch.Tensor | None = None):
+        """``drive``: ``input_drive(x)`` if already computed for this input (computed here if None)."""
+        states = []
+        drive = self.input_drive(x) if drive is None else drive
+        if self.role == "encoder":
+            a = drive
             for i in range(3):
-                a = self._map(i, self.bottom[i](a), prev)
+                a = self._map(i, a if i == 0 else self.bottom[i](a), prev)
                 states.append(a)
             a = a.flatten(1)
             a = F.relu(self.fc[0](a))
             a = F.relu(self.fc[1](a))
             return self.fc[2](a), states
-        a = F.relu(self.fc[0](x))
-        a = F.relu(self.fc[1](a))
-        a = self.fc[2](a).view(-1, self.channels, self.small, self.small)
-        a = self._map(0, a, prev)
+        a = self._map(0, drive, prev)
         states.append(a)
         for i in range(2):
             a = self._map(i + 1, self.bottom[i](a), prev)
@@ -226,13 +234,14 @@ class RecurrentAE(nn.Module):
     # running ------------------------------------------------------------------
     def encode(self, x: torch.Tensor, steps: int) -> list[torch.Tensor]:
         """Codes after each of ``steps`` encoder steps (a feed-forward half is computed once)."""
-        code, states = self.encoder.forward_step(x)
+        drive = self.encoder.input_drive(x)  # the image is re-injected unchanged: its drive is too
+        code, states = self.encoder.forward_step(x, drive=drive)
         codes = [code]
         for _ in range(steps - 1):
             if not self.encoder.recurrent:
                 codes.append(code)
                 continue
-            code, states = self.encoder.forward_step(x, states)
+            code, states = self.encoder.forward_step(x, states, drive)
             codes.append(code)
         return codes
 
@@ -246,12 +255,15 @@ class RecurrentAE(nn.Module):
             codes = [code] * steps
         else:
             codes = self.encode(x, steps)
-        outs, states = [], None
+        outs, states, drive = [], None, None
         for t in range(steps):
-            if t > 0 and not self.decoder.recurrent and codes[t] is codes[t - 1]:
+            same = t > 0 and codes[t] is codes[t - 1]
+            if same and not self.decoder.recurrent:
                 outs.append(outs[-1])
                 continue
-            out, states = self.decoder.forward_step(codes[t], states)
+            if not same:  # chained: one code for every decoder step, so one drive
+                drive = self.decoder.input_drive(codes[t])
+            out, states = self.decoder.forward_step(codes[t], states, drive)
             outs.append(out)
         return torch.stack(outs)
 
