@@ -15,6 +15,7 @@ import importlib.util
 import statistics
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -57,23 +58,67 @@ def _model_steps(model: PVM, frames: torch.Tensor):
     return step
 
 
-def _floor_step(model: PVM):
-    """``step(i)`` of the weight-streaming floor: one batched matrix-vector product through every
-    layer's W1 and W2 at batch 1, i.e. one read of every predictive weight -- which any learning step
-    must do at least once (its forward) -- and nothing else: no features, gathers, nonlinearities,
-    momentum or updates."""
+def _weights(model: PVM) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Every layer's stored W1 (U, H, n) and W2 read as (U, out, H + 1): the predictive weights."""
     mats = []
     for l in range(model.n_layers):
-        v1, w2 = getattr(model, f"v1_{l}"), getattr(model, f"w2_{l}")  # (U, H, n), (U, H + 1, out)
-        mats.append((v1, torch.rand(v1.shape[0], v1.shape[2], 1, dtype=v1.dtype)))
-        mats.append((w2.transpose(1, 2), torch.rand(w2.shape[0], w2.shape[1], 1, dtype=w2.dtype)))
+        mats.append(getattr(model, f"v1_{l}"))
+        mats.append(getattr(model, f"w2_{l}").transpose(1, 2))
+    return mats
 
-    def step(i: int) -> None:
-        for w, x in mats:
+
+def floor_steps(model: PVM, batch: int = 1) -> dict[str, Callable[[int], None]]:
+    """Several ``step(i)`` that each read every predictive weight of ``model`` exactly once and
+    multiply it with ``batch`` input columns -- which any learning step must do at least once (its
+    forward) -- and nothing else: no features, gathers, nonlinearities, momentum or updates.
+    The weight-streaming floor is the fastest of them (each is a lower bound only if its kernel
+    streams well, so one alone can sit below what the step itself reaches):
+
+    - ``bmm``: one batched product per weight tensor, ``W (U, r, n) @ x (U, n, batch)``;
+    - ``einsum``: the same products written as ``einsum('urn,unb->urb')``;
+    - ``one matmul, fp32``: all weights copied once (before timing) into one (rows, 1024) matrix,
+      one ``mm`` with (1024, batch) columns per step;
+    - ``one matmul, bf16``: the same matrix in bfloat16 (half the bytes; a bound for a model
+      that kept its weights in bf16, not for the float32 model).
+    """
+    mats = _weights(model)
+    xs = [torch.rand(w.shape[0], w.shape[2], batch, dtype=w.dtype) for w in mats]
+    flat = torch.cat([w.reshape(-1) for w in mats])
+    cols = 1024
+    big = torch.nn.functional.pad(flat, (0, -flat.numel() % cols)).view(-1, cols)
+    big16 = big.to(torch.bfloat16)
+    v = torch.rand(cols, batch)
+    v16 = v.to(torch.bfloat16)
+
+    def by_bmm(i: int) -> None:
+        for w, x in zip(mats, xs):
             torch.bmm(w, x)
-    for i in range(3):  # warm-up
-        step(i)
-    return step
+
+    def by_einsum(i: int) -> None:
+        for w, x in zip(mats, xs):
+            torch.einsum("urn,unb->urb", w, x)
+
+    def by_matmul(i: int) -> None:
+        torch.mm(big, v)
+
+    def by_matmul16(i: int) -> None:
+        torch.mm(big16, v16)
+
+    steps = {"bmm": by_bmm, "einsum": by_einsum, "one matmul, fp32": by_matmul, "one matmul, bf16": by_matmul16}
+    for fn in steps.values():  # warm-up
+        for i in range(2):
+            fn(i)
+    return steps
+
+
+def floor_rates(model: PVM, batch: int, steps: int, block: int) -> dict[str, float]:
+    """Median steps/s of each :func:`floor_steps` way, timed in interleaved blocks."""
+    ways = floor_steps(model, batch)
+    rates: dict[str, list[float]] = {k: [] for k in ways}
+    for _ in range(max(1, steps // block)):
+        for name, fn in ways.items():
+            rates[name].extend(_time_blocks(fn, block, block)[0])
+    return {k: statistics.median(r) for k, r in rates.items()}
 
 
 def bench_pvm(steps: int = 69, ref_steps: int = 5, threads: int | None = None,
@@ -81,9 +126,9 @@ def bench_pvm(steps: int = 69, ref_steps: int = 5, threads: int | None = None,
     """Returns {'weights', 'threads', 'batched_steps_per_s', 'reference_steps_per_s', 'ratio', ...}.
 
     Extra keys: 'batched_min_steps_per_s', 'batched_max_steps_per_s' (blocks), 'batched_cpu_steps_per_s'
-    (steps per CPU second), 'by_threads' ({threads: median steps/s}); 'floor_steps_per_s' (one
-    matrix-vector read of every weight per step and nothing else, :func:`_floor_step`, at the
-    headline thread count), 'floor_efficiency' (batched / floor) and 'floor_ratio' (floor / reference:
+    (steps per CPU second), 'by_threads' ({threads: median steps/s}); 'floor_steps_per_s' (the fastest
+    of :func:`floor_steps`'s ways to read every weight once per step and do nothing else, at the
+    headline thread count; 'floor_ways' holds each way's rate, 'floor_way' the fastest), 'floor_efficiency' (batched / floor) and 'floor_ratio' (floor / reference:
     the speed-up over the per-unit loop of a step that only streamed the weights once).
     ``block`` defaults to the ring length of float32 momentum (23), so each block holds one flush.
     """
@@ -103,7 +148,10 @@ def bench_pvm(steps: int = 69, ref_steps: int = 5, threads: int | None = None,
         out = {"weights": sum(model.n_weights), "threads": best, "batched_steps_per_s": med,
                "batched_min_steps_per_s": lo, "batched_max_steps_per_s": hi, "batched_cpu_steps_per_s": cpu,
                "by_threads": {t: r[0] for t, r in results.items()}}
-        floor = statistics.median(_time_blocks(_floor_step(model), steps, block)[0])
+        ways = floor_rates(model, 1, steps, block)
+        floor = max(ways.values())
+        out["floor_ways"] = ways
+        out["floor_way"] = max(ways, key=ways.get)
         out["floor_steps_per_s"] = floor
         out["floor_efficiency"] = med / floor
         Ref = _reference_class()
@@ -126,3 +174,55 @@ if __name__ == "__main__":
     import json
 
     print(json.dumps(bench_pvm(), indent=1))
+
+
+def bench_pvm_paths(streams: int = 64, steps: int = 12, block: int = 3, threads: int | None = None,
+                    layers: tuple[int, ...] = (16, 8, 4, 3, 2, 1)) -> dict:
+    """Old and new unit-input assembly side by side: ``fused_inputs`` False (concatenation) and
+    True (written in place), same seed, ``streams`` streams, every layer and pathway learning.
+
+    Blocks of ``block`` steps alternate between the two models. Returns {'streams', 'threads',
+    'frames_per_s': {'concatenated': .., 'in place': ..} (medians of the blocks; frames = steps x
+    streams), 'max_abs_diff' (largest difference of the two models' predictions and weights after
+    the timed steps: the same arithmetic gives 0), 'floor_frames_per_s' (fastest way of
+    :func:`floor_steps` at batch ``streams``), 'floor_ways'}.
+    """
+    before = torch.get_num_threads()
+    on = PVMSchedule(layer_delay=0, lateral_on=0, feedback_on=0)
+    side = layers[0] * 5
+    frames = torch.rand(4, streams, 3, side, side, generator=torch.Generator().manual_seed(0))
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        models = {"concatenated": PVM(list(layers), schedule=on, seed=0, fused_inputs=False),
+                  "in place": PVM(list(layers), schedule=on, seed=0, fused_inputs=True)}
+        states = {k: m.init_state(streams) for k, m in models.items()}
+        last = {}
+
+        def stepper(name: str):
+            def step(i: int) -> None:
+                out = models[name].step(frames[i % len(frames)], states[name])
+                states[name] = out.state
+                last[name] = out.prediction
+            return step
+
+        fns = {k: stepper(k) for k in models}
+        for fn in fns.values():  # warm-up: caches exist, every layer learns
+            for i in range(3):
+                fn(i)
+        rates: dict[str, list[float]] = {k: [] for k in fns}
+        for r in range(max(1, steps // block)):
+            for name, fn in fns.items():
+                rates[name].extend(_time_blocks(lambda i, fn=fn, r=r: fn(3 + r * block + i), block, block)[0])
+        a, b = models.values()
+        diff = float((last["concatenated"] - last["in place"]).abs().max())
+        for (ka, ta), tb in zip(a.state_dict().items(), b.state_dict().values()):
+            if ta.numel() and ta.is_floating_point():
+                diff = max(diff, float((ta - tb).abs().max()))
+        ways = floor_rates(b, streams, steps, block)
+        return {"streams": streams, "threads": torch.get_num_threads(),
+                "frames_per_s": {k: streams * statistics.median(r) for k, r in rates.items()},
+                "max_abs_diff": diff, "floor_frames_per_s": streams * max(ways.values()),
+                "floor_ways": {k: streams * v for k, v in ways.items()}}
+    finally:
+        torch.set_num_threads(before)

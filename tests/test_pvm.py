@@ -168,8 +168,38 @@ def test_speed_benchmark_reports_its_ratios_from_one_run():
     from predvis.bench_pvm import bench_pvm
 
     r = bench_pvm(steps=4, ref_steps=1, threads=1, layers=(4, 2, 1), block=2)
+    assert r["floor_steps_per_s"] == max(r["floor_ways"].values()) and r["floor_way"] in r["floor_ways"]
+    assert set(r["floor_ways"]) == {"bmm", "einsum", "one matmul, fp32", "one matmul, bf16"}
     assert r["weights"] == sum(PVM([4, 2, 1]).n_weights) and r["threads"] == 1
     assert r["ratio"] == pytest.approx(r["batched_steps_per_s"] / r["reference_steps_per_s"])
     assert r["floor_ratio"] == pytest.approx(r["floor_steps_per_s"] / r["reference_steps_per_s"])
     assert r["floor_efficiency"] == pytest.approx(r["batched_steps_per_s"] / r["floor_steps_per_s"])
     assert all(r[k] > 0 for k in ("batched_steps_per_s", "reference_steps_per_s", "floor_steps_per_s"))
+
+
+@pytest.mark.parametrize("center", [False, True])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_inputs_written_in_place_equal_the_concatenation_exactly(center, batch):
+    """fused_inputs on and off: the same predictions, errors and learned weights, bit for bit."""
+    models = [PVM([4, 2, 1], channels=1, patch=2, hidden=4, schedule=_on_now(), seed=1, center=center,
+                  fused_inputs=fused) for fused in (True, False)]
+    frames = torch.rand(6, batch, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    states = [m.init_state(batch) for m in models]
+    for t in range(6):
+        outs = [m.step(frames[t], s) for m, s in zip(models, states)]
+        states = [o.state for o in outs]
+        torch.testing.assert_close(outs[0].prediction, outs[1].prediction, rtol=0, atol=0)
+        for key in outs[1].layer_errors:
+            torch.testing.assert_close(outs[0].layer_errors[key], outs[1].layer_errors[key], rtol=0, atol=0)
+    for (key, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=key)
+
+
+def test_streams_benchmark_runs_both_input_paths_to_the_same_result():
+    """bench_pvm_paths at a tiny size (structure only, no timing assertion)."""
+    from predvis.bench_pvm import bench_pvm_paths
+
+    r = bench_pvm_paths(streams=2, steps=2, block=1, threads=1, layers=(4, 2, 1))
+    assert r["max_abs_diff"] == 0.0 and r["streams"] == 2
+    assert set(r["frames_per_s"]) == {"concatenated", "in place"} and all(v > 0 for v in r["frames_per_s"].values())
+    assert r["floor_frames_per_s"] == max(r["floor_ways"].values())

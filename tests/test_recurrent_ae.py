@@ -86,3 +86,52 @@ def test_stepper_reproduces_the_unrolled_model():
 def test_bad_model_config(key, value, text):
     with pytest.raises(ConfigError, match=text):
         RecurrentAEConfig(**{key: value}).validate()
+
+
+@pytest.mark.parametrize("size", [5, 4, 3])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fused_lrn_equals_local_response_norm_values_and_gradients(size, channels_last):
+    from predvis.models.lrn import FusedLRN, ShiftedLRN
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 7, 5, 5, dtype=torch.float64) * 10
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    ref = torch.nn.LocalResponseNorm(size, 1e-3, 0.5, 1.0)
+    g = torch.randn(3, 7, 5, 5, dtype=torch.float64)
+    outs = [m(x) for m in (FusedLRN(size), ShiftedLRN(size), ref)]
+    grads = [torch.autograd.grad(y, x, g)[0] for y in outs]
+    for y, dx in zip(outs[:2], grads[:2]):
+        assert torch.allclose(y, outs[2], rtol=0, atol=1e-12)
+        assert torch.allclose(dx, grads[2], rtol=0, atol=1e-12)
+    half = FusedLRN(size)(x.detach().to(torch.bfloat16))  # bf16 in, bf16 out, float32 inside
+    assert half.dtype == torch.bfloat16 and torch.allclose(half.double(), outs[2].detach(), rtol=1e-2, atol=1e-2)
+
+
+def test_fused_and_shifted_lrn_models_train_alike():
+    x, y = torch.rand(8, 1, 32, 32), torch.rand(8, 1, 32, 32)
+    losses = {}
+    for lrn in ("fused", "shifted"):
+        torch.manual_seed(0)
+        model = RecurrentAE(RecurrentAEConfig(steps=2, lrn=lrn))
+        opt = torch.optim.Adam(model.parameters(), 1e-3)
+        for _ in range(3):
+            loss = ((torch.sigmoid(model(x)[-1]) - y) ** 2).sum((1, 2, 3)).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        losses[lrn] = loss.item()
+    assert abs(losses["fused"] - losses["shifted"]) <= 1e-4 * losses["shifted"]
+
+
+def test_training_step_benchmark_compares_losses_with_the_first_row():
+    """bench_recurrent_ae at batch 2 (structure only, no timing assertion): every candidate takes the
+    same steps; the fused LRN's losses equal the autograd LRN's to float rounding."""
+    from predvis.bench_recurrent_ae import BASELINE, CANDIDATES, bench_recurrent_ae
+
+    pick = {k: CANDIDATES[k] for k in (BASELINE, "fp32, fused LRN (model.lrn=fused)")}
+    r = bench_recurrent_ae(batch=2, repeats=1, threads=1, candidates=pick)
+    assert r["steps"] == 2 and r["loss_rel_diff"][BASELINE] == 0.0
+    assert r["loss_rel_diff"]["fp32, fused LRN (model.lrn=fused)"] < 1e-4
+    assert r["speedup"][BASELINE] == 1.0 and all(v > 0 for v in r["ms"].values())

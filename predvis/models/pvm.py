@@ -151,6 +151,7 @@ class PVM(nn.Module):
         center: bool = False,
         residual: bool = False,
         dtype: torch.dtype = torch.float32,
+        fused_inputs: bool = True,
     ):
         super().__init__()
         for name, v in (("channels", channels), ("patch", patch), ("hidden", hidden)):
@@ -163,6 +164,7 @@ class PVM(nn.Module):
         self.two_steps, self.momentum, self.tau = two_steps, momentum, tau
         self.schedule = schedule or PVMSchedule()
         self.center, self.residual = bool(center), bool(residual)
+        self.fused_inputs = bool(fused_inputs)  # no_grad steps write unit inputs in place (same values)
         self.frame_shape = (channels, layers[0] * patch, layers[0] * patch)
         self.disabled: set[str] = set()
         self.learning = True
@@ -365,17 +367,20 @@ class PVM(nn.Module):
         for l, sig in enumerate(signals):
             prev = sig if state.prev[l] is None else state.prev[l]
             integ = sig if state.integ[l] is None else self.tau * state.integ[l] + (1 - self.tau) * sig
-            err_feat = 0.5 * errs[l] + 0.5 if errs[l] is not None else torch.full_like(sig, 0.5)
             idx = getattr(self, f"ctx_idx_{l}_{sel}")  # (U, K); lesioned slots read the zero row
             U = sig.shape[0]
-            ctx = flat.index_select(0, idx.view(-1)).view(U, idx.shape[1], B, -1)
             ones = torch.ones(U, B, 1, dtype=sig.dtype, device=sig.device)
-            ctx = (ctx if B == 1 else ctx.transpose(1, 2)).reshape(U, B, -1)
-            if self.center:  # features and live context slots shifted by -0.5 (lesioned slots stay 0)
-                x = torch.cat([sig - 0.5, 0.5 * (sig - prev), integ - 0.5, err_feat - 0.5,
-                               ctx - getattr(self, f"ctx_half_{l}_{sel}"), ones], dim=2)
+            if self.fused_inputs and not torch.is_grad_enabled():
+                x = self._inputs_in_place(l, sig, prev, integ, errs[l], flat, sel)
             else:
-                x = torch.cat([sig, 0.5 * (sig - prev) + 0.5, integ, err_feat, ctx, ones], dim=2)
+                err_feat = 0.5 * errs[l] + 0.5 if errs[l] is not None else torch.full_like(sig, 0.5)
+                ctx = flat.index_select(0, idx.view(-1)).view(U, idx.shape[1], B, -1)
+                ctx = (ctx if B == 1 else ctx.transpose(1, 2)).reshape(U, B, -1)
+                if self.center:  # features and live context slots shifted by -0.5 (lesioned slots stay 0)
+                    x = torch.cat([sig - 0.5, 0.5 * (sig - prev), integ - 0.5, err_feat - 0.5,
+                                   ctx - getattr(self, f"ctx_half_{l}_{sel}"), ones], dim=2)
+                else:
+                    x = torch.cat([sig, 0.5 * (sig - prev) + 0.5, integ, err_feat, ctx, ones], dim=2)
             s1 = self._w1_forward(l, x)
             h = rational_sigmoid(s1)
             h_aug = torch.cat([h, ones], dim=2)
@@ -393,6 +398,35 @@ class PVM(nn.Module):
         prediction = self.unpatch(ys[0][..., : sizes[0]]).clamp(0, 1)
         internals = _Internals(self, signals, new_h, ys)
         return StepOutput(prediction=prediction, state=state, layer_errors=layer_errors, internals=internals)
+
+    def _inputs_in_place(self, l: int, sig: torch.Tensor, prev: torch.Tensor, integ: torch.Tensor,
+                         err: torch.Tensor | None, flat: torch.Tensor, sel: str) -> torch.Tensor:
+        """The unit inputs x (U, B, n_in + 1) of layer ``l`` written straight into one new tensor:
+        the same values as the concatenation in :meth:`differentiable_step`, but the gathered
+        context -- the largest part -- is written once instead of copied three times (gather,
+        reorder, shift, concatenate). Needs no_grad (writes into slices)."""
+        U, B, S = sig.shape
+        idx = getattr(self, f"ctx_idx_{l}_{sel}")
+        K, H = idx.shape[1], self.hidden
+        x = torch.empty(U, B, 4 * S + K * H + 1, dtype=sig.dtype, device=sig.device)
+        c = 0.5 if self.center else 0.0  # centred: features shifted by -0.5
+        torch.sub(sig, c, out=x[..., :S])
+        torch.sub(sig, prev, out=x[..., S:2 * S]).mul_(0.5).add_(0.5 - c)
+        torch.sub(integ, c, out=x[..., 2 * S:3 * S])
+        if err is None:
+            x[..., 3 * S:4 * S].fill_(0.5 - c)
+        else:
+            e = torch.mul(err, 0.5, out=x[..., 3 * S:4 * S]).add_(0.5)
+            if c:
+                e.sub_(c)
+        ctx = flat.index_select(0, idx.view(-1)).view(U, K, B, H).transpose(1, 2)  # (U, B, K, H), a view
+        dest = x[..., 4 * S:4 * S + K * H].view(U, B, K, H)
+        if self.center:  # live context slots shifted by -0.5 (lesioned slots stay 0)
+            torch.sub(ctx, getattr(self, f"ctx_half_{l}_{sel}").view(U, 1, K, H), out=dest)
+        else:
+            dest.copy_(ctx)
+        x[..., -1].fill_(1.0)
+        return x
 
     # ------------------------------------------------------------------ W1: stored weights, lazy updates
     # Momentum (M_t = mu M_{t-1} + lr_t g_t, W_t = W_{t-1} + M_t) is kept as v = W + c M with

@@ -23,7 +23,8 @@ Architecture (docs/depth_inversion.md; after the DIAE code described in
   ``steps`` steps; outputs are the decoder's steps. ``joint``: one encoder step and one decoder step
   per step, the decoder reading the encoder's current code.
 - Normalisation is one module per layer, shared by all steps (``lrn``: local response norm as in
-  the DIAE code, parameter-free; ``group``: GroupNorm with shared affine parameters; ``none``), so a
+  the DIAE code, parameter-free, computed by ``lrn``: ``fused`` or ``shifted``, predvis/models/lrn.py;
+  ``group``: GroupNorm with shared affine parameters; ``none``), so a
   model runs past the number of steps it was trained with.
 - Lesions: ``disabled`` may hold ``lateral`` and/or ``topdown``; a disabled pathway contributes
   nothing at any step. With both off, every step equals step 0: the feed-forward computation.
@@ -38,6 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from predvis.config import ConfigError, positive
+from predvis.models.lrn import FusedLRN, ShiftedLRN
 
 VARIANTS = ("B", "BL", "BT", "BLT")
 
@@ -62,6 +64,7 @@ class RecurrentAEConfig:
     hidden: int = 256             # units of the two hidden FC layers
     code: int = 24                # code dimension
     norm: Literal["lrn", "group", "none"] = "lrn"
+    lrn: Literal["fused", "shifted"] = "fused"   # norm=lrn: one node with a written-out backward, or autograd through shifted adds (same maths)
     image_size: int = 32
     match: str = ""               # '' or a variant: widen B halves' channels to that variant's parameter count
 
@@ -82,27 +85,13 @@ class RecurrentAEConfig:
         return f"{self.encoder}-{self.decoder}"
 
 
-class ChannelLRN(nn.Module):
-    """Local response normalisation across channels, as ``nn.LocalResponseNorm(5, 1e-3, 0.5, 1)``
-    but computed with five shifted adds (several times faster on the CPU). Parameter-free, and
-    bounded: |out| < sqrt(size / alpha), so unrolled activity cannot grow without limit."""
-
-    def __init__(self, size: int = 5, alpha: float = 1e-3, beta: float = 0.5, k: float = 1.0):
-        super().__init__()
-        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c = x.shape[1]
-        sq = F.pad(x * x, (0, 0, 0, 0, self.size // 2, (self.size - 1) // 2))
-        total = sq[:, 0:c]
-        for i in range(1, self.size):
-            total = total + sq[:, i:i + c]
-        return x * (self.k + self.alpha / self.size * total).pow(-self.beta)
+# kept under its first name: saved code and docs refer to ChannelLRN
+ChannelLRN = ShiftedLRN
 
 
-def _norm(kind: str, channels: int) -> nn.Module:
+def _norm(kind: str, channels: int, lrn: str = "fused") -> nn.Module:
     if kind == "lrn":
-        return ChannelLRN()
+        return FusedLRN() if lrn == "fused" else ShiftedLRN()
     if kind == "group":
         return nn.GroupNorm(min(8, channels), channels)
     return nn.Identity()
@@ -135,7 +124,7 @@ class RecurrentHalf(nn.Module):
             self.out = nn.ConvTranspose2d(c, 1, 4, 2, 1)
             # top-down into map l from map l+1 (larger): strided conv down
             make_td = lambda: nn.Conv2d(c, c, 4, 2, 1)  # noqa: E731
-        self.norms = nn.ModuleList([_norm(cfg.norm, c) for _ in range(3)])
+        self.norms = nn.ModuleList([_norm(cfg.norm, c, cfg.lrn) for _ in range(3)])
         self.lateral = nn.ModuleList([nn.Conv2d(c, c, 3, 1, 1, bias=False) for _ in range(3)]) if self.lateral_on else None
         self.topdown = nn.ModuleList([make_td() for _ in range(2)]) if self.topdown_on else None
         self.disabled: set[str] = set()
@@ -157,21 +146,29 @@ class RecurrentHalf(nn.Module):
                 drive = drive + self.topdown[i](prev[i + 1])
         return F.relu(self.norms[i](drive))
 
-    def forward_step(self, x: torch.Tensor, prev=None):
-        states = []
+    def input_drive(self, x: torch.Tensor) -> torch.Tensor:
+        """The bottom-up drive of the first map from the re-injected input alone (the same at every
+        step for the same input): encoder ``bottom[0](image)``, decoder the FC stack of the code."""
         if self.role == "encoder":
-            a = x
+            return self.bottom[0](x)
+        a = F.relu(self.fc[0](x))
+        a = F.relu(self.fc[1](a))
+        return self.fc[2](a).view(-1, self.channels, self.small, self.small)
+
+    def forward_step(self, x: torch.Tensor, prev=None, drive: torch.Tensor | None = None):
+        """``drive``: ``input_drive(x)`` if already computed for this input (computed here if None)."""
+        states = []
+        drive = self.input_drive(x) if drive is None else drive
+        if self.role == "encoder":
+            a = drive
             for i in range(3):
-                a = self._map(i, self.bottom[i](a), prev)
+                a = self._map(i, a if i == 0 else self.bottom[i](a), prev)
                 states.append(a)
             a = a.flatten(1)
             a = F.relu(self.fc[0](a))
             a = F.relu(self.fc[1](a))
             return self.fc[2](a), states
-        a = F.relu(self.fc[0](x))
-        a = F.relu(self.fc[1](a))
-        a = self.fc[2](a).view(-1, self.channels, self.small, self.small)
-        a = self._map(0, a, prev)
+        a = self._map(0, drive, prev)
         states.append(a)
         for i in range(2):
             a = self._map(i + 1, self.bottom[i](a), prev)
@@ -237,13 +234,14 @@ class RecurrentAE(nn.Module):
     # running ------------------------------------------------------------------
     def encode(self, x: torch.Tensor, steps: int) -> list[torch.Tensor]:
         """Codes after each of ``steps`` encoder steps (a feed-forward half is computed once)."""
-        code, states = self.encoder.forward_step(x)
+        drive = self.encoder.input_drive(x)  # the image is re-injected unchanged: its drive is too
+        code, states = self.encoder.forward_step(x, drive=drive)
         codes = [code]
         for _ in range(steps - 1):
             if not self.encoder.recurrent:
                 codes.append(code)
                 continue
-            code, states = self.encoder.forward_step(x, states)
+            code, states = self.encoder.forward_step(x, states, drive)
             codes.append(code)
         return codes
 
@@ -257,12 +255,15 @@ class RecurrentAE(nn.Module):
             codes = [code] * steps
         else:
             codes = self.encode(x, steps)
-        outs, states = [], None
+        outs, states, drive = [], None, None
         for t in range(steps):
-            if t > 0 and not self.decoder.recurrent and codes[t] is codes[t - 1]:
+            same = t > 0 and codes[t] is codes[t - 1]
+            if same and not self.decoder.recurrent:
                 outs.append(outs[-1])
                 continue
-            out, states = self.decoder.forward_step(codes[t], states)
+            if not same:  # chained: one code for every decoder step, so one drive
+                drive = self.decoder.input_drive(codes[t])
+            out, states = self.decoder.forward_step(codes[t], states, drive)
             outs.append(out)
         return torch.stack(outs)
 
