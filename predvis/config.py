@@ -33,7 +33,17 @@ import yaml
 from predvis.errors import ConfigError
 
 PROFILES = ("smoke", "quick", "full")
-EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
+
+
+def _experiments_dir() -> Path:
+    """The experiment files: predvis/experiments, a link to the checkout's experiments/ that a wheel holds as a
+    copy; a checkout whose file system kept no link (a text file instead) reads experiments/ directly."""
+    here = Path(__file__).resolve().parent
+    packaged = (here / "experiments").resolve()
+    return packaged if packaged.is_dir() else here.parent / "experiments"
+
+
+EXPERIMENTS_DIR = _experiments_dir()
 
 
 # --------------------------------------------------------------------------- schema
@@ -78,7 +88,7 @@ class ExperimentConfig:
     train: Any
     eval: Any
     seed: int = 0
-    device: str = "auto"           # auto | cpu | cuda | cuda:N
+    device: str = "auto"           # auto | cpu | cuda | cuda:N | mps
     profile: str = "quick"
 
     def to_dict(self) -> dict:
@@ -360,9 +370,10 @@ def build_config(raw: dict, profile: str, overrides: dict, source: str) -> Exper
 
 
 def check_device(device: str) -> None:
-    if device in ("auto", "cpu") or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
+    """The device's spelling; whether this machine has it is checked when the run starts."""
+    if device in ("auto", "cpu", "cuda", "mps") or (device.startswith("cuda:") and device[5:].isdigit()):
         return
-    raise ConfigError(f"device: must be auto, cpu, cuda or cuda:N, got {device!r}")
+    raise ConfigError(f"device: must be auto, cpu, cuda, cuda:N or mps, got {device!r}")
 
 
 def load_experiment(name_or_path: str, profile: str | None = None, overrides: list[str] | None = None) -> ExperimentConfig:

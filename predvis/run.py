@@ -5,7 +5,7 @@ A run lives in ``<root>/<experiment>/<YYYYmmdd-HHMMSS>_<id>/``::
     config.yaml      merged config (defaults < file < profile < overrides)
     overrides.yaml   the KEY=VALUE overrides as given
     cmd.txt          the command line
-    env.json         python / torch / CUDA versions, device, git commit and dirty flag, seed, world size
+    env.json         predvis / python / torch / CUDA versions, device, git commit and dirty flag, seed, world size
     status.json      running | done | diverged, with the last finished epoch
     metrics/         train.csv (one row per epoch), eval.csv ...
     checkpoints/     last.pt, best.pt (model, optimiser, scheduler, scaler, RNG states, epoch, step)
@@ -131,7 +131,10 @@ def git_state(root: Path | None = None) -> dict:
 
 
 def environment(device: torch.device, seed: int, world_size: int = 1, extra: dict | None = None) -> dict:
+    from predvis import __version__
+
     env = {
+        "predvis": __version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "torch": torch.__version__,
