@@ -14,11 +14,28 @@ import typer
 from predvis.errors import PredvisError
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # every subcommand inherits it
     help="predvis: train predictive models of vision, then probe them (dream, lesion, occlude, sleep, deepdream).",
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from predvis import __version__
+
+        print(f"predvis {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="print predvis's version and exit"),
+) -> None:
+    """Options that come before the command."""
 
 OVERRIDES = typer.Argument(None, help="KEY=VALUE overrides, e.g. train.epochs=3 model.kind=vae1")
 

@@ -41,11 +41,37 @@ STAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%z"   # env.json's "created"
 
 # --------------------------------------------------------------------------- atomic writes
 
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux tells it (/proc), else set and restored."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def staging_dir(parent: Path) -> Path:
+    """A new hidden ``.staging-*`` folder in ``parent`` with the permissions a plain ``mkdir`` would give
+    (``mkdtemp`` makes it 0700 whatever the umask, and the run it becomes would keep that)."""
+    path = Path(tempfile.mkdtemp(dir=parent, prefix=".staging-"))
+    os.chmod(path, 0o777 & ~current_umask())
+    return path
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``. The file gets the
+    permissions a plain ``open`` would give (0666 less the umask; ``mkstemp`` alone makes it 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        if hasattr(os, "fchmod"):  # POSIX
+            os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -209,7 +235,7 @@ def create_run_dir(root: Path, experiment: str, files: dict[str, str]) -> RunDir
     """
     parent = Path(root) / experiment
     parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=parent, prefix=".staging-"))
+    staging = staging_dir(parent)
     try:
         for sub in SUBDIRS:
             (staging / sub).mkdir()
