@@ -47,7 +47,8 @@ def train(
     profile: Optional[str] = typer.Option(None, help="smoke | quick | full (default: full with CUDA, else quick)"),
     out: Path = typer.Option(Path("runs"), help="root folder of run directories"),
     resume: Optional[Path] = typer.Option(None, help="continue this run directory from its last checkpoint"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="build data and model, print config and params, write nothing"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="build data and model (with --resume: load the checkpoint), "
+                                 "print config and params, write nothing"),
 ) -> None:
     """Train an experiment; the last line printed is the run directory."""
     from predvis.config import default_profile, load_experiment, parse_overrides
@@ -56,7 +57,9 @@ def train(
     if resume is not None:
         if overrides:
             raise PredvisError("--resume continues a run with its saved config; drop the KEY=VALUE overrides")
-        print(loop.resume(resume))
+        resumed = loop.resume(resume, dry_run=dry_run)
+        if resumed is not None:
+            print(resumed)
         return
     chosen = profile or default_profile()
     cfg = load_experiment(experiment, chosen, overrides or [])
@@ -235,17 +238,42 @@ def main(argv: list[str] | None = None) -> int:
     Usage errors (a missing argument, an unknown option) are reported by Typer itself, with
     exit status 2.
     """
+    args = sys.argv[1:] if argv is None else list(argv)
+    for arg in args:
+        if not _is_utf8(arg):
+            print(f"error: argument '{_printable(arg)}' is not valid UTF-8; predvis takes UTF-8 paths and values",
+                  file=sys.stderr)
+            return 2
     try:
-        app(args=argv, standalone_mode=True)
+        app(args=args, standalone_mode=True)
     except SystemExit as err:
         return err.code if isinstance(err.code, int) else (0 if err.code is None else 1)
     except PredvisError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_printable(str(err))}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _is_utf8(text: str) -> bool:
+    """False for a string holding bytes that were not UTF-8 (Python keeps them as lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(text: str) -> str:
+    """``text`` with non-UTF-8 bytes shown as ``\\xNN``, safe to print on any terminal."""
+    if _is_utf8(text):
+        return text
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def entry() -> None:

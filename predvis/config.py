@@ -16,12 +16,14 @@ An experiment file (``experiments/<name>.yaml``) holds::
 
 Precedence: dataclass defaults < file < profile < ``KEY=VALUE`` overrides. Every section is
 checked: unknown keys are rejected with the closest valid name, values must have the declared
-type, and a dataclass may define ``validate()`` to check ranges.
+type (numbers finite: no inf or nan), every ``*seed`` key lies in [0, 2**63), and a dataclass may
+define ``validate()`` to check ranges.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -194,14 +196,22 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"{where}: must be a number, got {value!r}")
+        number = None
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
+            except OverflowError:  # an int beyond float range
+                number = math.inf
+        elif isinstance(value, str):
+            try:
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{where}: must be a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"{where}: must be a number, got {value!r}")
+        if not math.isfinite(number):  # inf, .inf, nan, 1e400 (overflows to inf)
+            raise ConfigError(f"{where}: must be a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
@@ -229,10 +239,22 @@ def from_dict(cls: type, data: Any, where: str) -> Any:
     ]
     if missing:
         raise ConfigError(f"{_join(where, missing[0])}: required key is missing")
+    for key, value in kwargs.items():
+        if key.endswith("seed") and isinstance(value, int):
+            check_seed(_join(where, key), value)
     obj = cls(**kwargs)
     if hasattr(obj, "validate"):
         obj.validate()
     return obj
+
+
+SEED_LIMIT = 2**63  # seeds are offset by epoch and batch index and fed to torch (< 2**64) and numpy (>= 0)
+
+
+def check_seed(key: str, value: int) -> None:
+    """Every ``*seed`` key: an integer in [0, 2**63)."""
+    if not 0 <= value < SEED_LIMIT:
+        raise ConfigError(f"{key}: must be an integer in [0, 2**63), got {value}")
 
 
 def _join(where: str, key: str) -> str:
@@ -277,13 +299,18 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def read_yaml(path: Path) -> dict:
-    """Read a YAML mapping with ``yaml.safe_load``; a one-line error names a bad file."""
+    """Read a UTF-8 YAML mapping with ``yaml.safe_load``; a one-line error names a bad file."""
     try:
-        text = Path(path).read_text()
+        raw = Path(path).read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"experiment file not found: {path}") from None
     except OSError as err:
         raise ConfigError(f"cannot read {path}: {err.strerror}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[err.start]:02x} on line {line})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -353,7 +380,7 @@ def build_config(raw: dict, profile: str, overrides: dict, source: str) -> Exper
     cfg = ExperimentConfig(
         name=coerce(merged["name"], str, "name"),
         method=str(merged["method"]),
-        seed=coerce(merged.get("seed", 0), int, "seed"),
+        seed=_seed(merged.get("seed", 0)),
         device=coerce(merged.get("device", "auto"), str, "device"),
         profile=profile,
         model=from_dict(method.ModelConfig, merged.get("model"), "model"),
@@ -367,6 +394,12 @@ def build_config(raw: dict, profile: str, overrides: dict, source: str) -> Exper
     if hasattr(method, "check_config"):
         method.check_config(cfg)
     return cfg
+
+
+def _seed(value: Any) -> int:
+    seed = coerce(value, int, "seed")
+    check_seed("seed", seed)
+    return seed
 
 
 def check_device(device: str) -> None:

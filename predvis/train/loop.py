@@ -180,8 +180,9 @@ def train(cfg: ExperimentConfig, root: Path, overrides: dict, dry_run: bool = Fa
     return run.path
 
 
-def resume(run_path: Path) -> Path:
-    """Continue a run from its ``last.pt`` into the same directory (appending metrics)."""
+def resume(run_path: Path, dry_run: bool = False) -> Path | None:
+    """Continue a run from its ``last.pt`` into the same directory (appending metrics); ``dry_run``: load
+    config and checkpoint, print them and where training would continue, write nothing (returns None)."""
     run = RunDir(Path(run_path))
     cfg = load_run_config(run.path)
     method, _ = build_method(cfg)
@@ -189,6 +190,11 @@ def resume(run_path: Path) -> Path:
     ckpt = load_checkpoint(last, method.device)
     restore(method, ckpt, last)
     epoch = int(ckpt["epoch"]) + 1
+    if dry_run:
+        print(describe(cfg, method))
+        console.print(f"would resume {run.path} at epoch {epoch + 1} of {cfg.train.epochs}" if epoch < cfg.train.epochs
+                      else f"run already finished {epoch} of {cfg.train.epochs} epochs; nothing to do")
+        return None
     if epoch >= cfg.train.epochs:
         console.print(f"run already finished {epoch} of {cfg.train.epochs} epochs; nothing to do")
         return run.path
