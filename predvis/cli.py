@@ -37,6 +37,7 @@ def _options(
 ) -> None:
     """Options that come before the command."""
 
+
 OVERRIDES = typer.Argument(None, help="KEY=VALUE overrides, e.g. train.epochs=3 model.kind=vae1")
 
 
