@@ -16,7 +16,7 @@ An experiment file (``experiments/<name>.yaml``) holds::
 
 Precedence: dataclass defaults < file < profile < ``KEY=VALUE`` overrides. Every section is
 checked: unknown keys are rejected with the closest valid name, values must have the declared
-type (numbers finite: no inf or nan), every ``*seed`` key lies in [0, 2**63), and a dataclass may
+type (numbers finite: no inf or nan), every ``*seed`` key lies in [0, 2**32), and a dataclass may
 define ``validate()`` to check ranges.
 """
 from __future__ import annotations
@@ -248,13 +248,14 @@ def from_dict(cls: type, data: Any, where: str) -> Any:
     return obj
 
 
-SEED_LIMIT = 2**63  # seeds are offset by epoch and batch index and fed to torch (< 2**64) and numpy (>= 0)
+# numpy needs seeds >= 0; torch takes < 2**64, and the methods derive per-epoch seeds as seed * ~10**6 + index
+SEED_LIMIT = 2**32
 
 
 def check_seed(key: str, value: int) -> None:
-    """Every ``*seed`` key: an integer in [0, 2**63)."""
+    """Every ``*seed`` key: an integer in [0, 2**32)."""
     if not 0 <= value < SEED_LIMIT:
-        raise ConfigError(f"{key}: must be an integer in [0, 2**63), got {value}")
+        raise ConfigError(f"{key}: must be an integer in [0, 2**32), got {value}")
 
 
 def _join(where: str, key: str) -> str:
