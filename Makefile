@@ -14,10 +14,13 @@ STAMP := $(VENV)/.installed
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# torch is pinned to the CPU build that pip finds on this machine; elsewhere pip takes it from PyPI.
+# torch: from TORCH_INDEX when given (a PyTorch wheel index, e.g. https://download.pytorch.org/whl/cpu or
+# .../whl/cu126); else a wheel already on this machine (pip's find-links) if one fits; else PyPI (via pyproject).
+TORCH_INDEX ?=
+TORCH_SPEC := torch>=2.2,<3
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "torch==2.13.0" || $(BIN)/python -m pip install -q "torch<=2.14.1"
+	$(if $(TORCH_INDEX),$(BIN)/python -m pip install -q --index-url $(TORCH_INDEX) "$(TORCH_SPEC)",$(BIN)/python -m pip install -q --no-index --no-deps "$(TORCH_SPEC)" 2>/dev/null || true)
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 

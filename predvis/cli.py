@@ -14,11 +14,29 @@ import typer
 from predvis.errors import PredvisError
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # every subcommand inherits it
     help="predvis: train predictive models of vision, then probe them (dream, lesion, occlude, sleep, deepdream).",
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from predvis import __version__
+
+        print(f"predvis {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="print predvis's version and exit"),
+) -> None:
+    """Options that come before the command."""
+
 
 OVERRIDES = typer.Argument(None, help="KEY=VALUE overrides, e.g. train.epochs=3 model.kind=vae1")
 
@@ -30,7 +48,8 @@ def train(
     profile: Optional[str] = typer.Option(None, help="smoke | quick | full (default: full with CUDA, else quick)"),
     out: Path = typer.Option(Path("runs"), help="root folder of run directories"),
     resume: Optional[Path] = typer.Option(None, help="continue this run directory from its last checkpoint"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="build data and model, print config and params, write nothing"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="build data and model (with --resume: load the checkpoint), "
+                                 "print config and params, write nothing"),
 ) -> None:
     """Train an experiment; the last line printed is the run directory."""
     from predvis.config import default_profile, load_experiment, parse_overrides
@@ -39,7 +58,9 @@ def train(
     if resume is not None:
         if overrides:
             raise PredvisError("--resume continues a run with its saved config; drop the KEY=VALUE overrides")
-        print(loop.resume(resume))
+        resumed = loop.resume(resume, dry_run=dry_run)
+        if resumed is not None:
+            print(resumed)
         return
     chosen = profile or default_profile()
     cfg = load_experiment(experiment, chosen, overrides or [])
@@ -218,17 +239,42 @@ def main(argv: list[str] | None = None) -> int:
     Usage errors (a missing argument, an unknown option) are reported by Typer itself, with
     exit status 2.
     """
+    args = sys.argv[1:] if argv is None else list(argv)
+    for arg in args:
+        if not _is_utf8(arg):
+            print(f"error: argument '{_printable(arg)}' is not valid UTF-8; predvis takes UTF-8 paths and values",
+                  file=sys.stderr)
+            return 2
     try:
-        app(args=argv, standalone_mode=True)
+        app(args=args, standalone_mode=True)
     except SystemExit as err:
         return err.code if isinstance(err.code, int) else (0 if err.code is None else 1)
     except PredvisError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_printable(str(err))}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _is_utf8(text: str) -> bool:
+    """False for a string holding bytes that were not UTF-8 (Python keeps them as lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(text: str) -> str:
+    """``text`` with non-UTF-8 bytes shown as ``\\xNN``, safe to print on any terminal."""
+    if _is_utf8(text):
+        return text
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def entry() -> None:

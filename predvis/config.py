@@ -16,12 +16,14 @@ An experiment file (``experiments/<name>.yaml``) holds::
 
 Precedence: dataclass defaults < file < profile < ``KEY=VALUE`` overrides. Every section is
 checked: unknown keys are rejected with the closest valid name, values must have the declared
-type, and a dataclass may define ``validate()`` to check ranges.
+type (numbers finite: no inf or nan), every ``*seed`` key lies in [0, 2**32), and a dataclass may
+define ``validate()`` to check ranges.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -33,7 +35,17 @@ import yaml
 from predvis.errors import ConfigError
 
 PROFILES = ("smoke", "quick", "full")
-EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
+
+
+def _experiments_dir() -> Path:
+    """The experiment files: predvis/experiments, a link to the checkout's experiments/ that a wheel holds as a
+    copy; a checkout whose file system kept no link (a text file instead) reads experiments/ directly."""
+    here = Path(__file__).resolve().parent
+    packaged = (here / "experiments").resolve()
+    return packaged if packaged.is_dir() else here.parent / "experiments"
+
+
+EXPERIMENTS_DIR = _experiments_dir()
 
 
 # --------------------------------------------------------------------------- schema
@@ -79,7 +91,7 @@ class ExperimentConfig:
     train: Any
     eval: Any
     seed: int = 0
-    device: str = "auto"           # auto | cpu | cuda | cuda:N
+    device: str = "auto"           # auto | cpu | cuda | cuda:N | mps
     profile: str = "quick"
 
     def to_dict(self) -> dict:
@@ -185,14 +197,22 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"{where}: must be a number, got {value!r}")
+        number = None
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
+            except OverflowError:  # an int beyond float range
+                number = math.inf
+        elif isinstance(value, str):
+            try:
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{where}: must be a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"{where}: must be a number, got {value!r}")
+        if not math.isfinite(number):  # inf, .inf, nan, 1e400 (overflows to inf)
+            raise ConfigError(f"{where}: must be a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
@@ -220,10 +240,23 @@ def from_dict(cls: type, data: Any, where: str) -> Any:
     ]
     if missing:
         raise ConfigError(f"{_join(where, missing[0])}: required key is missing")
+    for key, value in kwargs.items():
+        if key.endswith("seed") and isinstance(value, int):
+            check_seed(_join(where, key), value)
     obj = cls(**kwargs)
     if hasattr(obj, "validate"):
         obj.validate()
     return obj
+
+
+# numpy needs seeds >= 0; torch takes < 2**64, and the methods derive per-epoch seeds as seed * ~10**6 + index
+SEED_LIMIT = 2**32
+
+
+def check_seed(key: str, value: int) -> None:
+    """Every ``*seed`` key: an integer in [0, 2**32)."""
+    if not 0 <= value < SEED_LIMIT:
+        raise ConfigError(f"{key}: must be an integer in [0, 2**32), got {value}")
 
 
 def _join(where: str, key: str) -> str:
@@ -268,13 +301,18 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def read_yaml(path: Path) -> dict:
-    """Read a YAML mapping with ``yaml.safe_load``; a one-line error names a bad file."""
+    """Read a UTF-8 YAML mapping with ``yaml.safe_load``; a one-line error names a bad file."""
     try:
-        text = Path(path).read_text()
+        raw = Path(path).read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"experiment file not found: {path}") from None
     except OSError as err:
         raise ConfigError(f"cannot read {path}: {err.strerror}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[err.start]:02x} on line {line})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -344,7 +382,7 @@ def build_config(raw: dict, profile: str, overrides: dict, source: str) -> Exper
     cfg = ExperimentConfig(
         name=coerce(merged["name"], str, "name"),
         method=str(merged["method"]),
-        seed=coerce(merged.get("seed", 0), int, "seed"),
+        seed=_seed(merged.get("seed", 0)),
         device=coerce(merged.get("device", "auto"), str, "device"),
         profile=profile,
         model=from_dict(method.ModelConfig, merged.get("model"), "model"),
@@ -360,10 +398,17 @@ def build_config(raw: dict, profile: str, overrides: dict, source: str) -> Exper
     return cfg
 
 
+def _seed(value: Any) -> int:
+    seed = coerce(value, int, "seed")
+    check_seed("seed", seed)
+    return seed
+
+
 def check_device(device: str) -> None:
-    if device in ("auto", "cpu") or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
+    """The device's spelling; whether this machine has it is checked when the run starts."""
+    if device in ("auto", "cpu", "cuda", "mps") or (device.startswith("cuda:") and device[5:].isdigit()):
         return
-    raise ConfigError(f"device: must be auto, cpu, cuda or cuda:N, got {device!r}")
+    raise ConfigError(f"device: must be auto, cpu, cuda, cuda:N or mps, got {device!r}")
 
 
 def load_experiment(name_or_path: str, profile: str | None = None, overrides: list[str] | None = None) -> ExperimentConfig:

@@ -5,7 +5,7 @@ A run lives in ``<root>/<experiment>/<YYYYmmdd-HHMMSS>_<id>/``::
     config.yaml      merged config (defaults < file < profile < overrides)
     overrides.yaml   the KEY=VALUE overrides as given
     cmd.txt          the command line
-    env.json         python / torch / CUDA versions, device, git commit and dirty flag, seed, world size
+    env.json         predvis / python / torch / CUDA versions, device, git commit and dirty flag, seed, world size
     status.json      running | done | diverged, with the last finished epoch
     metrics/         train.csv (one row per epoch), eval.csv ...
     checkpoints/     last.pt, best.pt (model, optimiser, scheduler, scaler, RNG states, epoch, step)
@@ -42,11 +42,37 @@ STAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%z"   # env.json's "created"
 
 # --------------------------------------------------------------------------- atomic writes
 
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux tells it (/proc), else set and restored."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def staging_dir(parent: Path) -> Path:
+    """A new hidden ``.staging-*`` folder in ``parent`` with the permissions a plain ``mkdir`` would give
+    (``mkdtemp`` makes it 0700 whatever the umask, and the run it becomes would keep that)."""
+    path = Path(tempfile.mkdtemp(dir=parent, prefix=".staging-"))
+    os.chmod(path, 0o777 & ~current_umask())
+    return path
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``. The file gets the
+    permissions a plain ``open`` would give (0666 less the umask; ``mkstemp`` alone makes it 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        if hasattr(os, "fchmod"):  # POSIX
+            os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -132,7 +158,10 @@ def git_state(root: Path | None = None) -> dict:
 
 
 def environment(device: torch.device, seed: int, world_size: int = 1, extra: dict | None = None) -> dict:
+    from predvis import __version__
+
     env = {
+        "predvis": __version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "torch": torch.__version__,
@@ -207,7 +236,7 @@ def create_run_dir(root: Path, experiment: str, files: dict[str, str]) -> RunDir
     """
     parent = Path(root) / experiment
     parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=parent, prefix=".staging-"))
+    staging = staging_dir(parent)
     try:
         for sub in SUBDIRS:
             (staging / sub).mkdir()

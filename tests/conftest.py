@@ -48,3 +48,15 @@ def smoke_runs(tmp_path_factory):
     finally:
         torch.set_num_threads(before)
     return {"root": root, "pvm": next((root / "pvm").iterdir()), "gopc1": next((root / "gopc1").iterdir())}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_home(tmp_path_factory):
+    """The session's own XDG_CACHE_HOME: tests (and the CLI they start) never write to the user's ~/.cache."""
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg_cache"))
+    yield
+    if before is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = before

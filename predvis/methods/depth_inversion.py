@@ -53,6 +53,10 @@ class OccludedPairsConfig:
         check_held_out(self.held_out)
         for key in ("train_scenes", "val_scenes", "test_scenes", "outline"):
             positive(f"data.{key}", getattr(self, key))
+        if not 0 <= self.threshold < 255:
+            raise ConfigError(f"data.threshold: must be in [0, 255), got {self.threshold}")
+        if not (0 <= self.x_range <= 0.5 and 0 <= self.y_range <= 0.5):
+            raise ConfigError(f"data.x_range / y_range: must lie in [0, 0.5], got {self.x_range}, {self.y_range}")
         if self.digits < 2 or self.digits > 5:
             raise ConfigError(f"data.digits: must be 2 to 5, got {self.digits}")
         if self.size < 16 or self.size % 8:

@@ -51,7 +51,9 @@ class PVMModelConfig:
             raise ConfigError(f"model.momentum: must be in [0, 1), got {self.momentum}")
         if not 0 < self.tau < 1:
             raise ConfigError(f"model.tau: must be in (0, 1), got {self.tau}")
-        for key in ("layer_delay", "final_delay", "lateral_on", "feedback_on"):
+        if self.lr_initial <= 0 or self.lr_final < 0:
+            raise ConfigError(f"model.lr_initial / lr_final: must be > 0 and >= 0, got {self.lr_initial}, {self.lr_final}")
+        for key in ("lateral_radius", "layer_delay", "final_delay", "lateral_on", "feedback_on"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"model.{key}: must be >= 0, got {getattr(self, key)}")
 
@@ -106,6 +108,10 @@ class PVMTrainConfig(TrainConfig):
 @dataclass
 class PVMEvalConfig:
     sequences: int = 0              # probes use this many held-out sequences (0: all)
+
+    def validate(self) -> None:
+        if self.sequences < 0:
+            raise ConfigError(f"eval.sequences: must be >= 0 (0: all), got {self.sequences}")
 
 
 class PVMMethod(Method):

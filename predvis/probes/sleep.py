@@ -30,7 +30,6 @@ import math
 import os
 import secrets
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -585,11 +584,11 @@ def write_sleep_run(run_path: Path, out: Path | None, cfg, method, payload: dict
 
     from predvis.config import dump_yaml
     from predvis.run import (_stamp, atomic_torch_save, atomic_write_json, atomic_write_text, command_line,
-                             environment, write_csv)
+                             environment, staging_dir, write_csv)
     root = Path(out) if out is not None else run_path.parent.parent
     parent = root / f"{cfg.name}-sleep"
     parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=parent, prefix=".staging-"))
+    staging = staging_dir(parent)
     try:
         for sub in ("metrics", "checkpoints", "frames", "gifs", "tables"):
             (staging / sub).mkdir()

@@ -37,9 +37,12 @@ console = Console(stderr=True)
 
 
 def select_device(name: str) -> torch.device:
-    """``auto`` -> cuda if available else cpu; ``cuda`` without CUDA is a clear error."""
+    """``auto`` -> cuda if available else cpu; ``cuda`` without CUDA, or ``mps`` (Apple GPU) without MPS,
+    is a clear error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "mps" and not mps_available():
+        raise ConfigError("device: 'mps' asked for, but this machine has no Apple GPU (MPS) that torch can use")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ConfigError(f"device: '{name}' asked for, but CUDA is not available on this machine")
@@ -47,6 +50,11 @@ def select_device(name: str) -> torch.device:
         if index >= torch.cuda.device_count():
             raise ConfigError(f"device: '{name}' does not exist ({torch.cuda.device_count()} CUDA devices)")
     return torch.device(name)
+
+
+def mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
 
 
 def seed_everything(seed: int) -> None:
@@ -174,8 +182,9 @@ def train(cfg: ExperimentConfig, root: Path, overrides: dict, dry_run: bool = Fa
     return run.path
 
 
-def resume(run_path: Path) -> Path:
-    """Continue a run from its ``last.pt`` into the same directory (appending metrics)."""
+def resume(run_path: Path, dry_run: bool = False) -> Path | None:
+    """Continue a run from its ``last.pt`` into the same directory (appending metrics); ``dry_run``: load
+    config and checkpoint, print them and where training would continue, write nothing (returns None)."""
     run = RunDir(Path(run_path))
     cfg = load_run_config(run.path)
     trackers.require(trackers.logger_of(cfg))
@@ -184,6 +193,11 @@ def resume(run_path: Path) -> Path:
     ckpt = load_checkpoint(last, method.device)
     restore(method, ckpt, last)
     epoch = int(ckpt["epoch"]) + 1
+    if dry_run:
+        print(describe(cfg, method))
+        console.print(f"would resume {run.path} at epoch {epoch + 1} of {cfg.train.epochs}" if epoch < cfg.train.epochs
+                      else f"run already finished {epoch} of {cfg.train.epochs} epochs; nothing to do")
+        return None
     if epoch >= cfg.train.epochs:
         console.print(f"run already finished {epoch} of {cfg.train.epochs} epochs; nothing to do")
         write_loss_plot(run.path)
