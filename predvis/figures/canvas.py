@@ -190,12 +190,14 @@ def colour_bar(height: int, vmax: float, cmap: str = ERROR_CMAP, bar_width: int 
 @dataclass
 class Row:
     """One row of a grid figure: a label (first line bold), tiles (None: empty cell), optional
-    captions above each tile and an optional colour bar (cmap, vmax) at the right."""
+    captions above each tile, an optional colour bar (cmap, vmax) at the right and ``boxed``: columns
+    whose tile in this row alone is boxed in red (a per-row event, e.g. where this row's dream settled)."""
 
     label: list[str]
     tiles: list[np.ndarray | None]
     captions: list[str] = field(default_factory=list)
     colour_bar: tuple[str, float] | None = None
+    boxed: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -230,7 +232,8 @@ def draw(g: Grid) -> np.ndarray:
     cap_h = line_height(10)
     row_h = [max([t.shape[0] for t in r.tiles if t is not None] or [0]) + (cap_h if any(r.captions) else 0)
              for r in g.rows]
-    label_w = max(max((text_size(line, 11, bold=i == 0)[0] for i, line in enumerate(r.label)), default=0)
+    label_w = max(max((text_size(line, 11 if i == 0 else 9, bold=i == 0)[0] for i, line in enumerate(r.label)),
+                      default=0)
                   for r in g.rows) + 12
     bars = {i: colour_bar(row_h[i] - (cap_h if any(r.captions) else 0), r.colour_bar[1], r.colour_bar[0])
             for i, r in enumerate(g.rows) if r.colour_bar}
@@ -268,7 +271,7 @@ def draw(g: Grid) -> np.ndarray:
                 c.text(y, xs[j] + col_w[j] // 2, r.captions[j], 10, align="center")
             if t is not None:
                 c.image(ty, xs[j], t)
-                if j in g.marked:
+                if j in g.marked or j in r.boxed:
                     c.rect(ty - 2, xs[j] - 2, t.shape[0] + 4, t.shape[1] + 4, RED, fill=False)
         if i in bars:
             c.image(ty, grid_w + GAP, bars[i])
