@@ -1,4 +1,4 @@
-"""Images, grids and GIFs (imageio)."""
+"""Image and GIF writing (imageio, Pillow); labelled figures are drawn by predvis.figures."""
 from __future__ import annotations
 
 import io
@@ -18,19 +18,6 @@ def to_uint8(image: torch.Tensor | np.ndarray) -> np.ndarray:
     if a.ndim == 3:
         a = a[0] if a.shape[0] == 1 else np.transpose(a, (1, 2, 0))
     return (np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)
-
-
-def grid(rows: Sequence[Sequence[torch.Tensor]], pad: int = 2, value: float = 1.0) -> np.ndarray:
-    """Tile images (each (C, H, W) in [0, 1], all the same size) row by row into one uint8 image."""
-    first = rows[0][0]
-    c, h, w = first.shape
-    n_rows, n_cols = len(rows), max(len(r) for r in rows)
-    canvas = torch.full((c, n_rows * (h + pad) + pad, n_cols * (w + pad) + pad), value)
-    for i, row in enumerate(rows):
-        for j, img in enumerate(row):
-            y, x = pad + i * (h + pad), pad + j * (w + pad)
-            canvas[:, y:y + h, x:x + w] = img.detach().float().cpu()
-    return to_uint8(canvas)
 
 
 def save_png(path: Path, image: np.ndarray) -> None:
