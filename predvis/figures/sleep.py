@@ -48,7 +48,7 @@ def write_dream_pair(png: Path, gif: Path, start: torch.Tensor, dreams: dict[str
             "dream step 0 is the first input the model made itself; every row starts from the same frame"]
     save_png(png, draw(Grid(rows, title=title, header=["start"] + [f"step {t}" for t in cols],
                             groups=[(1, len(cols), "dream (own predictions fed back)")], divider=1,
-                            footer=foot)))
+                            footer=foot, gap=12)))
 
     frames = []
     states = [f"{n}: {settling_text(settled[n], N)}" for n in names]
@@ -58,5 +58,5 @@ def write_dream_pair(png: Path, gif: Path, start: torch.Tensor, dreams: dict[str
                   captions=["start"] + names, boxed=done)
         frames.append(draw(Grid([row], title=title,
                                 footer=["red box: that dream has settled by this step"] + states,
-                                footer_colour=RED)))
+                                footer_colour=RED, gap=12)))
     save_gif(gif, same_size(frames), fps=10)
