@@ -176,3 +176,16 @@ def test_depth_invert_figure_columns_and_steps(tmp_path):
     first = png.read_bytes()
     write_depth_invert(png, gif, inputs, targets, np.array([[1, 2], [3, 4]]), outputs, ["title"], trained=2)
     assert png.read_bytes() == first
+
+
+def test_gif_keeps_smooth_greys_and_a_colour_map_within_a_few_levels(tmp_path):
+    from predvis.figures.canvas import heat
+    from predvis.viz import save_gif
+
+    ramp = np.linspace(0.40, 0.62, 96, dtype=np.float32)[None].repeat(32, 0)   # a smooth grey field
+    frames = [np.concatenate([upscale(rgb(ramp + 0.01 * t), 2), upscale(heat(ramp * (t + 1), 2.5), 2)])
+              for t in range(4)]                                               # and a magma map: > 256 colours
+    assert len(np.unique(np.concatenate(frames).reshape(-1, 3), axis=0)) > 256
+    save_gif(tmp_path / "g.gif", frames)
+    back = iio.imread(tmp_path / "g.gif")[..., :3].astype(int)
+    assert max(int(np.abs(b - f).max()) for b, f in zip(back, frames)) <= 4
