@@ -1,4 +1,4 @@
-"""Images, grids and GIFs (imageio)."""
+"""Image and GIF writing (imageio, Pillow); labelled figures are drawn by predvis.figures."""
 from __future__ import annotations
 
 import io
@@ -20,19 +20,6 @@ def to_uint8(image: torch.Tensor | np.ndarray) -> np.ndarray:
     return (np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def grid(rows: Sequence[Sequence[torch.Tensor]], pad: int = 2, value: float = 1.0) -> np.ndarray:
-    """Tile images (each (C, H, W) in [0, 1], all the same size) row by row into one uint8 image."""
-    first = rows[0][0]
-    c, h, w = first.shape
-    n_rows, n_cols = len(rows), max(len(r) for r in rows)
-    canvas = torch.full((c, n_rows * (h + pad) + pad, n_cols * (w + pad) + pad), value)
-    for i, row in enumerate(rows):
-        for j, img in enumerate(row):
-            y, x = pad + i * (h + pad), pad + j * (w + pad)
-            canvas[:, y:y + h, x:x + w] = img.detach().float().cpu()
-    return to_uint8(canvas)
-
-
 def save_png(path: Path, image: np.ndarray) -> None:
     buffer = io.BytesIO()
     iio.imwrite(buffer, image, extension=".png")
@@ -42,16 +29,19 @@ def save_png(path: Path, image: np.ndarray) -> None:
 def save_gif(path: Path, frames: Sequence[np.ndarray], fps: float = 5.0) -> None:
     """Frames (H, W) or (H, W, 3) uint8, all the same size, as a looping GIF.
 
-    One 256-colour palette (fast octree) is built from up to 8 frames spread over the clip and
+    One 256-colour palette (median cut) is built from up to 8 frames spread over the clip and
     every frame is mapped to it without dithering: the same colour is the same in every frame,
-    and a few hundred large frames take seconds, not minutes (per-frame median cut was ~50x slower).
+    and a few hundred large frames take seconds, not minutes (per-frame palettes were ~50x slower).
+    Median cut spends the palette on the colours that cover the frames, so smooth grey areas stay
+    within a few levels (a fast octree left jumps of ~10 levels that read as speckle).
     """
     from PIL import Image
 
     rgb = [np.repeat(f[..., None], 3, axis=2) if f.ndim == 2 else np.ascontiguousarray(f[..., :3]) for f in frames]
-    picks = sorted({round(i * (len(rgb) - 1) / 7) for i in range(min(8, len(rgb)))})
+    count = min(8, len(rgb))   # every frame of a short clip, 8 spread over a long one
+    picks = sorted({round(i * (len(rgb) - 1) / max(count - 1, 1)) for i in range(count)})
     palette = Image.fromarray(np.concatenate([rgb[i] for i in picks])).quantize(
-        256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+        256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in rgb]
     buffer = io.BytesIO()
     images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=round(1000.0 / fps),

@@ -2,9 +2,12 @@
 depth-invert, the study collector, and bad inputs (one line, exit 2)."""
 from pathlib import Path
 
+import imageio.v3 as iio
 import pytest
 
 from predvis.cli import main
+from predvis.figures.canvas import MIN_TILE
+from predvis.train.loop import load_run_config
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -34,7 +37,12 @@ def test_two_variants_lesion_and_depth_invert(runs, capsys):
     assert main(["occlude", str(rec), "--mode", "depth-invert", "--set", "seen", "--limit", "4"]) == 0
     out = Path(capsys.readouterr().out.strip().splitlines()[-1])
     assert "| 2 |" in (out / "tables" / "depth_invert.md").read_text()
-    assert (out / "frames" / "depth_invert_seen.png").exists() and (out / "gifs" / "depth_invert_seen.gif").exists()
+    png = iio.imread(out / "frames" / "depth_invert_seen.png")
+    steps = load_run_config(rec).model.steps
+    keep = min(load_run_config(rec).eval.figures, 4)
+    assert png.shape[0] >= keep * MIN_TILE and png.shape[1] >= (2 + steps) * MIN_TILE  # input, target, t=1..T
+    gif = iio.imread(out / "gifs" / "depth_invert_seen.gif")
+    assert gif.shape[0] == steps and gif.shape[2] >= 3 * MIN_TILE                       # a frame per step
     assert main(["lesion", str(runs["B-B"]), "--disable", "lateral"]) == 2
     assert "its pathways: none" in capsys.readouterr().err
 

@@ -96,3 +96,96 @@ def test_pvm_records_its_scheduled_learning_rate(smoke_runs):
     for row in rows:
         lr = float(row["lr"])
         assert np.isfinite(lr) and lr == pytest.approx(schedule.lr(0, int(row["step"])))
+
+
+def _places(image: np.ndarray, tile: np.ndarray) -> list[tuple[int, int]]:
+    """Top-left corners where ``tile`` sits in ``image`` pixel for pixel."""
+    h, w = tile.shape[:2]
+    ys, xs = np.nonzero((image[:image.shape[0] - h + 1, :image.shape[1] - w + 1] == tile[0, 0]).all(-1))
+    return [(y, x) for y, x in zip(ys, xs) if np.array_equal(image[y:y + h, x:x + w], tile)]
+
+
+def test_sleep_figure_boxes_the_step_where_each_row_settled(tmp_path):
+    from predvis.figures.sleep import write_dream_pair
+    from predvis.probes.dream import detect_settling
+
+    gen = torch.Generator().manual_seed(1)
+    start = torch.rand(3, 16, 16, generator=gen)
+    wandering = torch.rand(12, 3, 16, 16, generator=gen)          # never settles
+    settling = torch.rand(12, 3, 16, 16, generator=gen)
+    settling[4:] = settling[4]                                     # a fixed point from step 4
+    dreams = {"before sleep": wandering, "after sleep": settling}
+    settled = {n: detect_settling(d, 1e-3, 3) for n, d in dreams.items()}
+    assert settled["before sleep"] is None and settled["after sleep"].step == 4
+    png, gif = tmp_path / "a.png", tmp_path / "a.gif"
+    write_dream_pair(png, gif, start, dreams, settled, ["title", "settings"])
+    image = iio.imread(png)[..., :3]
+    k = scale_for(16, 16)
+    assert len(_places(image, upscale(rgb(start), k))) == 2     # the start opens both rows
+    fixed = sorted(_places(image, upscale(rgb(settling[4]), k)), key=lambda p: p[1])
+    assert len(fixed) == 6                                       # steps 4, 5, 6, 8, 9, 11 of the after row
+    (y, x), rest = fixed[0], fixed[1:]
+    assert (image[y - 1, x + 10] == RED).all() and (image[y + 20, x - 1] == RED).all()  # step 4 boxed
+    assert not any((image[yy - 1, xx + 10] == RED).all() for yy, xx in rest)
+    assert not any((image[yy - 1, xx + 10] == RED).all() for yy, xx in _places(image, upscale(rgb(wandering[4]), k)))
+    frames = iio.imread(gif)
+    assert frames.shape[0] == 12 and frames.shape[1] >= MIN_TILE
+    assert not np.array_equal(frames[0][:, :100], frames[1][:, :100])  # the row label names the step
+    first = png.read_bytes()
+    write_dream_pair(png, gif, start, dreams, settled, ["title", "settings"])
+    assert png.read_bytes() == first
+
+
+def test_sleep_cli_figures_have_a_row_per_model_state(smoke_runs, tmp_path, capsys):
+    small = ["patience=3", "burn_in=3", "noise=2", "grey=1", "real=2", "eval_noise=3", "eval_real=2", "limit=2"]
+    assert main(["sleep", str(smoke_runs["pvm"]), "--cycles", "1", "--dream-steps", "12", "--rate", "0.5", "--out",
+                 str(tmp_path), "--wake", *small]) == 0
+    new = _out(capsys)
+    pngs = sorted((new / "frames").glob("dream_*.png"))
+    assert [p.name.split("_", 2)[2] for p in pngs] == ["noise.png", "grey.png", "real.png"]
+    png = iio.imread(pngs[0])[..., :3]
+    assert png.shape[0] >= 3 * MIN_TILE and png.shape[1] >= 9 * MIN_TILE  # before, after, control; start + 8 steps
+    assert _has(png, RED)
+    gif = iio.imread(new / "gifs" / pngs[0].with_suffix(".gif").name)
+    assert gif.shape[0] == 12 and gif.shape[2] >= 4 * MIN_TILE          # start, before, after, control per step
+
+
+def test_depth_invert_figure_columns_and_steps(tmp_path):
+    from predvis.figures.depth_invert import write_depth_invert
+
+    gen = torch.Generator().manual_seed(2)
+    inputs, targets = torch.rand(2, 2, 1, 32, 32, generator=gen)
+    outputs = torch.rand(3, 2, 1, 32, 32, generator=gen)
+    png, gif = tmp_path / "d.png", tmp_path / "d.gif"
+    write_depth_invert(png, gif, inputs, targets, np.array([[1, 2], [3, 4]]), outputs, ["title"], trained=2)
+    image = iio.imread(png)[..., :3]
+    k = scale_for(32, 32)
+    assert k * 32 >= MIN_TILE
+    where = {name: _places(image, upscale(rgb(t), k)) for name, t in
+             (("input", inputs[1]), ("target", targets[1]), ("t1", outputs[0, 1]), ("t3", outputs[2, 1]))}
+    assert all(len(v) == 1 for v in where.values())
+    ys = {v[0][0] for v in where.values()}
+    xs = [where[n][0][1] for n in ("input", "target", "t1", "t3")]
+    assert len(ys) == 1 and xs == sorted(xs)                          # one row per scene, columns in order
+    assert _has(image, RED)                                           # the input / output divider
+    frames = iio.imread(gif)
+    assert frames.shape[0] == 3 and frames.shape[2] >= 3 * MIN_TILE
+    assert not np.array_equal(frames[0][:60], frames[1][:60])         # the title names the step
+    reddish = [int(((f[..., 0] > 150) & (f[..., 1] < 90) & (f[..., 2] < 90)).sum()) for f in frames]
+    assert reddish[2] > reddish[1] == reddish[0] > 0                 # step 3 is beyond the 2 trained: marked
+    first = png.read_bytes()
+    write_depth_invert(png, gif, inputs, targets, np.array([[1, 2], [3, 4]]), outputs, ["title"], trained=2)
+    assert png.read_bytes() == first
+
+
+def test_gif_keeps_smooth_greys_and_a_colour_map_within_a_few_levels(tmp_path):
+    from predvis.figures.canvas import heat
+    from predvis.viz import save_gif
+
+    ramp = np.linspace(0.40, 0.62, 96, dtype=np.float32)[None].repeat(32, 0)   # a smooth grey field
+    frames = [np.concatenate([upscale(rgb(ramp + 0.01 * t), 2), upscale(heat(ramp * (t + 1), 2.5), 2)])
+              for t in range(4)]                                               # and a magma map: > 256 colours
+    assert len(np.unique(np.concatenate(frames).reshape(-1, 3), axis=0)) > 256
+    save_gif(tmp_path / "g.gif", frames)
+    back = iio.imread(tmp_path / "g.gif")[..., :3].astype(int)
+    assert max(int(np.abs(b - f).max()) for b, f in zip(back, frames)) <= 4

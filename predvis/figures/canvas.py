@@ -190,12 +190,14 @@ def colour_bar(height: int, vmax: float, cmap: str = ERROR_CMAP, bar_width: int 
 @dataclass
 class Row:
     """One row of a grid figure: a label (first line bold), tiles (None: empty cell), optional
-    captions above each tile and an optional colour bar (cmap, vmax) at the right."""
+    captions above each tile, an optional colour bar (cmap, vmax) at the right and ``boxed``: columns
+    whose tile in this row alone is boxed in red (a per-row event, e.g. where this row's dream settled)."""
 
     label: list[str]
     tiles: list[np.ndarray | None]
     captions: list[str] = field(default_factory=list)
     colour_bar: tuple[str, float] | None = None
+    boxed: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -212,6 +214,7 @@ class Grid:
     marked: set[int] = field(default_factory=set)
     footer: list[str] = field(default_factory=list)
     footer_colour: tuple[int, int, int] | None = None   # the first footer line in this colour
+    gap: int = GAP   # pixels between tiles (wider keeps the red boxes of neighbouring tiles apart)
 
 
 def draw(g: Grid) -> np.ndarray:
@@ -230,14 +233,15 @@ def draw(g: Grid) -> np.ndarray:
     cap_h = line_height(10)
     row_h = [max([t.shape[0] for t in r.tiles if t is not None] or [0]) + (cap_h if any(r.captions) else 0)
              for r in g.rows]
-    label_w = max(max((text_size(line, 11, bold=i == 0)[0] for i, line in enumerate(r.label)), default=0)
+    label_w = max(max((text_size(line, 11 if i == 0 else 9, bold=i == 0)[0] for i, line in enumerate(r.label)),
+                      default=0)
                   for r in g.rows) + 12
     bars = {i: colour_bar(row_h[i] - (cap_h if any(r.captions) else 0), r.colour_bar[1], r.colour_bar[0])
             for i, r in enumerate(g.rows) if r.colour_bar}
     bar_w = max((b.shape[1] for b in bars.values()), default=0)
     xs = [MARGIN + label_w]
     for j in range(1, n_cols):
-        xs.append(xs[-1] + col_w[j - 1] + GAP + (8 if g.divider == j else 0))
+        xs.append(xs[-1] + col_w[j - 1] + g.gap + (8 if g.divider == j else 0))
     grid_w = xs[-1] + col_w[-1]
     title_h = len(g.title) * line_height(12) + (6 if g.title else 0)
     group_h = line_height(10) if g.groups else 0
@@ -246,7 +250,7 @@ def draw(g: Grid) -> np.ndarray:
     width = max(grid_w + (GAP + bar_w if bars else 0), max((text_size(t, 12, True)[0] for t in g.title), default=0)
                 + 2 * MARGIN, max((text_size(t, 10)[0] for t in g.footer), default=0) + 2 * MARGIN) + MARGIN
     top = MARGIN + title_h + group_h + header_h
-    height = top + sum(row_h) + GAP * (len(g.rows) - 1) + footer_h + MARGIN
+    height = top + sum(row_h) + g.gap * (len(g.rows) - 1) + footer_h + MARGIN
     c = Canvas(height, width)
     y = c.lines(MARGIN, MARGIN, g.title[:1], 12, bold=True)
     y = c.lines(y, MARGIN, g.title[1:], 12) + (6 if g.title else 0)
@@ -268,15 +272,15 @@ def draw(g: Grid) -> np.ndarray:
                 c.text(y, xs[j] + col_w[j] // 2, r.captions[j], 10, align="center")
             if t is not None:
                 c.image(ty, xs[j], t)
-                if j in g.marked:
+                if j in g.marked or j in r.boxed:
                     c.rect(ty - 2, xs[j] - 2, t.shape[0] + 4, t.shape[1] + 4, RED, fill=False)
         if i in bars:
             c.image(ty, grid_w + GAP, bars[i])
-        y += row_h[i] + GAP
+        y += row_h[i] + g.gap
     if g.divider is not None and 0 < g.divider < n_cols:
-        x = xs[g.divider] - GAP // 2 - 5
-        c.rect(MARGIN + title_h, x, y - GAP - MARGIN - title_h, 2, RED)
-    y = c.lines(y - GAP + 6, MARGIN, g.footer[:1], 10, g.footer_colour or GREY, bold=g.footer_colour is not None)
+        x = xs[g.divider] - g.gap // 2 - 5
+        c.rect(MARGIN + title_h, x, y - g.gap - MARGIN - title_h, 2, RED)
+    y = c.lines(y - g.gap + 6, MARGIN, g.footer[:1], 10, g.footer_colour or GREY, bold=g.footer_colour is not None)
     c.lines(y, MARGIN, g.footer[1:], 10, GREY)
     return c.pixels
 

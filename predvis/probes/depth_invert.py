@@ -15,7 +15,6 @@ from rich.console import Console
 from predvis.errors import PredvisError
 
 console = Console(stderr=True)
-ZOOM = 4
 
 
 def sharpness(images: torch.Tensor) -> torch.Tensor:
@@ -43,27 +42,21 @@ def evaluate_scenes(method, scenes, steps: int | None = None, keep: int = 0) -> 
     return {"sse": torch.cat(sse, 1), "sharp": torch.cat(sharp), "outputs": outs}
 
 
-def _zoom(img: torch.Tensor) -> torch.Tensor:
-    return img.repeat_interleave(ZOOM, -1).repeat_interleave(ZOOM, -2)
-
-
-def write_figures(out_dir: Path, name: str, scenes, outputs: torch.Tensor) -> tuple[Path, Path]:
+def write_figures(out_dir: Path, name: str, scenes, outputs: torch.Tensor, title: str = "depth inversion",
+                  trained: int | None = None) -> tuple[Path, Path]:
     """frames/<name>.png: one row per scene, columns input, target, output at steps 1..T;
-    gifs/<name>.gif: per step, columns input, target, output at that step."""
-    from predvis.viz import grid, save_gif, save_png
+    gifs/<name>.gif: one frame per step t, columns input, target, output at t. ``trained``: the
+    steps the model was trained with (later steps are marked as beyond them)."""
+    from predvis.figures.depth_invert import write_depth_invert
 
     out_dir = Path(out_dir)
-    steps, keep = outputs.shape[0], outputs.shape[1]
-    rows = [[_zoom(scenes.input[i]), _zoom(scenes.target[i])] + [_zoom(outputs[t, i]) for t in range(steps)]
-            for i in range(keep)]
+    keep = outputs.shape[1]
     png = out_dir / "frames" / f"{name}.png"
     gif = out_dir / "gifs" / f"{name}.gif"
     png.parent.mkdir(parents=True, exist_ok=True)
     gif.parent.mkdir(parents=True, exist_ok=True)
-    save_png(png, grid(rows, value=1.0))
-    frames = [grid([[_zoom(scenes.input[i]), _zoom(scenes.target[i]), _zoom(outputs[t, i])] for i in range(keep)])
-              for t in range(steps)]
-    save_gif(gif, frames, fps=2)
+    write_depth_invert(png, gif, scenes.input[:keep], scenes.target[:keep], scenes.labels[:keep], outputs,
+                       [title, f"{keep} scenes; {outputs.shape[0]} unrolled steps"], trained)
     return png, gif
 
 
@@ -110,7 +103,8 @@ def run_depth_invert(run_path: Path, test_set: str = "held_out", limit: int | No
     write_csv(out / "metrics" / "depth_invert.csv",
               [{"scene": i, "step": t + 1, "sse": float(v)} for t in range(res["sse"].shape[0])
                for i, v in enumerate(res["sse"][t].tolist())])
-    write_figures(out, f"depth_invert_{test_set}", scenes, res["outputs"])
+    write_figures(out, f"depth_invert_{test_set}", scenes, res["outputs"],
+                  f"depth inversion: {method.cfg.model.name} on the {test_set} test set", trained)
     atomic_write_json(out / "summary.json", {"run": str(run_path), "test_set": test_set, "rows": rows,
                                              "grey_sse": grey, "copy_sse": copy})
     console.print(text)

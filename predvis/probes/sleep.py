@@ -556,19 +556,22 @@ def _figure_dreams(kinds: list[str], n: int) -> list[int]:
     return (first + rest)[:n]
 
 
-def _figures(folder: Path, before: Evaluation, after: Evaluation, starts: A.Starts, s: SleepSettings) -> None:
-    from predvis.viz import grid, save_gif, save_png
+def _figures(folder: Path, evals: dict[str, Evaluation], starts: A.Starts, s: SleepSettings, settings: dict,
+             name: str) -> None:
+    """frames/dream_<k>_<kind>.png and gifs/dream_<k>_<kind>.gif: the same dream per model state."""
+    from predvis.figures.sleep import write_dream_pair
 
-    N = before.dreams.shape[1]
-    cols = sorted({round(i * (N - 1) / 9) for i in range(10)})
-    scale = max(1, 64 // max(starts.frames.shape[-2:]))  # small frames drawn at >= 64 px
-    big = lambda x: torch.nn.functional.interpolate(x[None].float(), scale_factor=scale)[0] if scale > 1 else x  # noqa: E731
+    N = next(iter(evals.values())).dreams.shape[1]
+    rows = {"before": "before sleep", "after": "after sleep", "control": "wake only (control)"}
     for k, i in enumerate(_figure_dreams(starts.kinds, s.figures)):
-        rows = [[big(starts.frames[i])] + [big(ev.dreams[i, t]) for t in cols] for ev in (before, after)]
         tag = f"dream_{k}_{starts.kinds[i]}"
-        save_png(folder / "frames" / f"{tag}.png", grid(rows))
-        gif = [grid([[big(before.dreams[i, t]), big(after.dreams[i, t])]]) for t in range(min(N, 300))]
-        save_gif(folder / "gifs" / f"{tag}.gif", gif, fps=10)
+        title = [f"sleep of {name}: dream {k} from a {starts.kinds[i]} start",
+                 f"{s.prime} copies of the start, then {N} dream steps; {settings['cycles']} sleep cycles at rate "
+                 f"{settings['rate']:g}, wake {'on' if settings['wake'] else 'off'}; settled = change < "
+                 f"{s.threshold:g} for {s.patience} steps"]
+        write_dream_pair(folder / "frames" / f"{tag}.png", folder / "gifs" / f"{tag}.gif", starts.frames[i],
+                         {rows[p]: ev.dreams[i] for p, ev in evals.items()},
+                         {rows[p]: ev.settled[i] for p, ev in evals.items()}, title)
 
 
 def _sha256(path: Path) -> str:
@@ -621,7 +624,7 @@ def write_sleep_run(run_path: Path, out: Path | None, cfg, method, payload: dict
         write_csv(staging / "metrics" / "sleep_diversity.csv",
                   [{"step": t + 1, **{k: float(ev.div[t]) for k, ev in evs.items()}}
                    for t in range(before.div.shape[0])])
-        _figures(staging, before, after, starts, s)
+        _figures(staging, evs, starts, s, settings, cfg.name)
         atomic_write_json(staging / "summary.json", {"settings": settings, "summary": summary})
         atomic_write_json(staging / "status.json", {"state": "done", "epoch": int(payload["epoch"]) + 1,
                                                     "epochs": cfg.train.epochs, "sleep": True})

@@ -86,7 +86,8 @@ def run_job(job: dict, profile: str, runs_root: Path, study: Path, threads: int,
         losses[f"{name}_sharp"] = res["sharp"].numpy()   # (N,)
         summary[name] = float(res["sse"][-1].mean())
         if name == "held_out":
-            png, gif = write_figures(path, "depth_invert_held_out", method.test_set(name), res["outputs"])
+            png, gif = write_figures(path, "depth_invert_held_out", method.test_set(name), res["outputs"],
+                                     f"depth inversion: {job['tag']} on the held_out test set", job["steps"])
             for src in (png, gif):
                 dst = study / "figures" / f"{job['tag']}{src.suffix}"
                 dst.parent.mkdir(parents=True, exist_ok=True)
