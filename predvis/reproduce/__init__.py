@@ -51,7 +51,7 @@ def _main(args, argv: list[str]) -> int:
     from predvis.reproduce.collector import collect
 
     if args.profile not in PROFILES:
-        raise PredvisError(f"--profile: must be smoke, quick or full, got '{args.profile}'{suggest(args.profile, PROFILES)}")
+        raise PredvisError(f"--profile: must be smoke, quick, full or long, got '{args.profile}'{suggest(args.profile, PROFILES)}")
     only = [c.strip() for c in args.only.split(",") if c.strip()]
     cells = load_cells(args.cells, args.profile, only or None)
     runs = args.runs if args.runs is not None else Path("runs") / "reproduce" / args.profile

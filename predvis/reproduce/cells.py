@@ -156,7 +156,7 @@ class Cell:
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds: repeated seed in {self.seeds}")
         if self.profile and self.profile not in PROFILES:
-            raise ConfigError(f"profile: must be smoke, quick or full, got '{self.profile}'{suggest(self.profile, PROFILES)}")
+            raise ConfigError(f"profile: must be smoke, quick, full or long, got '{self.profile}'{suggest(self.profile, PROFILES)}")
         if self.kind == "study" and sorted(self.seeds) != list(range(len(self.seeds))):
             raise ConfigError(f"seeds: a study trains seeds 0..n-1; got {self.seeds}")
 
