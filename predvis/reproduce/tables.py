@@ -10,7 +10,9 @@ file of a run directory (or, for the study, of its study folder) through a *fiel
 - ``csv-seqstd:predictor=prior:mse``: sample std over sequences of the per-sequence mean of ``mse``
   among the rows with ``predictor == prior`` (``predict/.../metrics/eval.csv``);
 - ``csv-row:metric=<label>:<col>``: column ``col`` of the first row whose ``metric`` is ``<label>``
-  (``tables/sleep.csv`` of a sleep run; the label may hold ``=`` and spaces, not ``:`` at its end).
+  (``tables/sleep.csv`` of a sleep run; the label may hold ``=`` and spaces, not ``:`` at its end);
+- ``csv-step:<step>:<col>``: column ``col`` of the row whose ``step`` is ``<step>`` (``metrics/train.csv``:
+  a point of a learning curve; the long profile's tables).
 
 :func:`resolve` reads a field; ``values.csv`` lists every per-seed value with its source and field,
 so any number can be checked against its run.
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from predvis.compare.groups import stats
+from predvis.reproduce.long_tables import write_depth_long, write_long_curves
 from predvis.tables import fmt, markdown_table
 
 # GOPC thesis reference values that reached us (predvis/probes/predict.py and issue 8)
@@ -77,6 +80,9 @@ def resolve(source: Path, field: str) -> float:
             if row[key] == want:
                 per.setdefault(row["sequence"], []).append(float(row[col]))
         return stats([math.fsum(v) / len(v) for v in per.values()])[1]
+    if kind == "csv-step":
+        step, col = rest.split(":", 1)
+        return float(next(row for row in _csv_rows(source) if row["step"] == step)[col])
     if kind == "csv-row":
         cond, col = rest.rsplit(":", 1)
         key, want = cond.split("=", 1)
@@ -121,6 +127,7 @@ class CellResult:
     seeds: list[SeedResult] = field(default_factory=list)
     study: Path | None = None      # study cells: the study folder, when finished
     state: str = "missing"         # summary of the cell's jobs for the index
+    runs: list[tuple[int, Path]] = field(default_factory=list)   # (seed, run) of every seed with a run, in any state
 
     @property
     def complete(self) -> bool:
@@ -548,4 +555,8 @@ TABLES: dict[str, TableSpec] = {
     "gopc2_stability": TableSpec("GOPC-2 stability (per stabiliser: NaN rate, final MSE; r^H probes)",
                                  ["gopc2_stability.md"], write_gopc2_stability),
     "sleep": TableSpec("Sleep: dreams and prediction before / after unlearning", ["sleep.md"], write_sleep),
+    "depth_long": TableSpec("Depth inversion, long CPU runs: held-out SSE against steps and wall time",
+                            ["depth_long.md"], write_depth_long),
+    "long_curves": TableSpec("PVM, GOPC-1, VAE-1, long CPU runs: learning curves against their baselines",
+                             ["long_curves.md"], write_long_curves),
 }
