@@ -134,6 +134,21 @@ def best(curve: Curve, metric: str) -> dict | None:
     return min(pts, key=lambda p: p[metric]) if pts else None
 
 
+def mean_curve(curves: list[Curve], label: str) -> Curve:
+    """The mean over ``curves`` (seeds of one variant) at the steps all of them reached: every metric and
+    the wall time averaged point by point."""
+    if not curves:
+        return Curve(Path("."), label)
+    n = min(len(c.points) for c in curves)
+    points = []
+    for i in range(n):
+        pts = [c.points[i] for c in curves]
+        keys = set.intersection(*(set(p) for p in pts))
+        points.append({k: math.fsum(p[k] for p in pts) / len(pts) for k in keys})
+        points[-1]["step"] = int(pts[0]["step"])
+    return Curve(curves[0].run, label, None, points)
+
+
 def plot(curves: list[Curve], metric: str, path: Path, x: str = "step", ylabel: str = "", title: str = "",
          baseline: str | None = None, baseline_label: str = "", target: float | None = None, log_y: bool = False) -> Path | None:
     """One line per curve (colour per label, line style per seed) of ``metric`` against ``x``
@@ -148,7 +163,8 @@ def plot(curves: list[Curve], metric: str, path: Path, x: str = "step", ylabel: 
     import matplotlib.pyplot as plt
 
     labels = list(dict.fromkeys(c.label for c in drawn))
-    colours = {lab: plt.get_cmap("tab10")(i % 10) for i, lab in enumerate(labels)}
+    cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+    colours = {lab: cmap(i % cmap.N) for i, lab in enumerate(labels)}
     styles = ["-", "--", ":", "-."]
     seeds = sorted({c.seed for c in drawn if c.seed is not None})
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)

@@ -396,7 +396,38 @@ def write_depth_inversion(ctx: Context, results: list[CellResult]) -> dict[str, 
             per.append([rec["tag"], rec["seed"], ctx.num(v, name, rec["tag"], "held-out SSE", rec["seed"]),
                         ctx.link(Path(rec["run"]), "run")])
         text += [markdown_table(["model", "seed", "held-out SSE", "run"], per).rstrip(), ""]
+        text += _study_curves(ctx, res.study)
     return {name: "\n".join(text)}
+
+
+def _study_curves(ctx: Context, study: Path) -> list[str]:
+    """Figures of every occluded variant's validation SSE (mean over seeds) against steps and against
+    training wall time, from the models' ``metrics/train.csv`` (the study scores its test sets only at the end)."""
+    from predvis.reproduce.curves import mean_curve, plot, read_curve
+
+    groups: dict[str, list] = {}
+    trained = None
+    for rec_path in sorted((study / "jobs").glob("*.json")):
+        rec = json.loads(rec_path.read_text())
+        if rec.get("kind") != "occluded" or not (Path(rec["run"]) / "metrics" / "train.csv").exists():
+            continue
+        trained = trained or rec["steps"]
+        if rec["steps"] == trained and rec["enc"] != "Bw":
+            groups.setdefault(f"{rec['enc']}-{rec['dec']}", []).append(read_curve(Path(rec["run"]), seed=rec["seed"]))
+    curves = [mean_curve(cs, label) for label, cs in groups.items()]
+    lines = []
+    for x, word in (("step", "steps"), ("wall", "wall_time")):
+        path = plot(curves, "val_loss", ctx.tables_dir / "curves" / f"depth_inversion_{word}.png", x=x,
+                    ylabel="validation SSE (final step, seen pairs)",
+                    title=f"Depth inversion study: validation SSE against {word.replace('_', ' ')} (mean over seeds)")
+        if path is not None:
+            lines.append(f"![validation SSE against {word.replace('_', ' ')}](curves/{path.name})")
+    if not lines:
+        return []
+    return ["## Learning curves", "", "Validation SSE (`val_loss`: the validation scenes of seen pairs, final step; the "
+            "study scores the held-out pairs only at the end) after every epoch, mean over the seeds of each occluded "
+            "variant at its trained unroll, against optimiser steps and against training wall time (validation "
+            "excluded; models ran two at a time on a shared CPU, so wall time also reflects the load).", ""] + lines + [""]
 
 
 # --------------------------------------------------------------------------- GOPC-2 stability (study)
