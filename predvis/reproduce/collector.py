@@ -568,7 +568,8 @@ def write_tables(jobs: list[Job], index: RunIndex, tables_dir: Path, profile: st
             f"Written by `{command}` on {time.strftime('%Y-%m-%d %H:%M')} at commit "
             f"{(_git().get('commit') or '?')[:8]}. Every number in these tables links to the file of the run "
             "directory it was read from; `values.csv` lists each per-seed value with its source file and field "
-            "(docs/reproduce.md). Cells are in `experiments/cells/`; run directories in the collector's run root.",
+            f"(docs/reproduce.md). Cells are in `experiments/cells/{'long/' if profile == 'long' else ''}`; run directories "
+            "in the collector's run root.",
             "", markdown_table(["table", "files", "cells", "experiment profile", "seeds", "commit of the runs",
                                 "finished"], index_rows).rstrip(), "",
             "Commits marked +dirty were run from a working tree with uncommitted changes.", ""]
