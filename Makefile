@@ -44,7 +44,7 @@ bench: $(STAMP)
 # Every paper table (docs/reproduce.md): runs what is missing, resumes what was interrupted, skips what is done;
 # tables/$(PROFILE)/README.md indexes the tables. DRY=1 lists every cell and its status; CELLS=gopc1,vae1 runs some.
 reproduce-tables: $(STAMP)
-	$(BIN)/python -m predvis.reproduce --profile $(PROFILE) --workers $(JOBS) $(if $(filter 1 yes true,$(DRY)),--dry-run) $(if $(CELLS),--only $(CELLS))
+	$(BIN)/python -m predvis.reproduce --profile $(PROFILE) --workers $(JOBS) $(if $(filter 1 yes true,$(DRY)),--dry-run) $(if $(filter 1 yes true,$(TABLES_ONLY)),--tables-only) $(if $(CELLS),--only $(CELLS))
 
 clean-venv:
 	rm -rf $(VENV)

@@ -45,7 +45,7 @@ OVERRIDES = typer.Argument(None, help="KEY=VALUE overrides, e.g. train.epochs=3 
 def train(
     experiment: str = typer.Argument(..., help="experiment name in experiments/ (e.g. gopc1) or a YAML path"),
     overrides: Optional[List[str]] = OVERRIDES,
-    profile: Optional[str] = typer.Option(None, help="smoke | quick | full (default: full with CUDA, else quick)"),
+    profile: Optional[str] = typer.Option(None, help="smoke | quick | full | long (default: full with CUDA, else quick)"),
     out: Path = typer.Option(Path("runs"), help="root folder of run directories"),
     resume: Optional[Path] = typer.Option(None, help="continue this run directory from its last checkpoint"),
     dry_run: bool = typer.Option(False, "--dry-run", help="build data and model (with --resume: load the checkpoint), "

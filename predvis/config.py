@@ -34,7 +34,7 @@ import yaml
 
 from predvis.errors import ConfigError
 
-PROFILES = ("smoke", "quick", "full")
+PROFILES = ("smoke", "quick", "full", "long")   # long: CPU, hours, in the background (docs/scaling.md)
 
 
 def _experiments_dir() -> Path:
@@ -360,7 +360,7 @@ def build_config(raw: dict, profile: str, overrides: dict, source: str) -> Exper
     from predvis.methods import get_method
 
     if profile not in PROFILES:
-        raise ConfigError(f"unknown profile '{profile}'{suggest(profile, PROFILES)}; use smoke, quick or full")
+        raise ConfigError(f"unknown profile '{profile}'{suggest(profile, PROFILES)}; use smoke, quick, full or long")
     raw = dict(raw)
     profiles = raw.pop("profiles", {}) or {}
     if not isinstance(profiles, dict):

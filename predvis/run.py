@@ -198,7 +198,8 @@ class RunDir:
         return self.path / "checkpoints"
 
     def write_status(self, state: str, **info: Any) -> None:
-        atomic_write_json(self.path / "status.json", {"state": state, **info})
+        # pid and host: a collector can tell a run still training in another process from an interrupted one
+        atomic_write_json(self.path / "status.json", {"state": state, **info, "pid": os.getpid(), "host": platform.node()})
 
     def status(self) -> dict:
         try:

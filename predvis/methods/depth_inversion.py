@@ -77,10 +77,15 @@ class DepthTrainConfig(TrainConfig):
 class DepthEvalConfig:
     batch_size: int = 250
     figures: int = 4          # test scenes drawn per figure
+    curve: list[str] = field(default_factory=list)   # test sets scored after every epoch: <set>_sse in metrics/train.csv
 
     def validate(self) -> None:
         positive("eval.batch_size", self.batch_size)
         at_least("eval.figures", self.figures, 0)
+        for name in self.curve:
+            if name not in TEST_SETS:
+                from predvis.config import suggest
+                raise ConfigError(f"eval.curve: unknown test set '{name}'{suggest(name, TEST_SETS)}; known: {', '.join(TEST_SETS)}")
 
 
 class DepthInversionMethod(AdamMethod):
@@ -214,7 +219,10 @@ class DepthInversionMethod(AdamMethod):
 
     def validate(self) -> dict[str, float]:
         sse = self.evaluate(self.val_set)["sse"][-1]
-        return {"val_loss": sse.mean().item(), "val_mse": sse.mean().item() / self.cfg.data.size ** 2}
+        out = {"val_loss": sse.mean().item(), "val_mse": sse.mean().item() / self.cfg.data.size ** 2}
+        for name in self.cfg.eval.curve:   # the learning curve on the test sets (the final output step)
+            out[f"{name}_sse"] = self.evaluate(self.test_set(name))["sse"][-1].mean().item()
+        return out
 
     # ------------------------------------------------------------------ probes
     def test_sequences(self) -> torch.Tensor:

@@ -258,12 +258,18 @@ class GopcMethod(AdamMethod):
         seqs = self.val_set
         out = self.rollouts(seqs)
         c = self.cfg.eval.context
+        dims = (0, 2, 3, 4)   # per horizon: mean over sequences and pixels
+        prior_h = ((out["prior"][:, c:] - seqs[:, c:]) ** 2).mean(dim=dims)
+        mean_h = ((seqs.mean(dim=(0, 1), keepdim=True) - seqs[:, c:]) ** 2).mean(dim=dims)
         return {
             "val_loss": out["loss"].mean().item(),
             "val_recon_mse": ((out["recon"] - seqs) ** 2).mean().item(),
-            "val_prior_mse": ((out["prior"][:, c:] - seqs[:, c:]) ** 2).mean().item(),
+            "val_prior_mse": prior_h.mean().item(),
             "val_copy_last_mse": ((seqs[:, c - 1:c] - seqs[:, c:]) ** 2).mean().item(),
-            "val_mean_frame_mse": ((seqs.mean(dim=(0, 1), keepdim=True) - seqs[:, c:]) ** 2).mean().item(),
+            "val_mean_frame_mse": mean_h.mean().item(),
+            # the learning curve of "the prior beats the mean frame at every horizon"
+            "val_prior_horizons_beaten": float((prior_h < mean_h).sum()),
+            "val_prior_worst_ratio": (prior_h / mean_h).max().item(),
         }
 
     def stepper(self) -> GopcStepper:

@@ -35,6 +35,12 @@ from typing import Any, Literal
 from predvis.config import EXPERIMENTS_DIR, PROFILES, ConfigError, from_dict, read_yaml, suggest
 
 CELLS_DIR = EXPERIMENTS_DIR / "cells"
+LONG_CELLS_DIR = CELLS_DIR / "long"   # the long profile's own cells (CPU, hours, in the background)
+
+
+def cells_dir(collector_profile: str) -> Path:
+    """The default cells folder of a collector profile."""
+    return LONG_CELLS_DIR if collector_profile == "long" else CELLS_DIR
 PROFILE_KEYS = ("profile", "seeds", "overrides", "probes", "study")
 
 
@@ -156,7 +162,7 @@ class Cell:
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds: repeated seed in {self.seeds}")
         if self.profile and self.profile not in PROFILES:
-            raise ConfigError(f"profile: must be smoke, quick or full, got '{self.profile}'{suggest(self.profile, PROFILES)}")
+            raise ConfigError(f"profile: must be smoke, quick, full or long, got '{self.profile}'{suggest(self.profile, PROFILES)}")
         if self.kind == "study" and sorted(self.seeds) != list(range(len(self.seeds))):
             raise ConfigError(f"seeds: a study trains seeds 0..n-1; got {self.seeds}")
 
@@ -186,7 +192,7 @@ def resolve_cell(raw: dict, collector_profile: str, source: str) -> Cell:
     raw = dict(raw)
     profiles = raw.pop("profiles", {}) or {}
     if not isinstance(profiles, dict):
-        raise ConfigError(f"{source}: 'profiles' must map smoke / quick / full to settings")
+        raise ConfigError(f"{source}: 'profiles' must map smoke / quick / full / long to settings")
     for name, section in profiles.items():
         if name not in PROFILES:
             raise ConfigError(f"{source}: unknown profile '{name}'{suggest(str(name), PROFILES)}")

@@ -8,8 +8,11 @@ run directory under the collector's run root (``runs/reproduce/<profile>/`` by d
 - ``trained``: training finished, some probes did not (finished probes are kept in
   ``cell-probes.json`` and are not rerun). Cells whose jobs give the same config share the run: each
   adds its probes and its entry in ``cell-done.json`` (``cells``);
-- ``interrupted``: ``status.json`` says running or interrupted and ``checkpoints/last.pt`` exists:
-  continued in place with ``predvis train --resume`` (``predvis.train.loop.resume``);
+- ``training``: ``status.json`` says running and names a live process of this host (a run started in
+  the background, or by another collector): left alone, its curve read as it grows;
+- ``interrupted``: ``status.json`` says running or interrupted (no live process) and
+  ``checkpoints/last.pt`` exists: continued in place with ``predvis train --resume``
+  (``predvis.train.loop.resume``);
 - ``diverged``: the loss went NaN; the same config would diverge again, so it is reported, not rerun
   (delete the run directory to try again);
 - ``missing``: no such run (a run interrupted before its first checkpoint counts as missing);
@@ -110,7 +113,7 @@ class RunIndex:
             found = []
             for run in sorted(iter_runs(self.root, name)):
                 try:
-                    found.append((run, yaml.safe_load((run / "config.yaml").read_text())))
+                    found.append((run, _as_merged(yaml.safe_load((run / "config.yaml").read_text()), run)))
                 except (OSError, yaml.YAMLError):
                     continue
             self._by_name[name] = found
@@ -118,6 +121,18 @@ class RunIndex:
 
     def forget(self, name: str) -> None:
         self._by_name.pop(name, None)
+
+
+def _as_merged(saved: Any, run: Path) -> Any:
+    """A run's saved config as a job's merged config would be today: keys added to the schema since the
+    run was saved take their defaults (or their old meaning, ``absent_in_saved``), so a run saved before
+    a new key with a default still matches its cell. A config that no longer loads stays as saved."""
+    from predvis.config import config_from_saved
+
+    try:
+        return saved_form(config_from_saved(saved, str(run / "config.yaml")).to_dict())
+    except (PredvisError, TypeError, ValueError, AttributeError):
+        return saved
 
 
 def _status(run: Path) -> dict:
@@ -142,6 +157,14 @@ def job_state(job: Job, index: RunIndex) -> JobState:
         if _status(run).get("state") == "done" and (run / "checkpoints" / "last.pt").exists():
             finished = len(_mine(_read_json(run / PROBES_FILE, []), wanted))
             return JobState("trained", run, f"probes {finished}/{len(wanted)} finished")
+    from predvis.reproduce.curves import training_pid
+
+    live = [(r, training_pid(r)) for r in matches]
+    live = [(r, pid) for r, pid in live if pid is not None]
+    if live:
+        run, pid = live[-1]
+        total = (job.config.get("train") or {}).get("epochs", "?")
+        return JobState("training", run, f"pid {pid}, {_epochs_done(run)} of {total} epochs; left alone")
     resumable = [(_epochs_done(r), r) for r in matches
                  if _status(r).get("state") in ("running", "interrupted") and (r / "checkpoints" / "last.pt").exists()]
     if resumable:
@@ -341,7 +364,7 @@ def _run_group(item: tuple[list[Job], Path]) -> list[str]:
     index, failures = RunIndex(root), []
     for job in jobs:
         state = job_state(job, index)
-        if state.state == "done":
+        if state.state in ("done", "training"):
             continue
         if state.state == "diverged":
             failures.append(f"{job.label}: diverged earlier ({state.path})")
@@ -365,6 +388,8 @@ def _run_one_by_one(todo: list[Job], root: Path, started: float, write) -> list[
         state = job_state(job, index)
         if state.state == "diverged":
             failures.append(f"{job.label}: diverged earlier ({state.path})")
+            continue
+        if state.state == "training":   # started elsewhere since this invocation planned
             continue
         console.print(f"[{i + 1}/{len(todo)}] {_status_line(job, state)}  ({time.perf_counter() - started:.0f} s so far)")
         try:
@@ -480,12 +505,18 @@ def results(jobs: list[Job], index: RunIndex) -> list[CellResult]:
             res.state = st.state + (f" ({st.detail})" if st.detail and st.state != "done" else "")
             if st.state == "done":
                 res.study = st.path
-        elif st.state == "done":
-            res.seeds.append(SeedResult(job.seed, st.path, cell_done(st.path, job.cell.id) or {}))
+        else:
+            if st.state == "done":
+                res.seeds.append(SeedResult(job.seed, st.path, cell_done(st.path, job.cell.id) or {}))
+            if st.path is not None:   # every seed's run in any state, for the learning curves
+                res.runs.append((job.seed, st.path))
     for res in by_cell.values():
         if res.cell.kind == "train":
             n, total = len(res.seeds), len(res.cell.seeds)
             res.state = "done" if n == total else f"{n} of {total} seeds done"
+            busy = sum(job_state(j, index).state == "training" for j in jobs if j.cell is res.cell)
+            if busy:
+                res.state += f", {busy} training now"
     return list(by_cell.values())
 
 
@@ -537,7 +568,8 @@ def write_tables(jobs: list[Job], index: RunIndex, tables_dir: Path, profile: st
             f"Written by `{command}` on {time.strftime('%Y-%m-%d %H:%M')} at commit "
             f"{(_git().get('commit') or '?')[:8]}. Every number in these tables links to the file of the run "
             "directory it was read from; `values.csv` lists each per-seed value with its source file and field "
-            "(docs/reproduce.md). Cells are in `experiments/cells/`; run directories in the collector's run root.",
+            f"(docs/reproduce.md). Cells are in `experiments/cells/{'long/' if profile == 'long' else ''}`; run directories "
+            "in the collector's run root.",
             "", markdown_table(["table", "files", "cells", "experiment profile", "seeds", "commit of the runs",
                                 "finished"], index_rows).rstrip(), "",
             "Commits marked +dirty were run from a working tree with uncommitted changes.", ""]
@@ -610,7 +642,10 @@ def listing(jobs: list[Job], index: RunIndex) -> str:
 
 
 def collect(cells: list[Cell], root: Path, tables_dir: Path, profile: str, command: str,
-            dry: bool = False, workers: int = 1) -> int:
+            dry: bool = False, workers: int = 1, tables_only: bool = False) -> int:
+    """Run what is missing and write the tables; ``dry``: list the jobs; ``tables_only``: only write the
+    tables of what the runs have reached so far (no lock taken, nothing trained or probed; runs still
+    training elsewhere are read as they are)."""
     from predvis.progress import console
 
     jobs = plan(cells)
@@ -618,10 +653,15 @@ def collect(cells: list[Cell], root: Path, tables_dir: Path, profile: str, comma
     if dry:
         print(listing(jobs, index))
         return 0
+    if tables_only:
+        written = write_tables(jobs, index, tables_dir, profile, command)
+        console.print(f"reproduce-tables ({profile}): tables only, from the runs in {root}")
+        print(tables_dir / "README.md" if written else tables_dir)
+        return 0
     failures: list[str] = []
     started, started_wall = time.perf_counter(), time.time()
     with locked(Path(root)), sigterm_as_interrupt():
-        todo = [j for j in jobs if job_state(j, index).state not in ("done", "placeholder")]
+        todo = [j for j in jobs if job_state(j, index).state not in ("done", "placeholder", "training")]
         console.print(f"reproduce-tables ({profile}): {len(jobs)} jobs, {len(todo)} to run, "
                       f"{max(1, workers)} at a time; runs in {root}")
         running = (started, max(1, workers))

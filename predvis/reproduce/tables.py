@@ -10,7 +10,9 @@ file of a run directory (or, for the study, of its study folder) through a *fiel
 - ``csv-seqstd:predictor=prior:mse``: sample std over sequences of the per-sequence mean of ``mse``
   among the rows with ``predictor == prior`` (``predict/.../metrics/eval.csv``);
 - ``csv-row:metric=<label>:<col>``: column ``col`` of the first row whose ``metric`` is ``<label>``
-  (``tables/sleep.csv`` of a sleep run; the label may hold ``=`` and spaces, not ``:`` at its end).
+  (``tables/sleep.csv`` of a sleep run; the label may hold ``=`` and spaces, not ``:`` at its end);
+- ``csv-step:<step>:<col>``: column ``col`` of the row whose ``step`` is ``<step>`` (``metrics/train.csv``:
+  a point of a learning curve; the long profile's tables).
 
 :func:`resolve` reads a field; ``values.csv`` lists every per-seed value with its source and field,
 so any number can be checked against its run.
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from predvis.compare.groups import stats
+from predvis.reproduce.long_tables import write_depth_long, write_long_curves
 from predvis.tables import fmt, markdown_table
 
 # GOPC thesis reference values that reached us (predvis/probes/predict.py and issue 8)
@@ -77,6 +80,9 @@ def resolve(source: Path, field: str) -> float:
             if row[key] == want:
                 per.setdefault(row["sequence"], []).append(float(row[col]))
         return stats([math.fsum(v) / len(v) for v in per.values()])[1]
+    if kind == "csv-step":
+        step, col = rest.split(":", 1)
+        return float(next(row for row in _csv_rows(source) if row["step"] == step)[col])
     if kind == "csv-row":
         cond, col = rest.rsplit(":", 1)
         key, want = cond.split("=", 1)
@@ -121,6 +127,7 @@ class CellResult:
     seeds: list[SeedResult] = field(default_factory=list)
     study: Path | None = None      # study cells: the study folder, when finished
     state: str = "missing"         # summary of the cell's jobs for the index
+    runs: list[tuple[int, Path]] = field(default_factory=list)   # (seed, run) of every seed with a run, in any state
 
     @property
     def complete(self) -> bool:
@@ -389,7 +396,38 @@ def write_depth_inversion(ctx: Context, results: list[CellResult]) -> dict[str, 
             per.append([rec["tag"], rec["seed"], ctx.num(v, name, rec["tag"], "held-out SSE", rec["seed"]),
                         ctx.link(Path(rec["run"]), "run")])
         text += [markdown_table(["model", "seed", "held-out SSE", "run"], per).rstrip(), ""]
+        text += _study_curves(ctx, res.study)
     return {name: "\n".join(text)}
+
+
+def _study_curves(ctx: Context, study: Path) -> list[str]:
+    """Figures of every occluded variant's validation SSE (mean over seeds) against steps and against
+    training wall time, from the models' ``metrics/train.csv`` (the study scores its test sets only at the end)."""
+    from predvis.reproduce.curves import mean_curve, plot, read_curve
+
+    groups: dict[str, list] = {}
+    trained = None
+    for rec_path in sorted((study / "jobs").glob("*.json")):
+        rec = json.loads(rec_path.read_text())
+        if rec.get("kind") != "occluded" or not (Path(rec["run"]) / "metrics" / "train.csv").exists():
+            continue
+        trained = trained or rec["steps"]
+        if rec["steps"] == trained and rec["enc"] != "Bw":
+            groups.setdefault(f"{rec['enc']}-{rec['dec']}", []).append(read_curve(Path(rec["run"]), seed=rec["seed"]))
+    curves = [mean_curve(cs, label) for label, cs in groups.items()]
+    lines = []
+    for x, word in (("step", "steps"), ("wall", "wall_time")):
+        path = plot(curves, "val_loss", ctx.tables_dir / "curves" / f"depth_inversion_{word}.png", x=x,
+                    ylabel="validation SSE (final step, seen pairs)",
+                    title=f"Depth inversion study: validation SSE against {word.replace('_', ' ')} (mean over seeds)")
+        if path is not None:
+            lines.append(f"![validation SSE against {word.replace('_', ' ')}](curves/{path.name})")
+    if not lines:
+        return []
+    return ["## Learning curves", "", "Validation SSE (`val_loss`: the validation scenes of seen pairs, final step; the "
+            "study scores the held-out pairs only at the end) after every epoch, mean over the seeds of each occluded "
+            "variant at its trained unroll, against optimiser steps and against training wall time (validation "
+            "excluded; models ran two at a time on a shared CPU, so wall time also reflects the load).", ""] + lines + [""]
 
 
 # --------------------------------------------------------------------------- GOPC-2 stability (study)
@@ -548,4 +586,8 @@ TABLES: dict[str, TableSpec] = {
     "gopc2_stability": TableSpec("GOPC-2 stability (per stabiliser: NaN rate, final MSE; r^H probes)",
                                  ["gopc2_stability.md"], write_gopc2_stability),
     "sleep": TableSpec("Sleep: dreams and prediction before / after unlearning", ["sleep.md"], write_sleep),
+    "depth_long": TableSpec("Depth inversion, long CPU runs: held-out SSE against steps and wall time",
+                            ["depth_long.md"], write_depth_long),
+    "long_curves": TableSpec("PVM, GOPC-1, VAE-1, long CPU runs: learning curves against their baselines",
+                             ["long_curves.md"], write_long_curves),
 }

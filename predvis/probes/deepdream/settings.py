@@ -164,7 +164,7 @@ class DeepdreamConfig:
 def load_settings(experiment: str = "deepdream", profile: str = "quick", overrides: list[str] | None = None) -> DeepdreamConfig:
     """The merged, checked deepdream settings of an experiment name or YAML path."""
     if profile not in PROFILES:
-        raise ConfigError(f"unknown profile '{profile}'{suggest(profile, PROFILES)}; use smoke, quick or full")
+        raise ConfigError(f"unknown profile '{profile}'{suggest(profile, PROFILES)}; use smoke, quick, full or long")
     path = resolve_experiment(experiment)
     raw = read_yaml(path)
     profiles = raw.pop("profiles", {}) or {}
