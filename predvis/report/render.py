@@ -25,13 +25,13 @@ MIME = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg":
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;color:#1d1d1f;background:#fafafa}
-main{max-width:1200px;margin:0 auto;padding:16px 24px 64px}
+main{max-width:1400px;margin:0 auto;padding:16px 24px 64px}
 h1{font-size:22px;margin:8px 0 4px}h2{font-size:19px;margin:28px 0 6px;padding-top:8px;border-top:2px solid #ccd}
 h3{font-size:16px;margin:18px 0 6px}h4,h5,h6{font-size:14px;margin:14px 0 4px}
 .muted{color:#667}.path{font:12px ui-monospace,monospace;color:#556;word-break:break-all}
 code,pre{font:12px ui-monospace,SFMono-Regular,Menlo,monospace}
 pre{background:#f0f0f3;padding:8px;overflow:auto;max-height:420px;border-radius:4px}
-code{background:#eef;padding:0 3px;border-radius:3px}
+code{background:#eef;padding:0 3px;border-radius:3px}td code{white-space:nowrap}
 .scroll{overflow-x:auto;margin:6px 0 10px}
 table{border-collapse:collapse;font-size:13px;background:#fff}
 th,td{border:1px solid #d4d4dc;padding:3px 7px;text-align:left;vertical-align:top}
@@ -48,7 +48,7 @@ figure.plot img{max-width:560px}
 figcaption{font-size:11px;color:#556;word-break:break-all;max-width:320px}
 section.probe{margin-left:14px;padding-left:12px;border-left:3px solid #dde}
 nav.toc{background:#fff;border:1px solid #dde;border-radius:4px;padding:6px 14px;font-size:13px}
-nav.toc ul{margin:2px 0;padding-left:18px}
+nav.toc ul{margin:2px 0;padding-left:18px}nav.files ul{padding:0}nav.files li{display:inline-block;margin-right:14px}
 """
 
 
@@ -346,7 +346,7 @@ def tables_page(page: Page, folder: Path) -> str:
             return page.rel(path.parent / "index.html")
         return page.anchor_or_file(path)
 
-    parts = [f'<nav class="toc"><strong>Files</strong><ul>{nav}</ul></nav>']
+    parts = [f'<nav class="toc files"><strong>Files</strong><ul>{nav}</ul></nav>']
     for p in files:
         parts.append(f'<section id="{ids[p.resolve()]}"><h2>{html.escape(p.name)}</h2>')
         parts.append(to_html(p.read_text(errors="replace"), link, heading_offset=2, id_prefix=ids[p.resolve()] + "-"))
