@@ -48,3 +48,26 @@ def smoke_runs(tmp_path_factory):
     finally:
         torch.set_num_threads(before)
     return {"root": root, "pvm": next((root / "pvm").iterdir()), "gopc1": next((root / "gopc1").iterdir())}
+
+
+@pytest.fixture(scope="session")
+def report_runs(smoke_runs, tmp_path_factory):
+    """Copies of the smoke PVM and GOPC-1 runs in a folder of their own, the PVM one with a predict and a
+    dream output (what ``predvis report`` is tried on; the shared smoke runs stay untouched)."""
+    import shutil
+
+    from predvis.cli import main
+
+    root = tmp_path_factory.mktemp("report_runs")
+    pvm = root / "pvm" / smoke_runs["pvm"].name
+    gopc1 = root / "gopc1" / smoke_runs["gopc1"].name
+    shutil.copytree(smoke_runs["pvm"], pvm)
+    shutil.copytree(smoke_runs["gopc1"], gopc1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["predict", str(pvm)]) == 0
+        assert main(["dream", str(pvm), "--steps", "12"]) == 0
+    finally:
+        torch.set_num_threads(before)
+    return {"root": root, "pvm": pvm, "gopc1": gopc1}
