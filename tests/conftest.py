@@ -15,6 +15,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def pytest_terminal_summary(terminalreporter):
+    """One line when the browser tests were skipped for want of a browser."""
+    import shutil
+
+    if shutil.which("chromium") or shutil.which("chromium-browser"):
+        return
+    if any("test_report_browser" in str(getattr(r, "nodeid", "")) for r in terminalreporter.stats.get("skipped", [])):
+        terminalreporter.write_line("browser tests skipped: no chromium on this machine (apt-get install chromium)")
+
+
 @pytest.fixture
 def smoke_args():
     """Overrides that keep a GOPC smoke run to about a second."""
