@@ -18,7 +18,8 @@ from predvis.report.markdown import slug, to_html
 
 EMBED_MAX = 2_000_000        # bytes: a bigger image is linked, not embedded
 EMBED_BUDGET = 40_000_000    # bytes of images embedded in one page at most
-SAMPLE = 8                   # frames shown of a folder that holds more
+SAMPLE = 8                   # frames shown of a frames/ folder that holds more
+SAMPLE_OTHER = 24            # images shown of any other folder that holds more
 TRAIN_ROWS = 5               # last rows of metrics/train.csv shown when a run has no loss plot
 DISPLAY = (560, 360)         # pixels: a smaller image is shown enlarged by a whole factor up to this box
 MIME = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
@@ -221,11 +222,12 @@ def _loss(page: Page, f: Folder) -> str:
             f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
 
 
-def _sample(files: list[Path]) -> list[Path]:
-    if len(files) <= SAMPLE:
+def _sample(files: list[Path], n: int) -> list[Path]:
+    """``n`` of ``files``, evenly spaced, the first and the last among them."""
+    if len(files) <= n:
         return files
-    step = (len(files) - 1) / (SAMPLE - 1)
-    return [files[round(i * step)] for i in range(SAMPLE)]
+    step = (len(files) - 1) / (n - 1)
+    return [files[round(i * step)] for i in range(n)]
 
 
 def _figures(page: Page, f: Folder) -> str:
@@ -234,7 +236,7 @@ def _figures(page: Page, f: Folder) -> str:
         files = [p for p in files if not (folder == "plots" and p.name == "loss.png")]
         if not files:
             continue
-        shown = _sample(files) if folder == "frames" else files
+        shown = _sample(files, SAMPLE if folder == "frames" else SAMPLE_OTHER)
         note = (f' <span class="muted">({len(shown)} of {len(files)}, evenly spaced)</span>'
                 if len(shown) < len(files) else "")
         title = folder or "images"
