@@ -63,7 +63,8 @@ def smoke_runs(tmp_path_factory):
 @pytest.fixture(scope="session")
 def report_runs(smoke_runs, tmp_path_factory):
     """Copies of the smoke PVM and GOPC-1 runs in a folder of their own, the PVM one with a predict and a
-    dream output (what ``predvis report`` is tried on; the shared smoke runs stay untouched)."""
+    dream output and a sleep run made from it (what ``predvis report`` is tried on; the shared smoke runs
+    stay untouched)."""
     import shutil
 
     from predvis.cli import main
@@ -78,6 +79,9 @@ def report_runs(smoke_runs, tmp_path_factory):
     try:
         assert main(["predict", str(pvm)]) == 0
         assert main(["dream", str(pvm), "--steps", "12"]) == 0
+        assert main(["sleep", str(pvm), "noise=2", "grey=1", "real=2", "eval_noise=2", "eval_real=2",
+                     "--cycles", "1", "--dream-steps", "12", "--out", str(root)]) == 0
     finally:
         torch.set_num_threads(before)
-    return {"root": root, "pvm": pvm, "gopc1": gopc1}
+    (slept,) = (root / "pvm-sleep").iterdir()
+    return {"root": root, "pvm": pvm, "gopc1": gopc1, "slept": slept}

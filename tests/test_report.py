@@ -50,6 +50,10 @@ def test_folder_report_lists_every_run_and_links_between_them(report_runs, capsy
     for run in (report_runs["pvm"], report_runs["gopc1"]):
         assert f'href="#run-{run.parent.name}-{run.name.replace("_", "-")}"' in text
     assert "<h2>Runs</h2>" in text and counts(page)["images"] >= 4
+    # the sleep run and the run it was made from link to each other
+    slept, pvm = report_runs["slept"], report_runs["pvm"]
+    assert f'made from <a href="#run-pvm-{pvm.name.replace("_", "-")}">pvm/{pvm.name}</a>' in text
+    assert f'<a href="#run-pvm-sleep-{slept.name.replace("_", "-")}">pvm-sleep/{slept.name}</a>' in text
 
 
 def test_tables_report_keeps_links_between_the_tables_in_the_page(tmp_path, capsys):

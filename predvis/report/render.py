@@ -287,7 +287,7 @@ def _related(page: Page, f: Folder, made_from: dict[Path, list[Folder]]) -> str:
         parts.append(f'made from <a href="{html.escape(href, quote=True)}">{label}</a>' if href
                      else f"made from <code>{label}</code> (not in this report)")
     for other in made_from.get(f.path.resolve(), []):
-        parts.append(f'used by <a href="#{anchor_id(other)}">{html.escape(other.name)}</a>')
+        parts.append(f'made from this run: <a href="#{anchor_id(other)}">{html.escape(other.name)}</a>')
     return f"<p>{'; '.join(parts)}</p>" if parts else ""
 
 
