@@ -412,3 +412,6 @@ def test_top_index_lists_profile_folders_and_tables_of_studies_run_by_themselves
     assert "- [quick](quick/README.md): [gopc_prior.md](quick/gopc_prior.md)" in text
     assert "studies run by themselves" in text and "[depth_inversion.md](depth_inversion.md)" in text
     assert "[README.md](README.md)" not in text
+    (tmp_path / "quick" / "index.html").write_text("<!DOCTYPE html>")
+    _top_index(tmp_path)
+    assert "- [quick](quick/README.md) ([all on one page](quick/index.html)): " in (tmp_path / "README.md").read_text()
