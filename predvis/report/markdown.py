@@ -54,7 +54,8 @@ def _is_rule(line: str) -> bool:
 
 
 def _numeric(cell: str) -> bool:
-    return bool(re.fullmatch(r"[-+]?[\d,.]+(e[-+]?\d+)?( ± [-+]?[\d,.]+(e[-+]?\d+)?)?( ?%)?", cell))
+    """A number, ``mean ± std``, a percentage, or one of those followed by a count ``(n)``."""
+    return bool(re.fullmatch(r"[-+]?[\d,.]+(e[-+]?\d+)?( ± [-+]?[\d,.]+(e[-+]?\d+)?)?( ?%)?( \(\d+\))?", cell))
 
 
 def to_html(text: str, link: Linker, heading_offset: int = 0, id_prefix: str = "") -> str:
