@@ -20,6 +20,7 @@ EMBED_MAX = 2_000_000        # bytes: a bigger image is linked, not embedded
 EMBED_BUDGET = 40_000_000    # bytes of images embedded in one page at most
 SAMPLE = 8                   # frames shown of a frames/ folder that holds more
 SAMPLE_OTHER = 24            # images shown of any other folder that holds more
+MAX_FILES = 30               # links to a folder's small result files at most
 TRAIN_ROWS = 5               # last rows of metrics/train.csv shown when a run has no loss plot
 DISPLAY = (560, 360)         # pixels: a smaller image is shown enlarged by a whole factor up to this box
 MIME = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
@@ -260,8 +261,9 @@ def _files(page: Page, f: Folder) -> str:
     if not f.data:
         return ""
     links = ", ".join(f'<a href="{html.escape(page.rel(p), quote=True)}">{html.escape(str(p.relative_to(f.path)))}</a>'
-                      for p in f.data)
-    return f'<p class="muted">files: {links}</p>'
+                      for p in f.data[:MAX_FILES])
+    more = f" and {len(f.data) - MAX_FILES} more in the folder" if len(f.data) > MAX_FILES else ""
+    return f'<p class="muted">files: {links}{html.escape(more)}</p>'
 
 
 def _settings(f: Folder) -> str:
