@@ -29,6 +29,10 @@ def test_run_report_shows_the_run_and_every_probe_output(report_runs, capsys):
         (out,) = (run / kind).iterdir()
         assert f'id="{kind}-{kind}-{out.name.replace("_", "-")}"' in text, kind      # a section per probe output
         assert out.name in text
+    # the sleep run made from it (beside it, under the same run root) follows, linked both ways
+    slept = report_runs["slept"]
+    assert f'made from this run: <a href="#run-pvm-sleep-{slept.name.replace("_", "-")}">' in text
+    assert f'<p>made from <a href="#run-pvm-{run.name.replace("_", "-")}">' in text
     assert "Prior prediction" in text                             # predict's tables/prior.md rendered
     assert "<table>" in text and "gifs/dream.gif" in text
     assert text.count("data:image/gif;base64,") >= 2               # GIFs embedded

@@ -125,10 +125,15 @@ def _files(root: Path, skip: set[Path]):
 def _sources(f: Folder) -> list[Path]:
     """Runs this one was made from: a sleep run's source, a deepdream run's classifier run, the runs
     a comparison read."""
+    return sources(f.env, f.config_dict())
+
+
+def sources(env: dict, cfg: dict) -> list[Path]:
+    """The runs named as sources in a run's ``env.json`` (``sleep_of``) and ``config.yaml``
+    (``model.source`` of deepdream, ``runs`` of compare), as absolute paths."""
     found: list[str] = []
-    if f.env.get("sleep_of"):
-        found.append(str(f.env["sleep_of"]))
-    cfg = f.config_dict()
+    if env.get("sleep_of"):
+        found.append(str(env["sleep_of"]))
     model = cfg.get("model") if isinstance(cfg.get("model"), dict) else {}
     if isinstance(model.get("source"), str) and "/" in model["source"]:
         found.append(model["source"])
@@ -137,9 +142,27 @@ def _sources(f: Folder) -> list[Path]:
     out = []
     for text in found:
         p = Path(text)
-        p = p if p.is_absolute() else (Path.cwd() / p)
+        p = (p if p.is_absolute() else (Path.cwd() / p)).resolve()
         if p not in out:
             out.append(p)
+    return out
+
+
+def made_from(run: Path) -> list[Path]:
+    """Runs beside ``run`` (under the same run root, ``<root>/<experiment>/<run>``) that were made from it:
+    its sleep runs, deepdream runs on it, comparisons that read it."""
+    run = Path(run).resolve()
+    out = []
+    for other in find_runs(run.parent.parent, depth=2):
+        if other.resolve() == run:
+            continue
+        try:
+            cfg = yaml.safe_load((other / "config.yaml").read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        env = _read_json(other / "env.json") or {}
+        if run in sources(env if isinstance(env, dict) else {}, cfg if isinstance(cfg, dict) else {}):
+            out.append(other)
     return out
 
 
