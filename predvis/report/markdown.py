@@ -27,8 +27,10 @@ def inline(text: str, link: Linker) -> str:
     for m in _INLINE.finditer(text):
         out.append(html.escape(text[pos:m.start()]))
         code, bold, label, target = m.groups()
-        if code is not None:
-            out.append(f"<code>{html.escape(code)}</code>")
+        if code is not None:   # paths (run ids) may break after a '/', nowhere else
+            parts = [p for p in re.split(r"(?<=/)", code) if p]
+            out.append("<code>" + "<wbr>".join(f'<span class="nb">{html.escape(p)}</span>' for p in parts) + "</code>"
+                       if len(parts) > 1 else f"<code>{html.escape(code)}</code>")
         elif bold is not None:
             out.append(f"<strong>{inline(bold, link)}</strong>")
         else:

@@ -33,7 +33,7 @@ h3{font-size:16px;margin:18px 0 6px}h4,h5,h6{font-size:14px;margin:14px 0 4px}
 .muted{color:#667}.path{font:12px ui-monospace,monospace;color:#556;word-break:break-all}
 code,pre{font:12px ui-monospace,SFMono-Regular,Menlo,monospace}
 pre{background:#f0f0f3;padding:8px;overflow:auto;max-height:420px;border-radius:4px}
-code{background:#eef;padding:0 3px;border-radius:3px}td code{white-space:nowrap}
+code{background:#eef;padding:0 3px;border-radius:3px}td code{white-space:nowrap}.nb{white-space:nowrap}td code:has(.nb){white-space:normal}
 .scroll{overflow-x:auto;margin:6px 0 10px}
 table{border-collapse:collapse;font-size:13px;background:#fff}
 th,td{border:1px solid #d4d4dc;padding:3px 7px;text-align:left;vertical-align:top}
