@@ -1,4 +1,4 @@
-# predvis: `make demo` trains GOPC-1 on the embedded digits and predicts; `make test` runs the tests.
+# predvis: `make demo` trains GOPC-1 on the embedded digits, predicts and writes the HTML report; `make test` runs the tests.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -36,7 +36,9 @@ demo: $(STAMP)
 	echo; echo "run directory: $$run"; \
 	echo "tables:        $$out/tables/recon.md $$out/tables/prior.md"; \
 	echo "GIFs:          $$out/gifs/"; \
-	cat $$out/tables/prior.md
+	cat $$out/tables/prior.md; \
+	report=$$($(BIN)/predvis report $$run | tail -n 1); \
+	echo; echo "report (open in a browser): $$report"
 
 bench: $(STAMP)
 	$(BIN)/python -m predvis.bench --size $(BENCH) --device $(DEVICE)

@@ -233,6 +233,18 @@ def compare(
     print(run_compare(runs, by, metric or None, out))
 
 
+@app.command()
+def report(
+    path: Path = typer.Argument(..., help="a run directory, a folder of runs, or a tables/<profile>/ folder"),
+    out: Optional[Path] = typer.Option(None, help="HTML file to write (default: PATH/report.html; "
+                                       "PATH/index.html for a tables folder)"),
+) -> None:
+    """One self-contained HTML page of a run and its probes, of a folder of runs, or of a tables folder."""
+    from predvis.report import write_report
+
+    print(write_report(path, out))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and a non-zero exit status.
 

@@ -15,6 +15,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def pytest_terminal_summary(terminalreporter):
+    """One line when the browser tests were skipped for want of a browser."""
+    import shutil
+
+    if shutil.which("chromium") or shutil.which("chromium-browser"):
+        return
+    if any("test_report_browser" in str(getattr(r, "nodeid", "")) for r in terminalreporter.stats.get("skipped", [])):
+        terminalreporter.write_line("browser tests skipped: no chromium on this machine (apt-get install chromium)")
+
+
 @pytest.fixture
 def smoke_args():
     """Overrides that keep a GOPC smoke run to about a second."""
@@ -60,3 +70,30 @@ def private_cache_home(tmp_path_factory):
         os.environ.pop("XDG_CACHE_HOME", None)
     else:
         os.environ["XDG_CACHE_HOME"] = before
+
+
+@pytest.fixture(scope="session")
+def report_runs(smoke_runs, tmp_path_factory):
+    """Copies of the smoke PVM and GOPC-1 runs in a folder of their own, the PVM one with a predict and a
+    dream output and a sleep run made from it (what ``predvis report`` is tried on; the shared smoke runs
+    stay untouched)."""
+    import shutil
+
+    from predvis.cli import main
+
+    root = tmp_path_factory.mktemp("report_runs")
+    pvm = root / "pvm" / smoke_runs["pvm"].name
+    gopc1 = root / "gopc1" / smoke_runs["gopc1"].name
+    shutil.copytree(smoke_runs["pvm"], pvm)
+    shutil.copytree(smoke_runs["gopc1"], gopc1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["predict", str(pvm)]) == 0
+        assert main(["dream", str(pvm), "--steps", "12"]) == 0
+        assert main(["sleep", str(pvm), "noise=2", "grey=1", "real=2", "eval_noise=2", "eval_real=2",
+                     "--cycles", "1", "--dream-steps", "12", "--out", str(root)]) == 0
+    finally:
+        torch.set_num_threads(before)
+    (slept,) = (root / "pvm-sleep").iterdir()
+    return {"root": root, "pvm": pvm, "gopc1": gopc1, "slept": slept}

@@ -94,10 +94,16 @@ def test_collector_tables_hold_the_numbers_of_the_linked_runs(setup, capsys):
         assert len(per_seed) == 2
         line = next(ln for ln in prior.splitlines() if ln.startswith(f"| {row} |"))
         assert f"| {fmt(statistics.mean(per_seed))} ± {fmt(statistics.stdev(per_seed))} |" in line
-    # every markdown link resolves to a file or run directory under the run root
+    # links stay inside the tables folder (committed with it); runs are named by their run id, the path
+    # under the run root, and every id names a run directory there
     for md in tables.glob("gopc_*.md"):
-        for target in re.findall(r"\]\(([^)]+)\)", md.read_text()):
-            assert (tables / target).exists(), (md.name, target)
+        text = md.read_text()
+        for target in re.findall(r"\]\(([^)]+)\)", text):
+            assert (tables / target).resolve().is_relative_to(tables.resolve()) and (tables / target).exists(), target
+        ids = re.findall(r"`([\w.-]+/\d{8}-\d{6}_[0-9a-f]+)`", text)
+        assert ids and all((setup["runs"] / i / "config.yaml").exists() for i in ids), (md.name, ids)
+    html = (tables / "index.html").read_text()
+    assert "gopc_prior.md" in html and 'href="../' not in html and 'src="../' not in html
     speed = (tables / "gopc_speed.md").read_text()
     assert "time per batch, GOPC-1 / VAE-1" in speed and "206" in speed and "1.47 (2.5 / 1.7)" in speed
     index = (tables / "README.md").read_text()
@@ -263,8 +269,11 @@ def _check_values(tables: Path, runs: Path, name: str) -> list[dict]:
         source = (tables / v["source"]).resolve()
         assert source.is_relative_to(runs.resolve()) and source.exists()
         assert float(v["value"]) == pytest.approx(_independent(source, v["field"]), rel=1e-6, nan_ok=True)
-    for target in re.findall(r"\]\(([^)]+)\)", (tables / name).read_text()):
-        assert (tables / target).exists(), (name, target)
+    text = (tables / name).read_text()
+    for target in re.findall(r"\]\(([^)]+)\)", text):
+        assert (tables / target).resolve().is_relative_to(tables.resolve()) and (tables / target).exists(), target
+    for rid in re.findall(r"`([\w./-]*\d{8}-\d{6}_[0-9a-f]+[\w./-]*)`", text):
+        assert (runs / rid).exists(), (name, rid)   # run ids: paths under the run root
     return values
 
 
@@ -403,3 +412,6 @@ def test_top_index_lists_profile_folders_and_tables_of_studies_run_by_themselves
     assert "- [quick](quick/README.md): [gopc_prior.md](quick/gopc_prior.md)" in text
     assert "studies run by themselves" in text and "[depth_inversion.md](depth_inversion.md)" in text
     assert "[README.md](README.md)" not in text
+    (tmp_path / "quick" / "index.html").write_text("<!DOCTYPE html>")
+    _top_index(tmp_path)
+    assert "- [quick](quick/README.md) ([all on one page](quick/index.html)): " in (tmp_path / "README.md").read_text()

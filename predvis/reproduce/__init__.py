@@ -76,7 +76,8 @@ def _top_index(folder: Path) -> None:
              "README.md indexes the tables with their cells, status, seeds and commits:", ""]
     for sub in sorted(p for p in folder.iterdir() if (p / "README.md").exists()):
         tables = sorted(p.name for p in sub.glob("*.md") if p.name != "README.md")
-        lines.append(f"- [{sub.name}]({sub.name}/README.md): "
+        page = f" ([all on one page]({sub.name}/index.html))" if (sub / "index.html").exists() else ""
+        lines.append(f"- [{sub.name}]({sub.name}/README.md){page}: "
                      + (", ".join(f"[{t}]({sub.name}/{t})" for t in tables) or "no tables yet"))
     own = sorted(p.name for p in folder.glob("*.md") if p.name != "README.md")
     if own:  # written by a study run by itself (--publish, --table-only); each names its study folder

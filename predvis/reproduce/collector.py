@@ -527,7 +527,7 @@ def write_tables(jobs: list[Job], index: RunIndex, tables_dir: Path, profile: st
     from predvis.run import atomic_write_text, write_csv
 
     tables_dir.mkdir(parents=True, exist_ok=True)
-    ctx = Context(tables_dir, profile)
+    ctx = Context(tables_dir, profile, runs_root=Path(index.root))
     cell_results = results(jobs, index)
     written, index_rows = [], []
     for key, spec in TABLES.items():
@@ -566,17 +566,28 @@ def write_tables(jobs: list[Job], index: RunIndex, tables_dir: Path, profile: st
 
     text = [f"# Reproduced tables ({profile} profile)", "",
             f"Written by `{command}` on {time.strftime('%Y-%m-%d %H:%M')} at commit "
-            f"{(_git().get('commit') or '?')[:8]}. Every number in these tables links to the file of the run "
-            "directory it was read from; `values.csv` lists each per-seed value with its source file and field "
-            f"(docs/reproduce.md). Cells are in `experiments/cells/{'long/' if profile == 'long' else ''}`; run directories "
-            "in the collector's run root.",
+            f"{(_git().get('commit') or '?')[:8]}. `values.csv` lists every per-seed number of these tables with the "
+            "file of the run directory it was read from and its field (docs/reproduce.md). Runs are named by their "
+            f"run id, the path under the collector's run root (`{_shown_root(index.root)}`, not in git): "
+            "`gopc1/<stamp>_<id>` is a run directory, `.../predict/<stamp>_<id>` one of its probe outputs. "
+            f"Cells are in `experiments/cells/{'long/' if profile == 'long' else ''}`. `index.html` shows every table of this folder on one page.",
             "", markdown_table(["table", "files", "cells", "experiment profile", "seeds", "commit of the runs",
                                 "finished"], index_rows).rstrip(), "",
             "Commits marked +dirty were run from a working tree with uncommitted changes.", ""]
     text += time_lines(index.root, running)
     atomic_write_text(tables_dir / "README.md", "\n".join(text))
     written.append(tables_dir / "README.md")
+    from predvis.report import write_report
+
+    written.append(write_report(tables_dir))   # index.html: every table of the folder on one page
     return written
+
+
+def _shown_root(root: Path) -> str:
+    """The run root as the README names it: relative to the working directory when below it."""
+    from predvis.reproduce.tables import run_id
+
+    return run_id(Path(root), None) + "/"
 
 
 def time_lines(root: Path, running: tuple[float, int] | None = None) -> list[str]:

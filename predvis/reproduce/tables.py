@@ -1,4 +1,4 @@
-"""The tables ``make reproduce-tables`` writes, each number linked to the file it was read from.
+"""The tables ``make reproduce-tables`` writes, each number traceable to the file it was read from.
 
 Every table family (``TABLES``) has a writer that receives the cells feeding it with their finished
 seeds, and returns markdown files plus the per-seed values behind them. A value is read from one
@@ -134,24 +134,51 @@ class CellResult:
         return self.study is not None or len(self.seeds) == len(self.cell.seeds)
 
 
+# link texts that stand for the target itself: replaced by its run id (other texts are kept before the id)
+ID_LABELS = ("run", "probe output", "record", "sleep.md")
+
+
 @dataclass
 class Context:
+    """Where the tables go and what they link to. Only files inside ``tables_dir`` are linked (they are
+    committed with the tables); a run directory or a file in one is named by its *run id*, its path under
+    ``runs_root`` (``gopc1/<stamp>_<id>``, ``gopc1/<stamp>_<id>/predict/<stamp>_<id>``), since run roots
+    are not in git and a link there would be dead in a clone. Numbers are plain; ``values.csv`` gives
+    each one's source file and field."""
+
     tables_dir: Path
     profile: str
     values: list[dict] = field(default_factory=list)
+    runs_root: Path | None = None
+
+    def run_id(self, target: Path) -> str:
+        return run_id(target, self.runs_root)
 
     def link(self, target: Path, text: str) -> str:
-        return f"[{text}]({os.path.relpath(Path(target).resolve(), self.tables_dir.resolve())})"
+        target, here = Path(target).resolve(), self.tables_dir.resolve()
+        if target == here or here in target.parents:
+            return f"[{text}]({os.path.relpath(target, here)})"
+        rid = f"`{self.run_id(target)}`"
+        return rid if text in ID_LABELS else f"{text} {rid}"
 
     def num(self, v: Value, table: str, row: str, quantity: str, seed: Any) -> str:
-        """A per-seed number, linked to its source file, and recorded in values.csv."""
+        """A per-seed number as text, recorded with its source file and field in values.csv."""
         self.values.append({"file": table, "row": row, "quantity": quantity, "seed": seed, "value": v.value,
                             "source": os.path.relpath(v.source, self.tables_dir.resolve()), "field": v.field})
-        shown = fmt(int(v.value)) if float(v.value).is_integer() and abs(v.value) >= 1 else fmt(v.value)
-        return self.link(v.source, shown)
+        return fmt(int(v.value)) if float(v.value).is_integer() and abs(v.value) >= 1 else fmt(v.value)
 
     def runs(self, seeds: list[SeedResult]) -> str:
         return " ".join(self.link(s.run, f"s{s.seed}") for s in seeds) or "-"
+
+
+def run_id(target: Path, runs_root: Path | None) -> str:
+    """``target``'s path under ``runs_root`` (POSIX separators), or under the working directory when it is
+    not below the run root, or the absolute path."""
+    target = Path(target).resolve()
+    for base in ([Path(runs_root).resolve()] if runs_root is not None else []) + [Path.cwd().resolve()]:
+        if base in target.parents:
+            return target.relative_to(base).as_posix()
+    return target.as_posix()
 
 
 def agg_text(values: list[Value]) -> str:
