@@ -61,9 +61,11 @@ def test_other_batch_trained_backends_match_one_process(tmp_path, experiment):
     two = _train(tmp_path / "two", 2, experiment, OTHERS[experiment])
     a = load_checkpoint(one / "checkpoints" / "last.pt")["modules"]
     b = load_checkpoint(two / "checkpoints" / "last.pt")["modules"]
+    # atol 1e-5: float32 sums of two half-batch gradients round differently from one whole-batch sum; a
+    # weight near 0 (an Adam step is ~1e-3) can then differ by ~2e-6 after the smoke schedule
     for name in a:
         for key in a[name]:
-            assert torch.allclose(a[name][key], b[name][key], rtol=1e-4, atol=1e-6), (name, key)
+            assert torch.allclose(a[name][key], b[name][key], rtol=1e-4, atol=1e-5), (name, key)
     rows_one, rows_two = read_csv(one / "metrics" / "train.csv"), read_csv(two / "metrics" / "train.csv")
     assert list(rows_one[0]) == list(rows_two[0])
     for key in set(rows_one[0]) - TIMING:
