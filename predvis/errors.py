@@ -32,3 +32,10 @@ class TrainingDiverged(PredvisError):
     """Loss became NaN or inf; the last good checkpoint is kept."""
 
     exit_code = 3
+
+
+class Interrupted(PredvisError):
+    """Ctrl-C, after cleaning up; ``str(err)`` says what was kept or discarded. Printed as
+    ``interrupted: ...``, exit status 130."""
+
+    exit_code = 130

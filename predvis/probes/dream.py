@@ -115,19 +115,22 @@ def run_dream(run_path: Path, steps: int = 500, prime: int = 10, from_file: Path
               max_frames: int = 300) -> Path:
     """Load a run, dream, and write metrics/dream.csv, frames/dream.png, gifs/dream.gif,
     plots/dream_change.png and summary.json."""
-    from predvis.probes.common import region_mask
-    from predvis.run import RunDir, atomic_write_json, write_csv
-    from predvis.train.loop import load_trained
     from predvis.figures.stepping import write_dream
+    from predvis.probes.common import check_options, open_probe, region_mask
+    from predvis.run import atomic_write_json, write_csv
 
-    check_positive("--steps", steps)
-    check_positive("--prime", prime)
-    _, method = load_trained(run_path)
-    stepper = method.stepper()
-    if stepper is None:
-        raise PredvisError(f"run {run_path} is not a predictive stepping model; dream needs one")
+    check_options(steps=steps, prime=prime, size=size, frame=frame, patience=patience)
+    if size is not None and not spot:
+        raise PredvisError("--size: only with --spot (the size of the dreamt spot)")
+    if where is not None and not spot:
+        raise PredvisError("--where: only with --spot (the centre of the dreamt spot)")
+    if from_file is not None and not Path(from_file).exists():
+        raise PredvisError(f"--from: {from_file} does not exist")
+    probe = open_probe(run_path, "dream")
+    method, stepper = probe.method, probe.stepper
     shape = tuple(stepper.frame_shape)
-    mask = region_mask(shape, size or max(1, shape[1] // 3), where) if spot else None
+    size = max(1, shape[1] // 3) if spot and size is None else size
+    mask = region_mask(shape, size, where) if spot else None
     if from_file is not None:
         from predvis.data.video import load_video
 
@@ -139,29 +142,35 @@ def run_dream(run_path: Path, steps: int = 500, prime: int = 10, from_file: Path
             raise PredvisError(f"--frame: must be in 0..{src.shape[0] - 1}, got {frame}")
         primer, real = src[frame:frame + 1].expand(prime, -1, -1, -1), src[frame:frame + 1]
     else:
+        if prime > src.shape[0]:
+            raise PredvisError(f"--prime: the source has only {src.shape[0]} frames, got {prime} "
+                               "(or give --frame to repeat one frame)")
         primer, real = src[:prime], src[prime:]
         if real.shape[0] == 0:
             real = src[-1:]
     stepper.set_learning(False)
     res = dream(stepper, primer, steps, mask, real, threshold, patience,
                 keep_panels=min(max_frames, primer.shape[0] + steps))
-    out = RunDir(run_path).new_subdir("dream")
     names = sorted({k for e in res.layer_errors for k in e})
     rows = []
     for i, c in enumerate(res.change.tolist()):
         t = res.prime + i
         rows.append({"step": i, "change": c, **{f"error_{k}": res.layer_errors[t].get(k, "") for k in names}})
-    write_csv(out / "metrics" / "dream.csv", rows)
-    what = f"dream in a {size or max(1, shape[1] // 3)} px spot" if spot else "dream"
-    write_dream(out, res.panels, res.prime, steps, res.settled, res.change, threshold,
-                f"{what}: run {run_path.parent.name} {run_path.name}", mask)
-    summary = {"run": str(run_path), "steps": steps, "prime": res.prime, "spot": bool(spot),
-               "settled": None if res.settled is None else vars(res.settled),
-               "final_change": float(res.change[-1])}
-    atomic_write_json(out / "summary.json", summary)
+    what = f"dream in a {size} px spot" if spot else "dream"
+    centre = (where if where is not None else (shape[2] // 2, shape[1] // 2)) if spot else None
+    settings = {"steps": steps, "prime": prime, "frame": frame, "from": None if from_file is None else str(from_file),
+                "spot": bool(spot), "size": size, "where": None if centre is None else list(centre),
+                "threshold": threshold, "patience": patience}
+    results = {"settled": None if res.settled is None else vars(res.settled), "final_change": float(res.change[-1])}
+    with probe.output() as staged:
+        out = staged.path
+        write_csv(out / "metrics" / "dream.csv", rows)
+        write_dream(out, res.panels, res.prime, steps, res.settled, res.change, threshold,
+                    f"{what}: run {run_path.parent.name} {run_path.name}", mask)
+        atomic_write_json(out / "summary.json", probe.summary(settings, results))
     if res.settled is None:
-        console.print(f"dream: no fixed point or cycle in {steps} steps (last change {summary['final_change']:.2e})")
+        console.print(f"dream: no fixed point or cycle in {steps} steps (last change {results['final_change']:.2e})")
     else:
         s = res.settled
         console.print(f"dream: reached a {s.kind} (period {s.period}) at dream step {s.step}")
-    return out
+    return staged.final
