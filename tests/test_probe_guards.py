@@ -54,6 +54,7 @@ BAD_INPUT = {
     "dream frame past the end": ("pvm", ["dream", "--frame", "9999"], "--frame"),
     "lesion duplicate pathway": ("pvm", ["lesion", "--disable", "feedback,feedback"], "twice"),
     "occlude unknown shape": ("pvm", ["occlude", "--shape", "hex"], "--shape"),
+    "dream every 0": ("pvm", ["dream", "--every", "0"], "--every"),
 }
 
 
@@ -163,3 +164,18 @@ def test_compare_flags_groups_probed_with_different_settings(runs, tmp_path, cap
     flags = " ".join(g["flags"] for g in groups)
     assert "probe settings differ (probe.occlude.size: 4 vs 6" in flags or \
         "probe settings differ (probe.occlude.size: 6 vs 4" in flags
+
+
+def test_dream_gif_takes_every_nth_step_and_the_last(runs, tmp_path, capsys):
+    import imageio.v3 as iio
+
+    from predvis.probes.dream import gif_every
+
+    assert gif_every(510, None) == 2 and gif_every(50_010, None) == 167 and gif_every(50_010, 1) == 1
+    run = copy_run(runs["pvm"], tmp_path, "r1")
+    assert main(["dream", str(run), "--steps", "30", "--prime", "2", "--every", "7"]) == 0
+    out = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    assert iio.imread(out / "gifs" / "dream.gif").shape[0] == 6   # steps 0, 7, 14, 21, 28 and 31
+    assert (out / "metrics" / "dream.csv").read_text().count("\n") == 31
+    assert json.loads((out / "summary.json").read_text())["settings"]["every"] == 7
+    assert (out / "frames" / "dream.png").exists() and not list((out / "gifs").glob(".*"))
