@@ -230,7 +230,8 @@ def probe_outputs(run: Path) -> dict[str, Path]:
     for kind in sorted(p for p in run.iterdir() if p.is_dir()):
         if kind.name in RUN_SUBDIRS or kind.name.startswith("."):
             continue
-        done = [d for d in kind.iterdir() if d.is_dir() and (d / "summary.json").exists() and (d / "metrics").is_dir()]
+        done = [d for d in kind.iterdir() if d.is_dir() and not d.name.startswith(".")   # .partial: being written
+                and (d / "summary.json").exists() and (d / "metrics").is_dir()]
         latest: dict[str, tuple[Path, dict]] = {}
         for d in sorted(done, key=lambda d: ((d / "summary.json").stat().st_mtime_ns, d.name)):
             settings = _settings(d)

@@ -235,7 +235,7 @@ class DreamFigures:
         if first_dream is not None:
             groups.append((first_dream, len(cols) - 1, "dreaming (own predictions fed back)"))
         marked = {j for j, t in enumerate(cols) if t == settle_at}
-        every = "every step" if self.every == 1 else f"every {self.every}th step"
+        every = "every step" if self.every == 1 else f"one step in {self.every} (and the last)"
         foot = ["red column: where the dream settled" if marked else "",
                 "red outline: the spot dreamt in; outside it the input stays real" if self.spot is not None else "",
                 f"the GIF gifs/dream.gif shows {every} with all internals ({self.gif_frames} frames)"]
