@@ -17,6 +17,7 @@ directory is created with an exclusive ``mkdir`` and is never overwritten or del
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -200,6 +201,7 @@ class StagedDir:
 
     def __enter__(self) -> "StagedDir":
         check_writable(self.parent, "output folder")
+        self._made_parent = not self.parent.exists()
         self.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(100):
             name = f"{_stamp()}_{secrets.token_hex(3)}"
@@ -228,6 +230,9 @@ class StagedDir:
             shutil.rmtree(self.path, ignore_errors=True)
             raise RunError(f"could not create a new folder under {self.parent}")
         shutil.rmtree(self.path, ignore_errors=True)
+        if self._made_parent:  # the kind folder too, if this probe made it and nothing else is there
+            with contextlib.suppress(OSError):
+                self.parent.rmdir()
         if issubclass(exc_type, KeyboardInterrupt):
             raise Interrupted("probe folder discarded") from None
         return False
