@@ -126,7 +126,9 @@ def dream(stepper, prime: torch.Tensor, steps: int, spot: torch.Tensor | None = 
     total = prime.shape[0] + steps
     real = prime[-1:] if real is None else real
     mask = spot.to(dev) if spot is not None else None
-    for t in range(total):
+    from predvis.progress import progress
+
+    for t in progress(range(total), "dreaming"):
         if t < prime.shape[0]:
             x = prime[t:t + 1].to(dev)
         else:
