@@ -11,7 +11,7 @@ from typing import List, Optional
 
 import typer
 
-from predvis.errors import Interrupted, PredvisError
+from predvis.errors import PredvisError
 
 app = typer.Typer(
     add_completion=False,
@@ -224,9 +224,6 @@ def main(argv: list[str] | None = None) -> int:
         app(args=argv, standalone_mode=True)
     except SystemExit as err:
         return err.code if isinstance(err.code, int) else (0 if err.code is None else 1)
-    except Interrupted as err:
-        print(f"interrupted: {err}", file=sys.stderr)
-        return err.exit_code
     except PredvisError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code

@@ -35,7 +35,7 @@ from typing import Any, Iterable
 
 import torch
 
-from predvis.errors import Interrupted, PredvisError, RunError
+from predvis.errors import PredvisError, RunError, interrupted
 
 SUBDIRS = ("metrics", "checkpoints")  # frames/ gifs/ tables/ plots/ appear with their first file
 DEFAULT_ROOT = Path("runs")
@@ -191,8 +191,9 @@ class RunDir:
 class StagedDir:
     """A new folder ``parent/<stamp>_<id>/`` assembled under ``parent/.<stamp>_<id>.partial`` and renamed
     into place when the ``with`` block ends normally; ``path`` is where to write, ``final`` the folder
-    after the block. On any exception the staging folder is removed; Ctrl-C becomes
-    :class:`predvis.errors.Interrupted` ("probe folder discarded"), so no half-written output remains."""
+    after the block. On any exception the staging folder is removed (and the kind folder, if this made
+    it and it is empty); Ctrl-C prints ``interrupted: probe folder discarded`` and goes on as
+    :class:`predvis.errors.Interrupted`, so no half-written output remains."""
 
     def __init__(self, parent: Path):
         self.parent = Path(parent)
@@ -234,7 +235,7 @@ class StagedDir:
             with contextlib.suppress(OSError):
                 self.parent.rmdir()
         if issubclass(exc_type, KeyboardInterrupt):
-            raise Interrupted("probe folder discarded") from None
+            raise interrupted("probe folder discarded") from None
         return False
 
 

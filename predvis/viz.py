@@ -62,9 +62,9 @@ def save_gif(path: Path, frames: Sequence[np.ndarray], fps: float = 5.0) -> None
 class GifStream:
     """A looping GIF written frame by frame, so memory stays flat in the number of frames.
 
-    The 256-colour palette is fixed up front (fast octree, no dithering, as :func:`save_gif`) from
-    ``sample`` frames plus ``colours`` (an (N, 3) uint8 list of colours later frames will use, e.g.
-    a colour map's ramp); every frame is mapped to it, so a colour stays the same all through the
+    The 256-colour palette is fixed up front (median cut, no dithering) from
+    ``sample`` frames, white and ``colours`` (an (N, 3) uint8 list of colours later frames will use,
+    e.g. a colour map's ramp); every frame is mapped to it, so a colour stays the same all through the
     clip. Every frame is padded (white) or cut to the size of the first sample frame. The file is
     written under a temporary name and renamed into place by :meth:`close`; :meth:`discard` drops it.
     """
@@ -81,16 +81,22 @@ class GifStream:
         self.height, self.width = sample[0].shape[:2]
         self.duration = round(1000.0 / fps)
         rgb = [self._fit(f) for f in sample]
-        picks = sorted({round(i * (len(rgb) - 1) / 7) for i in range(min(8, len(rgb)))})
+        count = min(8, len(rgb))
+        picks = sorted({round(i * (len(rgb) - 1) / max(count - 1, 1)) for i in range(count)})
         parts = [rgb[i] for i in picks]
-        if colours is not None and len(colours):
-            strip = np.asarray(colours, dtype=np.uint8).reshape(-1, 3)
-            rows = -(-len(strip) // self.width)
-            strip = np.concatenate([strip, np.repeat(strip[-1:], rows * self.width - len(strip), axis=0)])
-            parts.append(strip.reshape(rows, self.width, 3))
+        strip = np.full((1, 3), 255, dtype=np.uint8)   # white, the padding, is always in the palette
+        if colours is not None:
+            strip = np.concatenate([strip, np.asarray(colours, dtype=np.uint8).reshape(-1, 3)])
+        rows = -(-len(strip) // self.width)
+        strip = np.concatenate([strip, np.repeat(strip[-1:], rows * self.width - len(strip), axis=0)])
+        parts.append(strip.reshape(rows, self.width, 3))
         self._palette = Image.fromarray(np.concatenate(parts)).quantize(
-            256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+            256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        if hasattr(os, "fchmod"):  # the permissions a plain open() gives (mkstemp alone: 0600)
+            mask = os.umask(0o022)
+            os.umask(mask)
+            os.fchmod(fd, 0o666 & ~mask)
         self._tmp = Path(tmp)
         self._file = os.fdopen(fd, "wb")
         self._gif = GifImagePlugin

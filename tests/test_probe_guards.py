@@ -45,8 +45,9 @@ BAD_INPUT = {
     "occlude limit -1": ("pvm", ["occlude", "--limit", "-1"], "--limit"),
     "lesion limit -2": ("pvm", ["lesion", "--disable", "feedback", "--limit", "-2"], "--limit"),
     "lesion limit above the sequences": ("pvm", ["lesion", "--disable", "feedback", "--limit", "99"], "has only"),
-    "predict limit 0": ("pvm", ["predict", "limit=0"], "--limit"),
-    "predict context 0": ("gopc1", ["predict", "context=0"], "context"),
+    "predict limit 0": ("pvm", ["predict", "limit=0"], "limit=: must be > 0"),
+    "predict context 0": ("gopc1", ["predict", "context=0"], "context=: must be > 0"),
+    "predict limit above the sequences": ("gopc1", ["predict", "limit=999"], "limit=: the run has only"),
     "dream steps 0": ("pvm", ["dream", "--steps", "0"], "--steps"),
     "dream prime -3": ("pvm", ["dream", "--prime", "-3"], "--prime"),
     "dream prime above the frames": ("pvm", ["dream", "--prime", "500"], "--prime"),
@@ -177,3 +178,30 @@ def test_dream_gif_takes_every_nth_step_and_the_last(runs, tmp_path, capsys):
     assert (out / "metrics" / "dream.csv").read_text().count("\n") == 31
     assert json.loads((out / "summary.json").read_text())["settings"]["every"] == 7
     assert (out / "frames" / "dream.png").exists() and not list((out / "gifs").glob(".*"))
+
+
+def test_gif_stream_writes_every_frame_with_one_palette(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from predvis.viz import GifStream
+
+    rng = np.random.default_rng(0)
+    frames = [(rng.integers(0, 4, (20, 30, 3)) * 64).astype(np.uint8) for _ in range(12)]
+    frames[5] = frames[5][:15]                           # a shorter frame is padded white
+    gif = GifStream(tmp_path / "gifs" / "a.gif", frames[:4], fps=10)
+    for f in frames:
+        gif.add(f)
+    assert not (tmp_path / "gifs" / "a.gif").exists()   # only under a temporary name until closed
+    gif.close()
+    im = Image.open(tmp_path / "gifs" / "a.gif")
+    assert im.n_frames == 12 and im.info["loop"] == 0 and im.info["duration"] == 100
+    for i in range(12):
+        im.seek(i)
+        got = np.asarray(im.convert("RGB"))
+        want = frames[i] if i != 5 else np.pad(frames[5], ((0, 5), (0, 0), (0, 0)), constant_values=255)
+        assert np.array_equal(got, want)
+    dropped = GifStream(tmp_path / "b.gif", frames[:2])
+    dropped.add(frames[0])
+    dropped.discard()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gifs"]

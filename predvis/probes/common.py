@@ -19,12 +19,13 @@ POSITIVE = {"size": "--size", "limit": "--limit", "steps": "--steps", "prime": "
             "context": "context", "patience": "--patience"}
 
 
-def check_options(**options: Any) -> None:
+def check_options(flags: dict[str, str] | None = None, **options: Any) -> None:
     """One line ``error: ...`` for the first bad probe option, before any work: the counts and sizes of
     :data:`POSITIVE` must be whole numbers > 0 (or None for the default), ``frame`` and ``figures`` >= 0
-    (None: the default), list options (tuples / lists) without repeats."""
+    (None: the default), list options (tuples / lists) without repeats. ``flags``: how the user
+    wrote an option, where not ``--name`` (predict's ``limit=``)."""
     for name, value in options.items():
-        flag = POSITIVE.get(name, f"--{name.replace('_', '-')}")
+        flag = (flags or {}).get(name) or POSITIVE.get(name, f"--{name.replace('_', '-')}")
         if value is None:
             continue
         if isinstance(value, (list, tuple)):
@@ -43,13 +44,14 @@ def check_unique(flag: str, names: list) -> None:
         seen.add(n)
 
 
-def take(seqs: torch.Tensor, limit: int | None, what: str = "held-out sequences") -> torch.Tensor:
+def take(seqs: torch.Tensor, limit: int | None, what: str = "held-out sequences", flag: str = "--limit"
+         ) -> torch.Tensor:
     """The first ``limit`` of ``seqs`` (all for None); more than there are is an error, not a silent cut."""
     if limit is None:
         return seqs
-    check_positive("--limit", limit)
+    check_positive(flag, limit)
     if limit > seqs.shape[0]:
-        raise PredvisError(f"--limit: the run has only {seqs.shape[0]} {what}, got {limit}")
+        raise PredvisError(f"{flag}: the run has only {seqs.shape[0]} {what}, got {limit}")
     return seqs[:limit]
 
 

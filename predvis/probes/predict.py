@@ -74,16 +74,17 @@ def predict(run_path: Path, context: int | None = None, limit: int | None = None
     """Evaluate ``run_path`` on its test split and write results; returns the output folder."""
     from predvis.probes.common import check_options, open_probe, take
 
-    check_options(context=context, limit=limit, figures=figures)
+    check_options({"context": "context=", "limit": "limit=", "figures": "figures="},
+                  context=context, limit=limit, figures=figures)
     probe = open_probe(run_path, "predict", stepping=False)
     cfg, method = probe.cfg, probe.method
     if probe.stepper is None:
         raise PredvisError(f"predict needs a model that predicts frames; {run_path} is a '{cfg.method}' run")
-    seqs = take(method.test_sequences(), limit)
+    seqs = take(method.test_sequences(), limit, flag="limit=")
     frames = seqs.shape[1]
     context = getattr(cfg.eval, "context", 5) if context is None else context
     if not 0 < context < frames:
-        raise PredvisError(f"context: must be between 1 and {frames - 1}, got {context}")
+        raise PredvisError(f"context=: must be between 1 and {frames - 1}, got {context}")
     console.print(f"evaluating {len(seqs)} test sequences of {seqs.shape[1]} frames, context {context}")
     if hasattr(method, "rollouts"):  # the model's own latent rollout (GOPC-1 / VAE-1)
         out = method.rollouts(seqs, context)

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from predvis.config import ExperimentConfig, config_from_saved, dump_yaml, read_yaml
-from predvis.errors import ConfigError, Interrupted, RunError, TrainingDiverged
+from predvis.errors import ConfigError, RunError, TrainingDiverged, interrupted
 from predvis.figures.training import write_loss_plot
 from predvis.methods import get_method
 from predvis.methods.base import Method
@@ -220,9 +220,11 @@ def run_epochs(method: Method, run: RunDir, start_epoch: int, step: int, best: f
         last = run.checkpoints / "last.pt"
         if distributed.is_main():
             run.write_status("interrupted", resumable=last.exists())
+        if not distributed.is_main():
+            raise
         if last.exists():
-            raise Interrupted(f"run {run.path} can be resumed (predvis train --resume {run.path})") from None
-        raise Interrupted(f"run {run.path} had no finished epoch, so it cannot be resumed") from None
+            raise interrupted(f"run {run.path} can be resumed (predvis train --resume {run.path})") from None
+        raise interrupted(f"run {run.path} had no finished epoch, so it cannot be resumed") from None
     finally:  # the curves so far, also when training stopped early
         if distributed.is_main():
             write_loss_plot(run.path)
