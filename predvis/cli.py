@@ -114,13 +114,15 @@ def dream(
     spot: bool = typer.Option(False, "--spot", help="dream only inside a central spot; real input elsewhere"),
     size: Optional[int] = typer.Option(None, help="spot size in pixels (default: a third of the frame)"),
     where: Optional[str] = typer.Option(None, help="spot centre X,Y in pixels (default: the centre)"),
+    every: Optional[int] = typer.Option(None, help="put every Nth step in gifs/dream.gif (default: at most 300 frames)"),
     runs: Path = RUNS_OPT,
 ) -> None:
     """Feed the model its own predictions (closed loop); writes frames, a GIF and metrics/dream.csv."""
     from predvis.probes.common import parse_where
     from predvis.probes.dream import run_dream
 
-    print(run_dream(_pick_run(run, runs), steps, prime, from_file, frame, spot, size, parse_where(where)))
+    print(run_dream(_pick_run(run, runs), steps, prime, from_file, frame, spot, size, parse_where(where),
+                    every=every))
 
 
 @app.command()

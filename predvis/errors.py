@@ -32,3 +32,17 @@ class TrainingDiverged(PredvisError):
     """Loss became NaN or inf; the last good checkpoint is kept."""
 
     exit_code = 3
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, after cleaning up; ``str(err)`` says what was kept or discarded. A KeyboardInterrupt, so every
+    handler of Ctrl-C still sees it (the CLI exits with status 130). Make it with :func:`interrupted`."""
+
+
+def interrupted(message: str) -> Interrupted:
+    """Print ``interrupted: <message>`` on stderr now (the CLI framework turns Ctrl-C into exit status 130
+    without a message of its own) and return the exception to raise."""
+    import sys
+
+    print(f"interrupted: {message}", file=sys.stderr, flush=True)
+    return Interrupted(message)

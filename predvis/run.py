@@ -17,12 +17,14 @@ directory is created with an exclusive ``mkdir`` and is never overwritten or del
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import platform
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,7 +35,7 @@ from typing import Any, Iterable
 
 import torch
 
-from predvis.errors import RunError
+from predvis.errors import PredvisError, RunError, interrupted
 
 SUBDIRS = ("metrics", "checkpoints")  # frames/ gifs/ tables/ plots/ appear with their first file
 DEFAULT_ROOT = Path("runs")
@@ -210,6 +212,78 @@ class RunDir:
     def new_subdir(self, kind: str) -> Path:
         """A fresh ``<run>/<kind>/<stamp>_<id>/`` folder, never an existing one."""
         return create_unique_dir(self.path / kind)
+
+    def staged_subdir(self, kind: str) -> "StagedDir":
+        """A new ``<run>/<kind>/<stamp>_<id>/`` written complete or not at all (see :class:`StagedDir`)."""
+        return StagedDir(self.path / kind)
+
+
+class StagedDir:
+    """A new folder ``parent/<stamp>_<id>/`` assembled under ``parent/.<stamp>_<id>.partial`` and renamed
+    into place when the ``with`` block ends normally; ``path`` is where to write, ``final`` the folder
+    after the block. On any exception the staging folder is removed (and the kind folder, if this made
+    it and it is empty); Ctrl-C prints ``interrupted: probe folder discarded`` and goes on as
+    :class:`predvis.errors.Interrupted`, so no half-written output remains."""
+
+    def __init__(self, parent: Path):
+        self.parent = Path(parent)
+        self.path: Path | None = None
+        self.final: Path | None = None
+
+    def __enter__(self) -> "StagedDir":
+        check_writable(self.parent, "output folder")
+        self._made_parent = not self.parent.exists()
+        self.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(100):
+            name = f"{_stamp()}_{secrets.token_hex(3)}"
+            staging = self.parent / f".{name}.partial"
+            if (self.parent / name).exists():
+                continue
+            try:
+                staging.mkdir()
+            except FileExistsError:
+                continue
+            self.path = staging
+            return self
+        raise RunError(f"could not create a new folder under {self.parent}")
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        assert self.path is not None
+        if exc_type is None:
+            name = self.path.name[1:-len(".partial")]
+            for _ in range(100):
+                final = self.parent / name
+                if not final.exists():
+                    os.rename(self.path, final)  # same folder: atomic
+                    self.final = final
+                    return False
+                name = f"{_stamp()}_{secrets.token_hex(3)}"
+            shutil.rmtree(self.path, ignore_errors=True)
+            raise RunError(f"could not create a new folder under {self.parent}")
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self._made_parent:  # the kind folder too, if this probe made it and nothing else is there
+            with contextlib.suppress(OSError):
+                self.parent.rmdir()
+        if issubclass(exc_type, KeyboardInterrupt):
+            raise interrupted("probe folder discarded") from None
+        return False
+
+
+def check_writable(path: Path, what: str = "output folder") -> None:
+    """One-line error, before any work, if ``path`` cannot become a writable folder: a file stands where
+    it (or a folder above it) should be, or the nearest existing folder is not writable."""
+    path = Path(path)
+    probe = path
+    while not probe.exists():
+        if probe.is_symlink():  # a dangling link
+            raise PredvisError(f"{what} {path}: {probe} is a broken link")
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise PredvisError(f"{what} {path}: {probe} is a file, not a folder")
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        raise PredvisError(f"{what} {path}: {probe} is not writable")
 
 
 def _stamp() -> str:

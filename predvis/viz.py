@@ -47,3 +47,78 @@ def save_gif(path: Path, frames: Sequence[np.ndarray], fps: float = 5.0) -> None
     images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=round(1000.0 / fps),
                    loop=0, optimize=False)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+class GifStream:
+    """A looping GIF written frame by frame, so memory stays flat in the number of frames.
+
+    The 256-colour palette is fixed up front (median cut, no dithering) from
+    ``sample`` frames, white and ``colours`` (an (N, 3) uint8 list of colours later frames will use,
+    e.g. a colour map's ramp); every frame is mapped to it, so a colour stays the same all through the
+    clip. Every frame is padded (white) or cut to the size of the first sample frame. The file is
+    written under a temporary name and renamed into place by :meth:`close`; :meth:`discard` drops it.
+    """
+
+    def __init__(self, path: Path, sample: Sequence[np.ndarray], fps: float = 5.0,
+                 colours: np.ndarray | None = None):
+        import os
+        import tempfile
+
+        from PIL import GifImagePlugin, Image
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.height, self.width = sample[0].shape[:2]
+        self.duration = round(1000.0 / fps)
+        rgb = [self._fit(f) for f in sample]
+        count = min(8, len(rgb))
+        picks = sorted({round(i * (len(rgb) - 1) / max(count - 1, 1)) for i in range(count)})
+        parts = [rgb[i] for i in picks]
+        strip = np.full((1, 3), 255, dtype=np.uint8)   # white, the padding, is always in the palette
+        if colours is not None:
+            strip = np.concatenate([strip, np.asarray(colours, dtype=np.uint8).reshape(-1, 3)])
+        rows = -(-len(strip) // self.width)
+        strip = np.concatenate([strip, np.repeat(strip[-1:], rows * self.width - len(strip), axis=0)])
+        parts.append(strip.reshape(rows, self.width, 3))
+        self._palette = Image.fromarray(np.concatenate(parts)).quantize(
+            256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        if hasattr(os, "fchmod"):  # the permissions a plain open() gives (mkstemp alone: 0600)
+            mask = os.umask(0o022)
+            os.umask(mask)
+            os.fchmod(fd, 0o666 & ~mask)
+        self._tmp = Path(tmp)
+        self._file = os.fdopen(fd, "wb")
+        self._gif = GifImagePlugin
+        self.frames = 0
+
+    def _fit(self, frame: np.ndarray) -> np.ndarray:
+        f = np.repeat(frame[..., None], 3, axis=2) if frame.ndim == 2 else frame[..., :3]
+        f = f[:self.height, :self.width]
+        pad = ((0, self.height - f.shape[0]), (0, self.width - f.shape[1]), (0, 0))
+        return np.ascontiguousarray(np.pad(f, pad, constant_values=255) if any(p[1] for p in pad) else f)
+
+    def add(self, frame: np.ndarray) -> None:
+        from PIL import Image
+
+        im = Image.fromarray(self._fit(frame)).quantize(palette=self._palette, dither=Image.Dither.NONE)
+        if self.frames == 0:
+            header, _ = self._gif.getheader(im, info={"loop": 0, "optimize": False})
+            for chunk in header:
+                self._file.write(chunk)
+        for chunk in self._gif.getdata(im, duration=self.duration, disposal=1):
+            self._file.write(chunk)
+        self.frames += 1
+
+    def close(self) -> None:
+        import os
+
+        self._file.write(b";")  # GIF trailer
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self._tmp, self.path)
+
+    def discard(self) -> None:
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)

@@ -6,7 +6,7 @@ from predvis.errors import PredvisError
 from predvis.models.pvm import PVM, PVMSchedule
 from predvis.models.stepping import StepOutput
 from predvis.probes.common import parse_where, region_mask
-from predvis.probes.dream import detect_settling, dream
+from predvis.probes.dream import SettlingTracker, detect_settling, dream
 from predvis.probes.lesion import lesion_compare, parse_disable
 from predvis.probes.occlude import conditions, occlude
 
@@ -65,6 +65,41 @@ def test_detect_settling_on_known_sequences():
     s = detect_settling(cyc, patience=5)
     assert (s.kind, s.step, s.period) == ("cycle", 4, 3)
     assert detect_settling(torch.rand(30, 5, generator=g), patience=5) is None
+
+
+def tracked(frames, **kw):
+    tracker = SettlingTracker(**kw)
+    for f in frames:
+        tracker.add(f)
+    return tracker.settled
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_settling_tracker_agrees_with_detect_settling(seed):
+    """On the fly, holding only max_period frames, it finds what the whole-sequence search finds."""
+    g = torch.Generator().manual_seed(seed)
+    head = torch.rand(int(torch.randint(0, 20, (1,), generator=g)), 6, generator=g)
+    period = int(torch.randint(1, 9, (1,), generator=g))
+    cycle = torch.rand(period, 6, generator=g).repeat(12, 1)
+    drift = torch.rand(40, 6, generator=g) if seed % 2 else torch.zeros(0, 6)
+    seqs = [torch.cat([head, cycle, drift]), torch.rand(50, 6, generator=g), torch.cat([head, cycle])]
+    for frames in seqs:
+        for kw in ({"patience": 5}, {"patience": 3, "max_period": 4}, {"patience": 10, "threshold": 0.2}):
+            want, got = detect_settling(frames, **kw), tracked(frames, **kw)
+            assert (None if want is None else vars(want)) == (None if got is None else vars(got))
+
+
+def test_dream_without_kept_frames_gives_the_same_answer_and_streams_every_step():
+    prime = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(4))
+    full = dream(Shift(1), prime, steps=30)
+    seen = []
+    lean = dream(Shift(1), prime, steps=30, keep_frames=False,
+                 on_step=lambda t, x, pred, prev, out, tracker, change: seen.append((t, x.clone(), change)))
+    assert lean.inputs.numel() == 0 and lean.layer_errors == []
+    assert vars(lean.settled) == vars(full.settled) and torch.equal(lean.change, full.change)
+    assert [t for t, _, _ in seen] == list(range(32))
+    assert all(torch.equal(x, full.inputs[t]) for t, x, _ in seen)
+    assert [c for _, _, c in seen[2:]] == full.change.tolist() and seen[1][2] is None
 
 
 def test_bad_arguments_are_one_line_errors():

@@ -33,7 +33,9 @@ def test_resume_gives_identical_weights(tmp_path, monkeypatch):
         return original(self, batch)
 
     monkeypatch.setattr(GopcMethod, "train_step", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    from predvis.errors import Interrupted
+
+    with pytest.raises(Interrupted, match="can be resumed"):
         loop.train(cfg(), tmp_path / "b", {})
     monkeypatch.setattr(GopcMethod, "train_step", original)
     half = next((tmp_path / "b" / "gopc1").iterdir())

@@ -74,8 +74,11 @@ def compare(paths: list[Path], by: str | None = None, metrics: list[str] | None 
     from predvis.compare.report import write_output
     from predvis.progress import progress
 
+    from predvis.run import check_writable
+
     if not paths:
         raise PredvisError("give at least one run directory or folder of runs")
+    check_writable(Path(out), "--out")
     found = find_runs(list(paths))
     records = [read_run(run, pinned) for run, pinned in progress(found, "reading runs", total=len(found))]
     if by is not None:

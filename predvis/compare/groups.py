@@ -164,8 +164,12 @@ def _flag_split(split: list[Group]) -> None:
     first = split[0]
     for g in split[1:]:
         reasons = []
-        if _canon(g.signature) != _canon(first.signature):
-            reasons.append(f"test set differs ({describe_diff(first.signature, g.signature)})")
+        probe_a, data_a = _split_probe(first.signature)
+        probe_b, data_b = _split_probe(g.signature)
+        if _canon(probe_a) != _canon(probe_b):
+            reasons.append(f"probe settings differ ({describe_diff(probe_a, probe_b)})")
+        if _canon(data_a) != _canon(data_b):
+            reasons.append(f"test set differs ({describe_diff(data_a, data_b)})")
         if _canon(g.config) != _canon(first.config):
             reasons.append(f"config differs ({describe_diff(first.config, g.config)}; compare with --by KEY)")
         if g.metric_names != first.metric_names:
@@ -179,6 +183,12 @@ def _flag_split(split: list[Group]) -> None:
         note = "; ".join(reasons)
         g.flags.append(f"not averaged with {first.gid}: {note}")
         first.flags.append(f"not averaged with {g.gid} (see there)")
+
+
+def _split_probe(signature: dict) -> tuple[dict, dict]:
+    """(the probe settings ``probe.<kind>.<key>``, the rest) of a test signature."""
+    probe = {k: v for k, v in signature.items() if k.startswith("probe.")}
+    return probe, {k: v for k, v in signature.items() if k not in probe}
 
 
 def _family(g: Group) -> str:

@@ -32,6 +32,8 @@ INDEX_COLUMNS = {"sequence", "frame", "step", "epoch", "image", "index", "t"}
 OUTPUT_KINDS = {"compare", "reproduce"}      # folders written by compare itself: never read as runs
 # probe summary.json keys that describe how a probe was run (not results): part of the test set
 PROBE_SETTINGS = ("context", "sequences", "mode", "disabled", "freeze", "test_set", "images", "columns")
+# keys of a summary.json's "settings" that name the source run or the figures drawn, not how it was probed
+NOT_PROBE_SETTINGS = {"source", "checkpoint", "source_state", "figures"}
 
 
 @dataclass
@@ -228,7 +230,8 @@ def probe_outputs(run: Path) -> dict[str, Path]:
     for kind in sorted(p for p in run.iterdir() if p.is_dir()):
         if kind.name in RUN_SUBDIRS or kind.name.startswith("."):
             continue
-        done = [d for d in kind.iterdir() if d.is_dir() and (d / "summary.json").exists() and (d / "metrics").is_dir()]
+        done = [d for d in kind.iterdir() if d.is_dir() and not d.name.startswith(".")   # .partial: being written
+                and (d / "summary.json").exists() and (d / "metrics").is_dir()]
         latest: dict[str, tuple[Path, dict]] = {}
         for d in sorted(done, key=lambda d: ((d / "summary.json").stat().st_mtime_ns, d.name)):
             settings = _settings(d)
@@ -249,7 +252,13 @@ def _settings(folder: Path) -> dict:
         summary = json.loads((folder / "summary.json").read_text())
     except (OSError, ValueError):
         return {}
-    return {k: summary[k] for k in PROBE_SETTINGS if k in summary} if isinstance(summary, dict) else {}
+    if not isinstance(summary, dict):
+        return {}
+    legacy = {k: summary[k] for k in PROBE_SETTINGS if k in summary}
+    recorded = summary.get("settings")
+    if not isinstance(recorded, dict):  # written before probes recorded every setting
+        return legacy
+    return {**legacy, **{k: v for k, v in recorded.items() if k not in NOT_PROBE_SETTINGS}}
 
 
 def read_run(path: Path, pinned: Path | None = None) -> RunRecord:

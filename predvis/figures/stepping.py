@@ -50,13 +50,14 @@ class Scale:
     note: str
 
 
-def scale_of(values: Sequence[torch.Tensor]) -> Scale:
-    """[0, 1] if every value lies there, else min..max over all of them."""
+def scale_of(values: Sequence[torch.Tensor], over: str = "steps") -> Scale:
+    """[0, 1] if every value lies there, else min..max over all of them (``over`` names them in the
+    note; values outside the range are drawn at its ends)."""
     lo = min(float(v.min()) for v in values)
     hi = max(float(v.max()) for v in values)
     if lo >= 0 and hi <= 1:
         return Scale(0.0, 1.0, "0..1 as black..white")
-    return Scale(lo, hi, f"min-max over steps: {lo:.3g}..{hi:.3g}")
+    return Scale(lo, hi, f"min-max over {over}: {lo:.3g}..{hi:.3g}")
 
 
 def _tile(t: torch.Tensor, s: Scale, internal: bool = False) -> np.ndarray:
@@ -89,80 +90,161 @@ def settling_text(settled, steps: int) -> str:
     return f"cycle of period {settled.period} from dream step {settled.step}"
 
 
-def write_dream(out: Path, panels: list[dict[str, torch.Tensor | None]], prime: int, steps: int, settled,
-                change: torch.Tensor, threshold: float, title: str, spot: torch.Tensor | None = None) -> list[str]:
-    """panels[t]: 'input', 'prediction', 'error' (None at t = 0) and internals, for the first kept
-    steps (t < prime: priming). spot: bool (H, W) dreamt region, outlined on the frame tiles.
-    Writes frames/dream.png (chosen steps side by side), gifs/dream.gif (every kept step) and
-    plots/dream_change.png; returns their paths."""
-    if not panels:
-        return []
-    frame_hw = tuple(panels[0]["input"].shape[-2:])
-    edge = None if spot is None else upscale_mask(spot, scale_for(*frame_hw))
+class DreamFigures:
+    """Draws a dream while it runs, in memory flat in the number of steps.
 
-    def framed(tile: np.ndarray | None) -> np.ndarray | None:
-        return tile if tile is None or edge is None else outline(tile, edge)
+    Feed every step's panels (common.step_panels: 'input', 'prediction', 'error' (None at t = 0) and
+    internals) with :meth:`wants` / :meth:`add`, then :meth:`finish`. Writes gifs/dream.gif, streamed
+    to disk: every ``every``-th step (and the last), all internals; frames/dream.png: the last priming
+    step, eight dream steps spread over the whole dream and the settling step side by side;
+    plots/dream_change.png. The GIF's scales (and palette) are fixed by its first ``sample`` frames;
+    the still's by its own columns. spot: bool (H, W) dreamt region, outlined on the frame tiles.
+    """
 
-    names = [k for k in panels[0] if k not in ("input", "prediction", "error")]
-    scales = {k: scale_of([p[k] for p in panels]) for k in ["input", "prediction", *names]}
-    errors = [p["error"] for p in panels if p["error"] is not None]
-    vmax = max([float(e.mean(0).max()) for e in errors] + [1e-6])
-    settle_at = None if settled is None else prime + settled.step
-    done = settling_text(settled, steps)
+    def __init__(self, out: Path, prime: int, steps: int, every: int, title: str,
+                 spot: torch.Tensor | None = None, sample: int = 24, patience: int = 10, max_period: int = 50):
+        self.out, self.prime, self.steps, self.every, self.title = Path(out), prime, steps, every, title
+        self.total = prime + steps
+        self.spot, self.sample = spot, sample
+        self.columns = set(_dream_columns(self.total, prime, None))
+        self.kept: dict[int, dict] = {}           # the still's columns
+        self.recent: dict[int, dict] = {}         # the last dream steps: the settling step lies among them
+        self.window = patience + max_period
+        self.pending: list[tuple[int, dict, object]] = []   # GIF frames before the scales are fixed
+        self.gif = None
+        self.scales: dict | None = None
+        self.vmax = 1e-6
+        self.gif_frames = 0
 
-    def step_name(t: int) -> str:
-        return f"prime {t + 1}" if t < prime else f"step {t - prime}"
+    def wants(self, t: int) -> bool:
+        """Whether step ``t``'s panels are needed (GIF frame, still column, or possible settling step)."""
+        return self.in_gif(t) or t in self.columns or t >= self.prime
 
-    # the still: input / prediction / |error| / each layer's state (all internals if no states)
-    shown = [k for k in names if k.startswith("state/")] or names
-    cols = _dream_columns(len(panels), prime, settle_at)
-    rows = [
-        Row(["input", "what the model read; " + scales["input"].note],
-            [framed(_tile(panels[t]["input"], scales["input"])) for t in cols]),
-        Row(["prediction", "of the next input; " + scales["prediction"].note],
-            [framed(_tile(panels[t]["prediction"], scales["prediction"])) for t in cols]),
-        Row(["|error|", "|input - previous prediction|"],
-            [framed(_heat_tile(panels[t]["error"], vmax, frame_hw)) for t in cols], colour_bar=("magma", vmax)),
-    ] + [Row([_label(k), scales[k].note], [_tile(panels[t][k], scales[k], internal=True) for t in cols])
-         for k in shown]
-    first_dream = next((j for j, t in enumerate(cols) if t >= prime), None)
-    groups = []
-    if first_dream is None or first_dream > 0:
-        groups.append((0, (first_dream or len(cols)) - 1, "priming (real frames)"))
-    if first_dream is not None:
-        groups.append((first_dream, len(cols) - 1, "dreaming (own predictions fed back)"))
-    marked = {j for j, t in enumerate(cols) if t == settle_at}
-    foot = ["red column: where the dream settled" if marked else "",
-            "red outline: the spot dreamt in; outside it the input stays real" if spot is not None else "",
-            "the GIF gifs/dream.gif shows every step with all internals"]
-    save_png(out / "frames" / "dream.png", draw(Grid(
-        rows, title=[title, f"primed on {prime} frames, then {steps} dream steps; {done}"],
-        header=[step_name(t) for t in cols], groups=groups, divider=first_dream or None, marked=marked,
-        footer=[f for f in foot if f])))
+    def in_gif(self, t: int) -> bool:
+        return t % self.every == 0 or t == self.total - 1
 
-    # the GIF: every kept step, all internals, one row per group
-    frames = []
-    groups_of: dict[str, list[str]] = {}
-    for k in names:
-        groups_of.setdefault(k.split("/")[0], []).append(k)
-    for t, p in enumerate(panels):
-        rows = [Row(["frame", f"input, prediction: {scales['input'].note}"],
-                    [framed(_tile(p["input"], scales["input"])), framed(_tile(p["prediction"], scales["prediction"])),
-                     framed(_heat_tile(p["error"], vmax, frame_hw))],
+    def add(self, t: int, panels: dict, settled) -> None:
+        """Step ``t``'s panels; ``settled``: the settling found so far (None: none yet)."""
+        if t in self.columns:
+            self.kept[t] = panels
+        if t >= self.prime:
+            self.recent[t] = panels
+            self.recent.pop(t - self.window, None)
+        if settled is not None and self.prime + settled.step not in self.kept:
+            found = self.recent.get(self.prime + settled.step)
+            if found is not None:
+                self.kept = {k: v for k, v in self.kept.items() if k in self.columns}
+                self.kept[self.prime + settled.step] = found
+        if not self.in_gif(t):
+            return
+        if self.gif is None:
+            self.pending.append((t, panels, settled))
+            if len(self.pending) >= self.sample:
+                self._start_gif()
+        else:
+            self._gif_frame(t, panels, settled)
+
+    def _start_gif(self) -> None:
+        from matplotlib import colormaps
+
+        from predvis.viz import GifStream
+
+        first = [p for _, p, _ in self.pending]
+        self.names = [k for k in first[0] if k not in ("input", "prediction", "error")]
+        self.scales = {k: scale_of([p[k] for p in first], f"the first {len(first)} GIF frames")
+                       for k in ["input", "prediction", *self.names]}
+        self.vmax = max([float(p["error"].mean(0).max()) for p in first if p["error"] is not None] + [1e-6])
+        self.groups_of: dict[str, list[str]] = {}
+        for k in self.names:
+            self.groups_of.setdefault(k.split("/")[0], []).append(k)
+        frames = [self._draw(t, p, st) for t, p, st in self.pending]
+        ramp = np.linspace(0, 1, 256)
+        colours = np.concatenate([(colormaps["magma"](ramp)[:, :3] * 255 + 0.5).astype(np.uint8),
+                                  np.repeat((ramp * 255 + 0.5).astype(np.uint8)[:, None], 3, axis=1),
+                                  np.array([RED], dtype=np.uint8)])
+        self.gif = GifStream(self.out / "gifs" / "dream.gif", same_size(frames), fps=10, colours=colours)
+        for f in frames:
+            self.gif.add(f)
+        self.gif_frames += len(frames)
+        self.pending = []
+
+    def _framed(self, tile: np.ndarray | None, frame_hw) -> np.ndarray | None:
+        if tile is None or self.spot is None:
+            return tile
+        return outline(tile, upscale_mask(self.spot, scale_for(*frame_hw)))
+
+    def _step_name(self, t: int) -> str:
+        return f"prime {t + 1}" if t < self.prime else f"step {t - self.prime}"
+
+    def _draw(self, t: int, p: dict, settled) -> np.ndarray:
+        sc, hw = self.scales, tuple(p["input"].shape[-2:])
+        rows = [Row(["frame", f"input, prediction: {sc['input'].note}"],
+                    [self._framed(_tile(p["input"], sc["input"]), hw),
+                     self._framed(_tile(p["prediction"], sc["prediction"]), hw),
+                     self._framed(_heat_tile(p["error"], self.vmax, hw), hw)],
                     captions=["input", "prediction", "|error|"])]
-        for group, keys in groups_of.items():
-            notes = sorted({scales[k].note for k in keys})
+        for group, keys in self.groups_of.items():
+            notes = sorted({sc[k].note for k in keys})
             rows.append(Row([group, notes[0] if len(notes) == 1 else "own scale per layer (see dream.png)"],
-                            [_tile(p[k], scales[k], internal=True) for k in keys],
+                            [_tile(p[k], sc[k], internal=True) for k in keys],
                             captions=[k.split("/", 1)[1] if "/" in k else "" for k in keys]))
-        where = "priming: real frame" if t < prime else "dreaming: input = own prediction"
-        state = [f"settled: {done}"] if settle_at is not None and t >= settle_at else []
-        frames.append(draw(Grid(rows, title=[title, f"{step_name(t)} ({where})"],
-                                footer=state + [f"|error| colour scale 0..{vmax:.3g} (magma)"],
-                                footer_colour=RED if state else None)))
-    save_gif(out / "gifs" / "dream.gif", same_size(frames), fps=10)
-    _change_plot(out / "plots" / "dream_change.png", change, threshold, settled, title)
-    return ["frames/dream.png", "gifs/dream.gif", "plots/dream_change.png"]
+        where = "priming: real frame" if t < self.prime else "dreaming: input = own prediction"
+        state = f"settled: {settling_text(settled, self.steps)}" if settled is not None else "settled: not so far"
+        return draw(Grid(rows, title=[self.title, f"{self._step_name(t)} ({where})"],
+                         footer=[state, f"|error| colour scale 0..{self.vmax:.3g} (magma)"],
+                         footer_colour=RED if settled is not None else None))
+
+    def _gif_frame(self, t: int, p: dict, settled) -> None:
+        self.gif.add(self._draw(t, p, settled))
+        self.gif_frames += 1
+
+    def discard(self) -> None:
+        if self.gif is not None:
+            self.gif.discard()
+
+    def finish(self, settled, change: torch.Tensor, threshold: float) -> list[str]:
+        """Close the GIF and draw the still and the change plot; returns the paths written."""
+        if self.gif is None and self.pending:
+            self._start_gif()
+        if self.gif is not None:
+            self.gif.close()
+        settle_at = None if settled is None else self.prime + settled.step
+        cols = sorted(t for t in self.kept if t in self.columns or t == settle_at)
+        panels = [self.kept[t] for t in cols]
+        frame_hw = tuple(panels[0]["input"].shape[-2:])
+        names = [k for k in panels[0] if k not in ("input", "prediction", "error")]
+        scales = {k: scale_of([p[k] for p in panels], "the steps shown") for k in ["input", "prediction", *names]}
+        vmax = max([float(p["error"].mean(0).max()) for p in panels if p["error"] is not None] + [1e-6])
+        done = settling_text(settled, self.steps)
+        shown = [k for k in names if k.startswith("state/")] or names
+        rows = [
+            Row(["input", "what the model read; " + scales["input"].note],
+                [self._framed(_tile(p["input"], scales["input"]), frame_hw) for p in panels]),
+            Row(["prediction", "of the next input; " + scales["prediction"].note],
+                [self._framed(_tile(p["prediction"], scales["prediction"]), frame_hw) for p in panels]),
+            Row(["|error|", "|input - previous prediction|"],
+                [self._framed(_heat_tile(p["error"], vmax, frame_hw), frame_hw) for p in panels],
+                colour_bar=("magma", vmax)),
+        ] + [Row([_label(k), scales[k].note], [_tile(p[k], scales[k], internal=True) for p in panels])
+             for k in shown]
+        prime = self.prime
+        first_dream = next((j for j, t in enumerate(cols) if t >= prime), None)
+        groups = []
+        if first_dream is None or first_dream > 0:
+            groups.append((0, (first_dream or len(cols)) - 1, "priming (real frames)"))
+        if first_dream is not None:
+            groups.append((first_dream, len(cols) - 1, "dreaming (own predictions fed back)"))
+        marked = {j for j, t in enumerate(cols) if t == settle_at}
+        every = "every step" if self.every == 1 else f"one step in {self.every} (and the last)"
+        foot = ["red column: where the dream settled" if marked else "",
+                "red outline: the spot dreamt in; outside it the input stays real" if self.spot is not None else "",
+                f"the GIF gifs/dream.gif shows {every} with all internals ({self.gif_frames} frames)"]
+        save_png(self.out / "frames" / "dream.png", draw(Grid(
+            rows, title=[self.title, f"primed on {prime} frames, then {self.steps} dream steps; {done}"],
+            header=[self._step_name(t) for t in cols], groups=groups, divider=first_dream or None, marked=marked,
+            footer=[f for f in foot if f])))
+        _change_plot(self.out / "plots" / "dream_change.png", change, threshold, settled, self.title)
+        return ["frames/dream.png", "gifs/dream.gif", "plots/dream_change.png"]
 
 
 def _dream_columns(kept: int, prime: int, settle_at: int | None, count: int = 8) -> list[int]:

@@ -1,13 +1,110 @@
-"""Helpers shared by the dream, lesion and occlude probes (stepping interface only)."""
+"""Helpers shared by the probes (predict, dream, lesion, occlude, depth-invert): option checks made
+before anything is loaded, computed or written; opening the trained run (:func:`open_probe`), which
+records the checkpoint a probe read; and the stepping-interface helpers of dream, lesion, occlude."""
 from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Iterator
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
 
 import torch
 
 from predvis.errors import PredvisError
+
+# options that count or measure something: None (the default) or > 0
+POSITIVE = {"size": "--size", "limit": "--limit", "steps": "--steps", "prime": "--prime", "every": "--every",
+            "context": "context", "patience": "--patience"}
+
+
+def check_options(flags: dict[str, str] | None = None, **options: Any) -> None:
+    """One line ``error: ...`` for the first bad probe option, before any work: the counts and sizes of
+    :data:`POSITIVE` must be whole numbers > 0 (or None for the default), ``frame`` and ``figures`` >= 0
+    (None: the default), list options (tuples / lists) without repeats. ``flags``: how the user
+    wrote an option, where not ``--name`` (predict's ``limit=``)."""
+    for name, value in options.items():
+        flag = (flags or {}).get(name) or POSITIVE.get(name, f"--{name.replace('_', '-')}")
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            check_unique(flag, list(value))
+        elif name in POSITIVE:
+            check_positive(flag, value)
+        elif name in ("frame", "figures") and value < 0:
+            raise PredvisError(f"{flag}: must be >= 0, got {value}")
+
+
+def check_unique(flag: str, names: list) -> None:
+    seen: set = set()
+    for n in names:
+        if n in seen:
+            raise PredvisError(f"{flag}: '{n}' is given twice")
+        seen.add(n)
+
+
+def take(seqs: torch.Tensor, limit: int | None, what: str = "held-out sequences", flag: str = "--limit"
+         ) -> torch.Tensor:
+    """The first ``limit`` of ``seqs`` (all for None); more than there are is an error, not a silent cut."""
+    if limit is None:
+        return seqs
+    check_positive(flag, limit)
+    if limit > seqs.shape[0]:
+        raise PredvisError(f"{flag}: the run has only {seqs.shape[0]} {what}, got {limit}")
+    return seqs[:limit]
+
+
+@dataclass
+class Probe:
+    """A trained run opened for a probe: its config, method, stepping model (or None) and where the
+    weights came from (``checkpoint``: file, epochs, step; ``state``: status.json's state)."""
+
+    run: Path
+    kind: str
+    cfg: Any
+    method: Any
+    stepper: Any
+    checkpoint: dict
+    state: str | None
+
+    def source(self) -> dict:
+        """What a summary.json records about the model a probe used."""
+        return {"source": str(self.run), "checkpoint": dict(self.checkpoint), "source_state": self.state,
+                "source_running": self.state == "running"}
+
+    def output(self):
+        """The probe's new ``<run>/<kind>/<stamp>_<id>/`` folder, staged (:class:`predvis.run.StagedDir`)."""
+        from predvis.run import RunDir
+
+        return RunDir(self.run).staged_subdir(self.kind)
+
+    def summary(self, settings: dict, results: dict) -> dict:
+        """summary.json: ``settings`` (every option the probe used, and :meth:`source`) beside ``results``;
+        the settings are also kept at the top level, where older readers look for them."""
+        every = {**settings, **self.source()}
+        return {"run": str(self.run), **settings, **results, "settings": every}
+
+
+def open_probe(run_path: Path, kind: str, stepping: bool = True) -> Probe:
+    """Check that ``<run>/<kind>/`` can be written, then load the run's best (else last) checkpoint.
+    A run that is still training gets one warning line naming the checkpoint used. ``stepping``: the
+    probe needs a predictive stepping model."""
+    from predvis.run import RunDir, check_writable
+    from predvis.train.loop import load_trained_from
+
+    run_path = Path(run_path)
+    if run_path.is_dir():
+        check_writable(run_path / kind, f"{kind} output folder")
+    cfg, method, info = load_trained_from(run_path)
+    state = RunDir(run_path).status().get("state")
+    if state == "running":
+        print(f"warning: run {run_path} is still training; {kind} uses {info['file']} "
+              f"(epoch {info['epochs']}, step {info['step']})", file=sys.stderr)
+    stepper = method.stepper()
+    if stepping and stepper is None:
+        raise PredvisError(f"run {run_path} is not a predictive stepping model ('{cfg.method}'); {kind} needs one")
+    return Probe(run_path, kind, cfg, method, stepper, info, state)
 
 
 def region_mask(frame_shape: tuple[int, int, int], size: int, where: tuple[int, int] | None = None,
@@ -50,6 +147,8 @@ def parse_where(text: str | None) -> tuple[int, int] | None:
 
 
 def check_positive(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PredvisError(f"{name}: must be a whole number, got {value!r}")
     if value <= 0:
         raise PredvisError(f"{name}: must be > 0, got {value}")
 

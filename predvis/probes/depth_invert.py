@@ -64,27 +64,26 @@ def run_depth_invert(run_path: Path, test_set: str = "held_out", limit: int | No
                      steps: int | None = None, figures: int | None = None) -> Path:
     """Load a depth_inversion run, evaluate it on a test set, write tables, metrics and figures
     into a new ``depth_invert`` folder of the run; returns that folder."""
-    from predvis.run import RunDir, atomic_write_json, atomic_write_text, write_csv
+    from predvis.probes.common import check_options, open_probe
+    from predvis.run import atomic_write_json, atomic_write_text, write_csv
     from predvis.tables import markdown_table
-    from predvis.train.loop import load_trained
 
-    _, method = load_trained(run_path)
+    check_options(limit=limit, steps=steps, figures=figures)
+    probe = open_probe(run_path, "depth_invert", stepping=False)
+    method = probe.method
     if method.cfg.method != "depth_inversion":
         raise PredvisError(f"--mode depth-invert needs a depth_inversion run; {run_path} is a '{method.cfg.method}' run")
-    if steps is not None and steps < 1:
-        raise PredvisError(f"--steps: must be >= 1, got {steps}")
     test_set = test_set.replace("-", "_")
     scenes = method.test_set(test_set)
-    if limit:
+    if limit is not None:
         from predvis.data.occluded_pairs import Scenes
 
+        if limit > len(scenes.labels):
+            raise PredvisError(f"--limit: the {test_set} test set has only {len(scenes.labels)} scenes, got {limit}")
         scenes = Scenes(scenes.input[:limit], scenes.target[:limit], scenes.labels[:limit],
                         scenes.offsets[:limit], scenes.index[:limit])
     keep = min(method.cfg.eval.figures if figures is None else figures, len(scenes.labels)) or 1
     res = evaluate_scenes(method, scenes, steps, keep)
-    out = RunDir(run_path).new_subdir("depth_invert")
-    for sub in ("metrics", "tables"):
-        (out / sub).mkdir()
     pixels = scenes.target[0].numel()
     rows = []
     for t in range(res["sse"].shape[0]):
@@ -99,16 +98,22 @@ def run_depth_invert(run_path: Path, test_set: str = "held_out", limit: int | No
             f"Baselines: all-grey output sse {grey:.2f}; copying the input sse {copy:.2f}. Final-step output "
             f"sharpness / target's: {float(res['sharp'].mean()):.3f}.\n\n"
             + markdown_table(["step", "sse mean", "sse std", "mse"], rows) + "\n")
-    atomic_write_text(out / "tables" / "depth_invert.md", text)
-    write_csv(out / "metrics" / "depth_invert.csv",
-              [{"scene": i, "step": t + 1, "sse": float(v)} for t in range(res["sse"].shape[0])
-               for i, v in enumerate(res["sse"][t].tolist())])
-    write_figures(out, f"depth_invert_{test_set}", scenes, res["outputs"],
-                  f"depth inversion: {method.cfg.model.name} on the {test_set} test set", trained)
-    atomic_write_json(out / "summary.json", {"run": str(run_path), "test_set": test_set, "rows": rows,
-                                             "grey_sse": grey, "copy_sse": copy})
+    settings = {"test_set": test_set, "limit": limit, "images": len(scenes.labels), "steps": steps,
+                "figures": keep}
+    with probe.output() as staged:
+        out = staged.path
+        for sub in ("metrics", "tables"):
+            (out / sub).mkdir()
+        atomic_write_text(out / "tables" / "depth_invert.md", text)
+        write_csv(out / "metrics" / "depth_invert.csv",
+                  [{"scene": i, "step": t + 1, "sse": float(v)} for t in range(res["sse"].shape[0])
+                   for i, v in enumerate(res["sse"][t].tolist())])
+        write_figures(out, f"depth_invert_{test_set}", scenes, res["outputs"],
+                      f"depth inversion: {method.cfg.model.name} on the {test_set} test set", trained)
+        atomic_write_json(out / "summary.json", probe.summary(settings, {"rows": rows, "grey_sse": grey,
+                                                                          "copy_sse": copy}))
     console.print(text)
-    return out
+    return staged.final
 
 
 def per_image(res: dict) -> dict[str, np.ndarray]:

@@ -33,9 +33,9 @@ class Settling:
 
 @dataclass
 class DreamResult:
-    """inputs: (K + N, C, H, W) what the model read (stream 0); predictions likewise;
-    change: (N,) per dream step; layer_errors: per step, name -> float; panels: per kept step,
-    what a figure shows (common.step_panels)."""
+    """inputs: (K + N, C, H, W) what the model read (stream 0); predictions likewise (both empty
+    unless kept); change: (N,) per dream step; layer_errors: per step, name -> float (kept steps);
+    panels: per kept step, what a figure shows (common.step_panels)."""
 
     inputs: torch.Tensor
     predictions: torch.Tensor
@@ -67,26 +67,68 @@ def detect_settling(frames: torch.Tensor, threshold: float = 1e-3, patience: int
     return best
 
 
+class SettlingTracker:
+    """:func:`detect_settling` one frame at a time, holding only the last ``max_period`` frames: memory
+    does not grow with the number of steps. ``settled`` is the answer for the frames seen so far."""
+
+    def __init__(self, threshold: float = 1e-3, patience: int = 10, max_period: int = 50):
+        self.threshold, self.patience, self.max_period = threshold, patience, max_period
+        self.recent: torch.Tensor | None = None   # (max_period, D) ring of the previous frames
+        self.seen = 0
+        self.runs = torch.zeros(max_period, dtype=torch.long)  # consecutive steps period p + 1 has held
+        self.settled: Settling | None = None
+
+    def add(self, frame: torch.Tensor) -> bool:
+        """Feed the next frame; True when this frame revealed an earlier (or first) settling."""
+        flat = frame.detach().reshape(-1).float().cpu()
+        if self.recent is None:
+            self.recent = torch.zeros(self.max_period, flat.numel())
+        j, n = self.seen, min(self.seen, self.max_period)
+        found = False
+        if n:
+            back = [(j - p) % self.max_period for p in range(1, n + 1)]  # ring slots of frames j-1 .. j-n
+            ok = (self.recent[back] - flat).abs().mean(dim=1) < self.threshold
+            self.runs[:n] = torch.where(ok, self.runs[:n] + 1, torch.zeros_like(self.runs[:n]))
+            for p in (torch.nonzero(self.runs[:n] == self.patience).flatten() + 1).tolist():
+                start = j - p - self.patience + 1  # the earliest frame of the first full stretch
+                best = self.settled
+                if best is None or (start, p) < (best.step, best.period):
+                    self.settled = Settling("fixed point" if p == 1 else "cycle", start, p)
+                    found = True
+        self.recent[j % self.max_period] = flat
+        self.seen += 1
+        return found
+
+
 @torch.no_grad()
 def dream(stepper, prime: torch.Tensor, steps: int, spot: torch.Tensor | None = None,
           real: torch.Tensor | None = None, threshold: float = 1e-3, patience: int = 10,
-          keep_panels: int = 0) -> DreamResult:
+          keep_panels: int = 0, keep_frames: bool = True, on_step=None) -> DreamResult:
     """Prime on ``prime`` (K, C, H, W), then dream ``steps`` steps (one stream).
 
     spot: optional bool (H, W); dream only inside it, elsewhere read ``real`` (M, C, H, W) frames
     in turn after the priming (the last one held when they run out; default: the last prime frame).
     keep_panels: keep display tensors for the first ``keep_panels`` steps (0: none).
+    keep_frames: keep every input, prediction and layer error in the result; False keeps memory flat
+    in ``steps`` (settling is detected on the fly, :class:`SettlingTracker`).
+    on_step: called after every step as ``on_step(t, x, pred, prev_pred, out, tracker, change)`` (x, pred,
+    prev_pred: (C, H, W) of stream 0, prev_pred None at t = 0; out: the StepOutput; change: this
+    step's change, None while priming).
     """
     check_positive("--steps", steps)
     check_positive("--prime", prime.shape[0])
     dev = device_of(stepper)
     state = stepper.init_state(1)
-    inputs, preds, change, errs, panels = [], [], [], [], []
-    pred = prev_pred = None
+    inputs, preds, errs, panels = [], [], [], []
+    change = torch.zeros(steps)
+    tracker = SettlingTracker(threshold, patience)
+    pred = prev_pred = last = None
     total = prime.shape[0] + steps
     real = prime[-1:] if real is None else real
     mask = spot.to(dev) if spot is not None else None
-    for t in range(total):
+    from predvis.progress import progress
+
+    for t in progress(range(total), "dreaming"):
         if t < prime.shape[0]:
             x = prime[t:t + 1].to(dev)
         else:
@@ -94,40 +136,53 @@ def dream(stepper, prime: torch.Tensor, steps: int, spot: torch.Tensor | None = 
             if mask is not None:
                 k = min(t - prime.shape[0], real.shape[0] - 1)
                 x = torch.where(mask, pred, real[k:k + 1].to(dev))
-            change.append(float((x - inputs[-1].to(dev)).abs().mean()))
+            change[t - prime.shape[0]] = float((x - last).abs().mean())
+            tracker.add(x[0])
         out = stepper.step(x, state)
-        state, prev_pred, pred = out.state, pred, out.prediction.clamp(0, 1)
-        inputs.append(x[0].cpu())
-        preds.append(pred[0].cpu())
-        errs.append({k: float(v[0]) for k, v in out.layer_errors.items()})
+        state, prev_pred, pred, last = out.state, pred, out.prediction.clamp(0, 1), x
+        if keep_frames:
+            inputs.append(x[0].cpu())
+            preds.append(pred[0].cpu())
+            errs.append({k: float(v[0]) for k, v in out.layer_errors.items()})
         if t < keep_panels:
             panels.append(step_panels(x[0], pred[0], None if prev_pred is None else prev_pred[0],
                                       out.internals))
-    dreamt = torch.stack(inputs[prime.shape[0]:])  # the dreamt inputs
-    settled = detect_settling(dreamt, threshold, patience)
-    return DreamResult(torch.stack(inputs), torch.stack(preds), torch.tensor(change), prime.shape[0],
-                       settled, errs, panels)
+        if on_step is not None:
+            on_step(t, x[0], pred[0], None if prev_pred is None else prev_pred[0], out, tracker,
+                    None if t < prime.shape[0] else float(change[t - prime.shape[0]]))
+    empty = torch.zeros(0, *prime.shape[1:])
+    return DreamResult(torch.stack(inputs) if inputs else empty, torch.stack(preds) if preds else empty, change,
+                       prime.shape[0], tracker.settled, errs, panels)
+
+
+def gif_every(total: int, every: int | None, max_frames: int = 300) -> int:
+    """The GIF's step stride: ``every`` if given, else the smallest that keeps it to ``max_frames``."""
+    return every if every is not None else max(1, -(-total // max_frames))
 
 
 def run_dream(run_path: Path, steps: int = 500, prime: int = 10, from_file: Path | None = None,
               frame: int | None = None, spot: bool = False, size: int | None = None,
               where: tuple[int, int] | None = None, threshold: float = 1e-3, patience: int = 10,
-              max_frames: int = 300) -> Path:
-    """Load a run, dream, and write metrics/dream.csv, frames/dream.png, gifs/dream.gif,
-    plots/dream_change.png and summary.json."""
-    from predvis.probes.common import region_mask
-    from predvis.run import RunDir, atomic_write_json, write_csv
-    from predvis.train.loop import load_trained
-    from predvis.figures.stepping import write_dream
+              every: int | None = None, max_frames: int = 300) -> Path:
+    """Load a run, dream, and write metrics/dream.csv, frames/dream.png, gifs/dream.gif (every
+    ``every``-th step; default: at most ``max_frames`` frames), plots/dream_change.png and summary.json.
+    Steps are written as they are made: memory does not grow with ``steps``."""
+    from predvis.figures.stepping import DreamFigures
+    from predvis.probes.common import check_options, open_probe, region_mask
+    from predvis.run import atomic_write_json
 
-    check_positive("--steps", steps)
-    check_positive("--prime", prime)
-    _, method = load_trained(run_path)
-    stepper = method.stepper()
-    if stepper is None:
-        raise PredvisError(f"run {run_path} is not a predictive stepping model; dream needs one")
+    check_options(steps=steps, prime=prime, size=size, frame=frame, patience=patience, every=every)
+    if size is not None and not spot:
+        raise PredvisError("--size: only with --spot (the size of the dreamt spot)")
+    if where is not None and not spot:
+        raise PredvisError("--where: only with --spot (the centre of the dreamt spot)")
+    if from_file is not None and not Path(from_file).exists():
+        raise PredvisError(f"--from: {from_file} does not exist")
+    probe = open_probe(run_path, "dream")
+    method, stepper = probe.method, probe.stepper
     shape = tuple(stepper.frame_shape)
-    mask = region_mask(shape, size or max(1, shape[1] // 3), where) if spot else None
+    size = max(1, shape[1] // 3) if spot and size is None else size
+    mask = region_mask(shape, size, where) if spot else None
     if from_file is not None:
         from predvis.data.video import load_video
 
@@ -139,29 +194,62 @@ def run_dream(run_path: Path, steps: int = 500, prime: int = 10, from_file: Path
             raise PredvisError(f"--frame: must be in 0..{src.shape[0] - 1}, got {frame}")
         primer, real = src[frame:frame + 1].expand(prime, -1, -1, -1), src[frame:frame + 1]
     else:
+        if prime > src.shape[0]:
+            raise PredvisError(f"--prime: the source has only {src.shape[0]} frames, got {prime} "
+                               "(or give --frame to repeat one frame)")
         primer, real = src[:prime], src[prime:]
         if real.shape[0] == 0:
             real = src[-1:]
+    stride = gif_every(prime + steps, every, max_frames)
+    what = f"dream in a {size} px spot" if spot else "dream"
+    centre = (where if where is not None else (shape[2] // 2, shape[1] // 2)) if spot else None
+    settings = {"steps": steps, "prime": prime, "frame": frame, "from": None if from_file is None else str(from_file),
+                "spot": bool(spot), "size": size, "where": None if centre is None else list(centre),
+                "threshold": threshold, "patience": patience, "every": stride}
     stepper.set_learning(False)
-    res = dream(stepper, primer, steps, mask, real, threshold, patience,
-                keep_panels=min(max_frames, primer.shape[0] + steps))
-    out = RunDir(run_path).new_subdir("dream")
-    names = sorted({k for e in res.layer_errors for k in e})
-    rows = []
-    for i, c in enumerate(res.change.tolist()):
-        t = res.prime + i
-        rows.append({"step": i, "change": c, **{f"error_{k}": res.layer_errors[t].get(k, "") for k in names}})
-    write_csv(out / "metrics" / "dream.csv", rows)
-    what = f"dream in a {size or max(1, shape[1] // 3)} px spot" if spot else "dream"
-    write_dream(out, res.panels, res.prime, steps, res.settled, res.change, threshold,
-                f"{what}: run {run_path.parent.name} {run_path.name}", mask)
-    summary = {"run": str(run_path), "steps": steps, "prime": res.prime, "spot": bool(spot),
-               "settled": None if res.settled is None else vars(res.settled),
-               "final_change": float(res.change[-1])}
-    atomic_write_json(out / "summary.json", summary)
+    with probe.output() as staged:
+        out = staged.path
+        figures = DreamFigures(out, prime, steps, stride, f"{what}: run {run_path.parent.name} {run_path.name}",
+                               mask, patience=patience)
+        (out / "metrics").mkdir()
+        try:
+            with open(out / "metrics" / "dream.csv", "w", newline="") as handle:
+                table = DreamTable(handle, prime)
+
+                def record(t, x, pred, prev, o, tracker, change):
+                    table.add(t, change, o.layer_errors)
+                    if figures.wants(t):
+                        figures.add(t, step_panels(x, pred, prev, o.internals), tracker.settled)
+
+                res = dream(stepper, primer, steps, mask, real, threshold, patience, keep_frames=False,
+                            on_step=record)
+            figures.finish(res.settled, res.change, threshold)
+        except BaseException:
+            figures.discard()
+            raise
+        results = {"settled": None if res.settled is None else vars(res.settled),
+                   "final_change": float(res.change[-1])}
+        atomic_write_json(out / "summary.json", probe.summary(settings, results))
     if res.settled is None:
-        console.print(f"dream: no fixed point or cycle in {steps} steps (last change {summary['final_change']:.2e})")
+        console.print(f"dream: no fixed point or cycle in {steps} steps (last change {results['final_change']:.2e})")
     else:
         s = res.settled
         console.print(f"dream: reached a {s.kind} (period {s.period}) at dream step {s.step}")
-    return out
+    return staged.final
+
+
+class DreamTable:
+    """metrics/dream.csv written row by row: step, change, error_<name> per layer error (dream steps only)."""
+
+    def __init__(self, handle, prime: int):
+        self.handle, self.prime, self.names = handle, prime, None
+
+    def add(self, t: int, change: float | None, layer_errors: dict) -> None:
+        if change is None:
+            return
+        if self.names is None:
+            self.names = sorted(layer_errors)
+            self.handle.write(",".join(["step", "change", *(f"error_{k}" for k in self.names)]) + "\n")
+        cells = [str(t - self.prime), f"{change:.8g}",
+                 *(f"{float(layer_errors[k][0]):.8g}" if k in layer_errors else "" for k in self.names)]
+        self.handle.write(",".join(cells) + "\n")

@@ -94,9 +94,12 @@ class _nothing:
 
 
 def parse_disable(text: str) -> list[str]:
+    from predvis.probes.common import check_unique
+
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
         raise PredvisError("--disable: name at least one pathway, e.g. feedback,lateral")
+    check_unique("--disable", names)
     return names
 
 
@@ -104,21 +107,16 @@ def run_lesion(run_path: Path, disable: str, freeze: bool = True, limit: int | N
     """Load a run, compare, write tables/lesion.md, metrics/lesion.csv, plots/lesion.png,
     frames/lesion.png and gifs/lesion.gif."""
     from predvis.figures.stepping import write_lesion
-    from predvis.run import RunDir, atomic_write_json, atomic_write_text, write_csv
+    from predvis.probes.common import check_options, open_probe, take
+    from predvis.run import atomic_write_json, atomic_write_text, write_csv
     from predvis.tables import markdown_table
-    from predvis.train.loop import load_trained
 
     names = parse_disable(disable)
-    _, method = load_trained(run_path)
-    stepper = method.stepper()
-    if stepper is None:
-        raise PredvisError(f"run {run_path} is not a predictive stepping model; lesion needs one")
-    check_pathways(stepper, names)
-    seqs = method.test_sequences()
-    if limit:
-        seqs = seqs[:limit]
-    res = lesion_compare(stepper, seqs, names, freeze)
-    out = RunDir(run_path).new_subdir("lesion")
+    check_options(limit=limit)
+    probe = open_probe(run_path, "lesion")
+    check_pathways(probe.stepper, names)
+    seqs = take(probe.method.test_sequences(), limit)
+    res = lesion_compare(probe.stepper, seqs, names, freeze)
     label = "+".join(names)
     head = ["error (mean abs)", "intact mean", "intact std", f"no {label} mean", f"no {label} std", "ratio lesioned/intact"]
     text = (f"# Lesion: {label} switched off\n\nRun `{run_path}`; {seqs.shape[0]} held-out sequences of "
@@ -127,20 +125,22 @@ def run_lesion(run_path: Path, disable: str, freeze: bool = True, limit: int | N
             "`pixels` = mean |prediction - next frame| over pixels and channels; `L<i>` = the model's "
             "own layer-i prediction error (PVM: layer i vs its signal, see docs/probes.md).\n\n"
             + markdown_table(head, res.rows()) + "\n")
-    atomic_write_text(out / "tables" / "lesion.md", text)
     rows = []
     for cond, traces in (("intact", res.intact), ("lesioned", res.lesioned)):
         for k, v in traces.items():
             for t, m in enumerate(v.mean(0).tolist()):
                 rows.append({"condition": cond, "error": k, "step": t + 1, "mean": m})
-    write_csv(out / "metrics" / "lesion.csv", rows)
-    _plot(out / "plots" / "lesion.png", res, label)
-    write_lesion(out, seqs[0, 1:], res.frames["intact"], res.frames["lesioned"], label,
-                 f"lesion: run {run_path.parent.name} {run_path.name}, test sequence 0")
-    atomic_write_json(out / "summary.json", {"run": str(run_path), "disabled": names, "freeze": freeze,
-                                             "rows": res.rows()})
+    settings = {"disabled": names, "freeze": freeze, "limit": limit, "sequences": int(seqs.shape[0])}
+    with probe.output() as staged:
+        out = staged.path
+        atomic_write_text(out / "tables" / "lesion.md", text)
+        write_csv(out / "metrics" / "lesion.csv", rows)
+        _plot(out / "plots" / "lesion.png", res, label)
+        write_lesion(out, seqs[0, 1:], res.frames["intact"], res.frames["lesioned"], label,
+                     f"lesion: run {run_path.parent.name} {run_path.name}, test sequence 0")
+        atomic_write_json(out / "summary.json", probe.summary(settings, {"rows": res.rows()}))
     console.print(text)
-    return out
+    return staged.final
 
 
 def _plot(path: Path, res: LesionResult, label: str) -> None:

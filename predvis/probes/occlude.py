@@ -101,26 +101,26 @@ def run_occlude(run_path: Path, mode: str = "blindspot", size: int | None = None
                 where: tuple[int, int] | None = None, shape: str = "square", limit: int | None = None,
                 warmup: int = 1) -> Path:
     """Load a run, measure fill-in, write tables/occlude.md, metrics/occlude.csv, frames/occlude.png,
-    gifs/occlude.gif and summary.json."""
+    gifs/occlude.gif and summary.json (every setting used, the checkpoint read)."""
     from predvis.figures.stepping import write_occlude
-    from predvis.probes.common import region_mask
-    from predvis.run import RunDir, atomic_write_json, atomic_write_text, write_csv
+    from predvis.probes.common import check_options, open_probe, region_mask, take
+    from predvis.run import atomic_write_json, atomic_write_text, write_csv
     from predvis.tables import markdown_table
-    from predvis.train.loop import load_trained
 
     if mode not in ("blindspot", "surround"):
         raise PredvisError(f"--mode: must be blindspot or surround, got '{mode}'")
-    _, method = load_trained(run_path)
-    stepper = method.stepper()
-    if stepper is None:
-        raise PredvisError(f"run {run_path} is not a predictive stepping model; occlude needs one")
+    if shape not in ("square", "disc"):
+        raise PredvisError(f"--shape: must be square or disc, got '{shape}'")
+    check_options(size=size, limit=limit)
+    if warmup < 0:
+        raise PredvisError(f"warm-up: must be >= 0 steps, got {warmup}")
+    probe = open_probe(run_path, "occlude")
+    method, stepper = probe.method, probe.stepper
     fs = tuple(stepper.frame_shape)
-    mask = region_mask(fs, size or fs[1] // 2, where, shape)
-    seqs = method.test_sequences()
-    if limit:
-        seqs = seqs[:limit]
+    size = fs[1] // 2 if size is None else size
+    mask = region_mask(fs, size, where, shape)
+    seqs = take(method.test_sequences(), limit)
     res = occlude(stepper, seqs, mask, mode, warmup)
-    out = RunDir(run_path).new_subdir("occlude")
     region = "inside the spot" if mode == "blindspot" else "outside the shown centre"
     head = ["condition", "error mean", "error std", "grey baseline", "error / grey", "fill-in gain"]
     text = (f"# Occlude ({mode}): filling in {region}\n\nRun `{run_path}`; spot {int(mask.sum())} px; "
@@ -128,14 +128,19 @@ def run_occlude(run_path: Path, mode: str = "blindspot", size: int | None = None
             "error = mean |prediction - true next frame| over hidden pixels and channels; grey = the same for a "
             "constant 0.5; gain = 1 - error / grey (0: no better than grey). See docs/probes.md.\n\n"
             + markdown_table(head, res.rows()) + "\n")
-    atomic_write_text(out / "tables" / "occlude.md", text)
-    write_csv(out / "metrics" / "occlude.csv",
-              [{"condition": c, "sequence": i, "error": v, "grey": float(res.grey[i])}
-               for c, e in res.error.items() for i, v in enumerate(e.tolist())])
     conds = list(res.error)
     hidden = mask if mode == "blindspot" else ~mask
-    write_occlude(out, res.frames, conds, hidden, f"occlude: run {run_path.parent.name} {run_path.name}", mode)
-    atomic_write_json(out / "summary.json", {"run": str(run_path), "mode": mode, "columns": ["true", "shown", *conds],
-                                             "rows": res.rows()})
+    centre = where if where is not None else (fs[2] // 2, fs[1] // 2)
+    settings = {"mode": mode, "size": size, "where": list(centre), "shape": shape, "limit": limit,
+                "sequences": int(seqs.shape[0]), "warmup": warmup}
+    with probe.output() as staged:
+        out = staged.path
+        atomic_write_text(out / "tables" / "occlude.md", text)
+        write_csv(out / "metrics" / "occlude.csv",
+                  [{"condition": c, "sequence": i, "error": v, "grey": float(res.grey[i])}
+                   for c, e in res.error.items() for i, v in enumerate(e.tolist())])
+        write_occlude(out, res.frames, conds, hidden, f"occlude: run {run_path.parent.name} {run_path.name}", mode)
+        atomic_write_json(out / "summary.json", probe.summary(settings, {"columns": ["true", "shown", *conds],
+                                                                          "rows": res.rows()}))
     console.print(text)
-    return out
+    return staged.final

@@ -25,9 +25,8 @@ from rich.console import Console
 from predvis.errors import PredvisError
 from predvis.metrics import frame_metrics
 from predvis.progress import progress
-from predvis.run import RunDir, write_csv, atomic_write_text, atomic_write_json
+from predvis.run import write_csv, atomic_write_text, atomic_write_json
 from predvis.tables import markdown_table
-from predvis.train.loop import load_trained
 from predvis.train.trackers import log_prediction_grids
 
 console = Console(stderr=True)
@@ -74,22 +73,24 @@ def mean_std(values: torch.Tensor) -> tuple[float, float]:
 
 def predict(run_path: Path, context: int | None = None, limit: int | None = None, figures: int | None = None) -> Path:
     """Evaluate ``run_path`` on its test split and write results; returns the output folder."""
-    cfg, method = load_trained(run_path)
-    stepper = method.stepper()
-    if stepper is None:
+    from predvis.probes.common import check_options, open_probe, take
+
+    check_options({"context": "context=", "limit": "limit=", "figures": "figures="},
+                  context=context, limit=limit, figures=figures)
+    probe = open_probe(run_path, "predict", stepping=False)
+    cfg, method = probe.cfg, probe.method
+    if probe.stepper is None:
         raise PredvisError(f"predict needs a model that predicts frames; {run_path} is a '{cfg.method}' run")
-    seqs = method.test_sequences()
-    if limit:
-        seqs = seqs[:limit]
+    seqs = take(method.test_sequences(), limit, flag="limit=")
     frames = seqs.shape[1]
     context = getattr(cfg.eval, "context", 5) if context is None else context
     if not 0 < context < frames:
-        raise PredvisError(f"context: must be between 1 and {frames - 1}, got {context}")
+        raise PredvisError(f"context=: must be between 1 and {frames - 1}, got {context}")
     console.print(f"evaluating {len(seqs)} test sequences of {seqs.shape[1]} frames, context {context}")
     if hasattr(method, "rollouts"):  # the model's own latent rollout (GOPC-1 / VAE-1)
         out = method.rollouts(seqs, context)
     else:
-        out = stepper_rollouts(stepper, seqs, context)
+        out = stepper_rollouts(probe.stepper, seqs, context)
     mean_frame = method.val_set.mean(dim=(0, 1), keepdim=True) if hasattr(method, "val_set") else seqs.mean(dim=(0, 1), keepdim=True)
     predictors = {
         "recon": out["recon"],
@@ -99,19 +100,19 @@ def predict(run_path: Path, context: int | None = None, limit: int | None = None
     }
     metrics = {name: frame_metrics(pred, seqs) for name, pred in predictors.items()}
 
-    target = RunDir(run_path).new_subdir("predict")
-    _write_csvs(target, metrics, context)
-    _write_tables(target, cfg, method, metrics, context, len(seqs))
     n_fig = getattr(cfg.eval, "figures", 4) if figures is None else figures
     notes = (("context: posterior reconstructions", "posterior reconstruction") if hasattr(method, "rollouts")
              else ("context: the real frames", "one-step prediction from real frames"))
-    _write_figures(target, seqs, out, context, n_fig, f"{getattr(cfg.model, 'kind', cfg.method)} {run_path.name}", notes)
-    log_prediction_grids(run_path, cfg, sorted((target / "frames").glob("*.png")))
-    atomic_write_json(target / "summary.json", {
-        "run": str(run_path), "context": context, "sequences": len(seqs),
-        **{f"{k}_mse": metrics[k]["mse"][:, _frames(k, context, seqs.shape[1])].mean().item() for k in metrics},
-    })
-    return target
+    settings = {"context": context, "limit": limit, "sequences": len(seqs), "figures": n_fig}
+    with probe.output() as staged:
+        target = staged.path
+        _write_csvs(target, metrics, context)
+        _write_tables(target, cfg, method, metrics, context, len(seqs))
+        _write_figures(target, seqs, out, context, n_fig, f"{getattr(cfg.model, 'kind', cfg.method)} {run_path.name}", notes)
+        atomic_write_json(target / "summary.json", probe.summary(settings, {
+            f"{k}_mse": metrics[k]["mse"][:, _frames(k, context, seqs.shape[1])].mean().item() for k in metrics}))
+    log_prediction_grids(run_path, cfg, sorted((staged.final / "frames").glob("*.png")))
+    return staged.final
 
 
 def _frames(kind: str, context: int, steps: int) -> slice:

@@ -28,6 +28,7 @@ import hashlib
 import itertools
 import math
 import os
+import sys
 import secrets
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -343,7 +344,14 @@ def run_sleep(run_path: Path, cycles: int = 5, dream_steps: int = 100, rate: flo
     s = from_dict(SleepSettings, dict(options or {}), "")
     check_arguments(cycles, dream_steps, 1.0 if rate is None else rate, s.patience)
     run_path = Path(run_path)
+    from predvis.run import RunDir, check_writable
+
+    check_writable(Path(out) if out is not None else run_path.parent.parent, "--out")
     cfg, method, ckpt, ckpt_path = load_for_sleep(run_path)
+    state = RunDir(run_path).status().get("state")
+    if state == "running":
+        print(f"warning: run {run_path} is still training; sleep uses checkpoints/{ckpt_path.name} "
+              f"(epoch {int(ckpt.get('epoch', -1)) + 1}, step {int(ckpt.get('step', 0))})", file=sys.stderr)
     stepper = method.stepper()
     if stepper is None:
         raise PredvisError(f"run {run_path} is not a predictive stepping model ('{cfg.method}'); sleep needs one")
@@ -380,7 +388,9 @@ def run_sleep(run_path: Path, cycles: int = 5, dream_steps: int = 100, rate: flo
         shifts["control"] = energies(stepper, before.attractors, s.burn_in)
 
     summary = summarise(before, after, shifts, eval_starts.kinds, dream_steps, s, control)
-    settings = {"source": str(run_path), "source_checkpoint": str(ckpt_path), "cycles": cycles,
+    settings = {"source": str(run_path), "source_checkpoint": str(ckpt_path),
+                "source_epochs": int(ckpt.get("epoch", -1)) + 1, "source_step": int(ckpt.get("step", 0)),
+                "source_state": state, "source_running": state == "running", "cycles": cycles,
                 "dream_steps": dream_steps, "rate": rate, "wake": wake, **asdict(s)}
     text = sleep_markdown(summary, settings, cfg.name, rows)
     path = write_sleep_run(run_path, out, cfg, method, payload, settings, summary, text, rows + control_rows,

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from predvis.config import ExperimentConfig, config_from_saved, dump_yaml, read_yaml
-from predvis.errors import ConfigError, RunError, TrainingDiverged
+from predvis.errors import ConfigError, RunError, TrainingDiverged, interrupted
 from predvis.figures.training import write_loss_plot
 from predvis.methods import get_method
 from predvis.methods.base import Method
@@ -135,6 +135,14 @@ def load_run_config(run: Path) -> ExperimentConfig:
 
 def load_trained(run: Path, which: str = "best", device: str | None = None) -> tuple[ExperimentConfig, Method]:
     """Config and method of a run, with its ``best.pt`` (else ``last.pt``) weights loaded."""
+    cfg, method, _ = load_trained_from(run, which, device)
+    return cfg, method
+
+
+def load_trained_from(run: Path, which: str = "best", device: str | None = None
+                      ) -> tuple[ExperimentConfig, Method, dict]:
+    """:func:`load_trained`, plus which checkpoint it read: ``{"file": "checkpoints/best.pt",
+    "epochs": finished epochs, "step": optimiser steps}`` (from the checkpoint's own payload)."""
     cfg = load_run_config(run)
     if device is not None:
         cfg.device = device
@@ -142,9 +150,12 @@ def load_trained(run: Path, which: str = "best", device: str | None = None) -> t
     path = Path(run) / "checkpoints" / f"{which}.pt"
     if not path.exists():
         path = Path(run) / "checkpoints" / "last.pt"
-    restore(method, load_checkpoint(path, method.device), path, with_training_state=False)
+    ckpt = load_checkpoint(path, method.device)
+    restore(method, ckpt, path, with_training_state=False)
     method.train_mode(False)
-    return cfg, method
+    info = {"file": f"checkpoints/{path.name}", "epochs": int(ckpt.get("epoch", -1)) + 1,
+            "step": int(ckpt.get("step", 0))}
+    return cfg, method, info
 
 
 def describe(cfg: ExperimentConfig, method: Method) -> str:
@@ -157,6 +168,10 @@ def describe(cfg: ExperimentConfig, method: Method) -> str:
 def train(cfg: ExperimentConfig, root: Path, overrides: dict, dry_run: bool = False) -> Path | None:
     """Build, then (unless ``dry_run``) train a new run; returns the run directory."""
     trackers.require(trackers.logger_of(cfg))
+    if not dry_run:
+        from predvis.run import check_writable
+
+        check_writable(Path(root), "--out")
     method, device = build_method(cfg)
     console.print(f"profile: {cfg.profile}   device: {device}   method: {cfg.method}")
     if dry_run:
@@ -225,7 +240,11 @@ def run_epochs(method: Method, run: RunDir, start_epoch: int, step: int, best: f
         last = run.checkpoints / "last.pt"
         if distributed.is_main():
             run.write_status("interrupted", resumable=last.exists())
-        raise
+        if not distributed.is_main():
+            raise
+        if last.exists():
+            raise interrupted(f"run {run.path} can be resumed (predvis train --resume {run.path})") from None
+        raise interrupted(f"run {run.path} had no finished epoch, so it cannot be resumed") from None
     finally:  # the curves so far, also when training stopped early
         tracker.close(ending)
         if distributed.is_main():
