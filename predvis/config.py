@@ -27,6 +27,7 @@ import math
 import types
 import typing
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -123,6 +124,18 @@ at_least = _at_least
 
 
 # --------------------------------------------------------------------------- checking
+
+def flat_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'train.lr': 0.001, ...} for a nested config (lists kept as values)."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flat_config(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
 
 def suggest(name: str, choices: list[str] | tuple[str, ...]) -> str:
     """' (did you mean 'x'?)' for the closest of ``choices``, or ''."""

@@ -13,7 +13,8 @@ import fnmatch
 from pathlib import Path
 
 from predvis.compare.groups import Group, make_groups, stats
-from predvis.compare.runs import RunRecord, find_runs, flat_config, read_run
+from predvis.compare.runs import RunRecord, find_runs, read_run
+from predvis.config import flat_config
 from predvis.errors import PredvisError
 
 

@@ -14,7 +14,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from predvis.compare.runs import RunRecord, config_value, flat_config
+from predvis.compare.runs import RunRecord, config_value
+from predvis.config import flat_config
 
 # config keys that change how a run was executed, not what it computed
 IGNORED = {"seed", "device", "profile", "threads", "train.threads", "train.nan_check_every",

@@ -288,18 +288,6 @@ def read_run(path: Path, pinned: Path | None = None) -> RunRecord:
 
 # --------------------------------------------------------------------------- configs
 
-def flat_config(config: dict, prefix: str = "") -> dict[str, Any]:
-    """{'train.lr': 0.001, ...} for a nested config (lists kept as values)."""
-    out = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flat_config(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
-
-
 def config_value(config: dict, key: str) -> tuple[bool, Any]:
     node: Any = config
     for part in key.split("."):

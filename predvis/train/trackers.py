@@ -26,6 +26,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from predvis.config import flat_config
 from predvis.errors import ConfigError, RunError
 from predvis.run import atomic_write_json, read_csv
 
@@ -195,7 +196,7 @@ class MlflowTracker(Tracker):
         state["mlflow_run_id"] = self.run_id
         from mlflow.entities import Param
 
-        params = [Param(k, str(v)[:6000]) for k, v in _flatten(cfg.to_dict()).items()]
+        params = [Param(k, str(v)[:6000]) for k, v in flat_config(cfg.to_dict()).items()]
         for start in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
             self.client.log_batch(self.run_id, params=params[start:start + 100])
 
@@ -214,17 +215,6 @@ class MlflowTracker(Tracker):
 
 
 BACKENDS = {"tensorboard": TensorBoardTracker, "wandb": WandbTracker, "mlflow": MlflowTracker}
-
-
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
 
 
 # --------------------------------------------------------------------------- opening
