@@ -40,9 +40,19 @@ def test_run_report_shows_the_run_and_every_probe_output(report_runs, capsys):
     # no plots/loss.png in this run: the last rows of metrics/train.csv instead
     if not (run / "plots" / "loss.png").exists():
         assert "no loss plot" in text and "val_loss" in text
-    # dream writes one frame per step: an evenly spaced sample is shown
-    frames = len(list((run / "dream").glob("*/frames/*.png")))
-    assert frames > 8 and f"(8 of {frames}, evenly spaced)" in text
+
+
+def test_a_folder_of_many_frames_shows_an_evenly_spaced_sample(report_runs, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "pvm" / report_runs["pvm"].name
+    shutil.copytree(report_runs["pvm"], run, ignore=shutil.ignore_patterns("report.html"))
+    (out,) = (run / "dream").iterdir()
+    frames = out / "frames"
+    for i in range(19):
+        shutil.copy(frames / "dream.png", frames / f"copy{i:02d}.png")
+    text = _report([run], capsys).read_text()
+    assert "(8 of 20, evenly spaced)" in text
 
 
 def test_folder_report_lists_every_run_and_links_between_them(report_runs, capsys):
