@@ -57,6 +57,8 @@ def write_loss_plot(run: Path) -> Path | None:
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if min(epochs) == max(epochs):   # one epoch: a unit-wide axis, so its integer tick shows
+            ax.set_xlim(epochs[0] - 0.5, epochs[0] + 0.5)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         if shown:

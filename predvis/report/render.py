@@ -46,7 +46,7 @@ dl.facts dt{color:#556}dl.facts dd{margin:0}
 .grid{display:flex;flex-wrap:wrap;gap:10px;align-items:flex-start}
 figure{margin:0;background:#fff;border:1px solid #dde;padding:4px;border-radius:4px;max-width:100%}
 figure img{display:block;max-width:100%;image-rendering:pixelated;min-width:96px}
-figure.plot img{max-width:560px}
+figure.plot img{image-rendering:auto}   /* plots at their own size (at most the page width), smoothed */
 figcaption{font-size:11px;color:#556;word-break:break-all;max-width:320px}
 section.probe{margin-left:14px;padding-left:12px;border-left:3px solid #dde}
 nav.toc{background:#fff;border:1px solid #dde;border-radius:4px;padding:6px 14px;font-size:13px}
