@@ -9,7 +9,7 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 
-from predvis.run import atomic_write_bytes
+from predvis.run import atomic_write_bytes, current_umask
 
 
 def to_uint8(image: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -26,6 +26,18 @@ def save_png(path: Path, image: np.ndarray) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def clip_palette(rgb: Sequence[np.ndarray], extra: np.ndarray | None = None):
+    """One 256-colour median-cut palette (a PIL image) for a clip of (H, W, 3) uint8 frames of one width:
+    built from every frame of a short clip or 8 spread over a long one, plus ``extra`` rows of colours."""
+    from PIL import Image
+
+    count = min(8, len(rgb))
+    picks = sorted({round(i * (len(rgb) - 1) / max(count - 1, 1)) for i in range(count)})
+    parts = [rgb[i] for i in picks] + ([extra] if extra is not None else [])
+    return Image.fromarray(np.concatenate(parts)).quantize(256, method=Image.Quantize.MEDIANCUT,
+                                                           dither=Image.Dither.NONE)
+
+
 def save_gif(path: Path, frames: Sequence[np.ndarray], fps: float = 5.0) -> None:
     """Frames (H, W) or (H, W, 3) uint8, all the same size, as a looping GIF.
 
@@ -38,10 +50,7 @@ def save_gif(path: Path, frames: Sequence[np.ndarray], fps: float = 5.0) -> None
     from PIL import Image
 
     rgb = [np.repeat(f[..., None], 3, axis=2) if f.ndim == 2 else np.ascontiguousarray(f[..., :3]) for f in frames]
-    count = min(8, len(rgb))   # every frame of a short clip, 8 spread over a long one
-    picks = sorted({round(i * (len(rgb) - 1) / max(count - 1, 1)) for i in range(count)})
-    palette = Image.fromarray(np.concatenate([rgb[i] for i in picks])).quantize(
-        256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    palette = clip_palette(rgb)
     images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in rgb]
     buffer = io.BytesIO()
     images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=round(1000.0 / fps),
@@ -71,22 +80,15 @@ class GifStream:
         self.height, self.width = sample[0].shape[:2]
         self.duration = round(1000.0 / fps)
         rgb = [self._fit(f) for f in sample]
-        count = min(8, len(rgb))
-        picks = sorted({round(i * (len(rgb) - 1) / max(count - 1, 1)) for i in range(count)})
-        parts = [rgb[i] for i in picks]
         strip = np.full((1, 3), 255, dtype=np.uint8)   # white, the padding, is always in the palette
         if colours is not None:
             strip = np.concatenate([strip, np.asarray(colours, dtype=np.uint8).reshape(-1, 3)])
         rows = -(-len(strip) // self.width)
         strip = np.concatenate([strip, np.repeat(strip[-1:], rows * self.width - len(strip), axis=0)])
-        parts.append(strip.reshape(rows, self.width, 3))
-        self._palette = Image.fromarray(np.concatenate(parts)).quantize(
-            256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        self._palette = clip_palette(rgb, strip.reshape(rows, self.width, 3))
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
         if hasattr(os, "fchmod"):  # the permissions a plain open() gives (mkstemp alone: 0600)
-            mask = os.umask(0o022)
-            os.umask(mask)
-            os.fchmod(fd, 0o666 & ~mask)
+            os.fchmod(fd, 0o666 & ~current_umask())
         self._tmp = Path(tmp)
         self._file = os.fdopen(fd, "wb")
         self._gif = GifImagePlugin
