@@ -19,7 +19,7 @@ import torch
 
 from predvis.data.mnist import load_mnist
 from predvis.data.moving_mnist import MovingMnist, MovingMnistSpec
-from predvis.models.gopc import GopcModel, GopcModelConfig
+from predvis.backends.gopc.model import GopcModel, GopcModelConfig
 from predvis.run import atomic_write_text
 from predvis.tables import markdown_table
 

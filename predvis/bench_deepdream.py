@@ -43,7 +43,7 @@ def _loop(dreamer: Dreamer, objective: O.Objective, image: torch.Tensor, recipe:
 
 
 def _models() -> list[tuple[str, torch.nn.Module, str, int, tuple | None, tuple | None]]:
-    from predvis.models.classifier import DigitClassifier
+    from predvis.backends.classifier.model import DigitClassifier
 
     torch.manual_seed(0)
     out = [("digit classifier", DigitClassifier(), "conv3", 1, None, None)]

@@ -1,6 +1,6 @@
 """PVM speed benchmark: paper-size model, online learning, batch 1 (called by ``make bench``).
 
-Measures steps/s of the batched model (predvis/models/pvm.py) and of the per-unit reference loop
+Measures steps/s of the batched model (predvis/backends/pvm/model.py) and of the per-unit reference loop
 (tests/pvm_reference.py) on the same model, side by side in one process, and their ratio.
 
 Every layer learns and every context pathway is on (the most expensive step). The batched path
@@ -19,7 +19,7 @@ from typing import Callable
 
 import torch
 
-from predvis.models.pvm import PVM, PVMSchedule
+from predvis.backends.pvm.model import PVM, PVMSchedule
 
 
 def _reference_class():

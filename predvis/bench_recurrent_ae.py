@@ -19,8 +19,8 @@ import statistics
 import torch
 
 from predvis.bench import time_side_by_side
-from predvis.config import load_experiment
-from predvis.methods import get_method
+from predvis.experiment import load_experiment
+from predvis.backends.registry import get_method
 from predvis.tables import markdown_table
 
 BASELINE = "fp32, LRN through autograd (shifted adds)"

@@ -24,9 +24,9 @@ from typing import Callable
 import torch
 
 from predvis.bench import time_side_by_side
-from predvis.config import load_experiment
+from predvis.experiment import load_experiment
 from predvis.errors import PredvisError
-from predvis.methods import get_method
+from predvis.backends.registry import get_method
 from predvis.tables import markdown_table
 
 
@@ -110,7 +110,7 @@ def _threads_per_process(world: int) -> int:
 
 def _ddp_worker(steps: int) -> None:
     """Run under torchrun: time ``steps`` training steps; rank 0 prints a JSON line."""
-    from predvis.train import distributed
+    from predvis.runtime import distributed
 
     device = distributed.init("auto") or torch.device("cpu")
     threads = _threads_per_process(distributed.world_size())

@@ -52,7 +52,8 @@ def train(
                                  "print config and params, write nothing"),
 ) -> None:
     """Train an experiment; the last line printed is the run directory."""
-    from predvis.config import default_profile, load_experiment, parse_overrides
+    from predvis.config import default_profile, parse_overrides
+    from predvis.experiment import load_experiment
     from predvis.train import loop
 
     if resume is not None:
@@ -66,7 +67,7 @@ def train(
     cfg = load_experiment(experiment, chosen, overrides or [])
     if profile is None:
         loop.console.print(f"no --profile given: using '{chosen}' ({'CUDA found' if chosen == 'full' else 'no CUDA'})")
-    from predvis.train import distributed
+    from predvis.runtime import distributed
 
     try:
         path = loop.train(cfg, out, parse_overrides(overrides or []), dry_run=dry_run)

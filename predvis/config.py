@@ -3,7 +3,7 @@
 An experiment file (``experiments/<name>.yaml``) holds::
 
     name: gopc1            # experiment name (run directories go to runs/<name>/)
-    method: gopc           # which backend family trains it (see predvis.methods)
+    method: gopc           # which backend family trains it (predvis.backends.registry)
     seed: 0
     model: {...}           # the method's ModelConfig
     data: {...}            # the method's DataConfig
@@ -29,7 +29,7 @@ import typing
 from dataclasses import dataclass, field
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Callable, Literal, Protocol, get_args, get_origin
 
 import yaml
 
@@ -368,10 +368,22 @@ def default_profile() -> str:
     return "full" if torch.cuda.is_available() else "quick"
 
 
-def build_config(raw: dict, profile: str, overrides: dict, source: str) -> ExperimentConfig:
-    """Merge file, profile and overrides, then check everything against the method's schema."""
-    from predvis.methods import get_method
+class Schemas(Protocol):
+    """What :func:`build_config` needs of a backend: the dataclass of each section and a cross-check."""
 
+    ModelConfig: type
+    DataConfig: type
+    TrainConfig: type
+    EvalConfig: type
+
+    @staticmethod
+    def check_config(cfg: "ExperimentConfig") -> None: ...
+
+
+def build_config(raw: dict, profile: str, overrides: dict, source: str,
+                 schemas_of: Callable[[str], Schemas]) -> ExperimentConfig:
+    """Merge file, profile and overrides, then check everything against the schemas that
+    ``schemas_of(method)`` gives (the backend registry's, through :mod:`predvis.experiment`)."""
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile '{profile}'{suggest(profile, PROFILES)}; use smoke, quick, full or long")
     raw = dict(raw)
@@ -391,23 +403,22 @@ def build_config(raw: dict, profile: str, overrides: dict, source: str) -> Exper
     for key in ("name", "method"):
         if key not in merged:
             raise ConfigError(f"{source}: required key '{key}' is missing")
-    method = get_method(str(merged["method"]))
+    schemas = schemas_of(str(merged["method"]))
     cfg = ExperimentConfig(
         name=coerce(merged["name"], str, "name"),
         method=str(merged["method"]),
         seed=_seed(merged.get("seed", 0)),
         device=coerce(merged.get("device", "auto"), str, "device"),
         profile=profile,
-        model=from_dict(method.ModelConfig, merged.get("model"), "model"),
-        data=from_dict(method.DataConfig, merged.get("data"), "data"),
-        train=from_dict(method.TrainConfig, merged.get("train"), "train"),
-        eval=from_dict(method.EvalConfig, merged.get("eval"), "eval"),
+        model=from_dict(schemas.ModelConfig, merged.get("model"), "model"),
+        data=from_dict(schemas.DataConfig, merged.get("data"), "data"),
+        train=from_dict(schemas.TrainConfig, merged.get("train"), "train"),
+        eval=from_dict(schemas.EvalConfig, merged.get("eval"), "eval"),
     )
     if not cfg.name or any(c in cfg.name for c in "/\\") or cfg.name.startswith("."):
         raise ConfigError(f"name: must be a plain folder name, got {cfg.name!r}")
     check_device(cfg.device)
-    if hasattr(method, "check_config"):
-        method.check_config(cfg)
+    schemas.check_config(cfg)
     return cfg
 
 
@@ -424,29 +435,6 @@ def check_device(device: str) -> None:
     raise ConfigError(f"device: must be auto, cpu, cuda, cuda:N or mps, got {device!r}")
 
 
-def load_experiment(name_or_path: str, profile: str | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """The merged, checked config of an experiment name or YAML path."""
-    path = resolve_experiment(name_or_path)
-    raw = read_yaml(path)
-    return build_config(raw, profile or default_profile(), parse_overrides(overrides or []), str(path))
-
-
-def config_from_saved(data: dict, source: str) -> ExperimentConfig:
-    """Rebuild a config saved in a run's config.yaml (already merged: no profiles)."""
-    data = dict(data)
-    profile = data.pop("profile", "quick")
-    try:
-        from predvis.methods import get_method
-
-        schema = get_method(str(data.get("method"))).ModelConfig
-    except ConfigError:  # an unknown method: build_config says so in one line
-        schema = None
-    absent = getattr(schema, "absent_in_saved", {})
-    if absent and isinstance(data.get("model"), dict):  # keys added after the run was saved: their old meaning
-        data["model"] = {**absent, **data["model"]}
-    return build_config(data, profile, {}, source)
-
-
 def dump_yaml(data: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
 
@@ -458,7 +446,7 @@ def saved_form(data: Any) -> Any:
 
 
 __all__ = [
-    "ExperimentConfig", "TrainConfig", "load_experiment", "build_config", "config_from_saved",
+    "ExperimentConfig", "TrainConfig", "build_config",
     "parse_overrides", "deep_merge", "from_dict", "coerce", "suggest", "read_yaml", "dump_yaml", "saved_form",
     "resolve_experiment", "default_profile", "PROFILES", "field", "positive", "at_least",
 ]

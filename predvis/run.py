@@ -346,53 +346,6 @@ def command_line() -> str:
     return " ".join([prog] + [shlex.quote(a) for a in sys.argv[1:]]) + "\n"
 
 
-# --------------------------------------------------------------------------- checkpoints
-
-def rng_state() -> dict:
-    """Every RNG state, as plain types and tensors (loadable with ``weights_only=True``)."""
-    import random
-
-    import numpy as np
-
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
-    state = {
-        "python": random.getstate(),
-        "numpy": {"name": name, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    """Restore what :func:`rng_state` saved."""
-    import random
-
-    import numpy as np
-
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    torch.set_rng_state(state["torch"].cpu())
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-
-
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint with ``weights_only=True``; a missing or damaged file is one clear line."""
-    path = Path(path)
-    if not path.exists():
-        raise RunError(f"checkpoint not found: {path}")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises many types for truncated or foreign files
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise RunError(f"checkpoint {path} is unreadable or truncated ({reason[:120]})") from None
-
-
 def iter_runs(root: Path, experiment: str | None = None) -> Iterable[Path]:
     root = Path(root)
     parents = [root / experiment] if experiment else [p for p in root.glob("*") if p.is_dir()]
@@ -416,51 +369,6 @@ def config_apart_from(config: dict, ignore: tuple[tuple[str, str], ...] = RUNTIM
         if isinstance(cfg.get(section), dict):
             cfg[section].pop(key, None)
     return cfg
-
-
-def finished_run_like(root: Path, experiment: str, config: dict,
-                      ignore: tuple[tuple[str, str], ...] = RUNTIME_KEYS) -> Path | None:
-    """The oldest finished run under ``root/experiment`` (``status.json`` done, ``checkpoints/best.pt``
-    present) whose saved merged config, read as :func:`predvis.config.config_from_saved` reads it (keys
-    added since then with the meaning they had), equals ``config`` (a ``cfg.to_dict()``) but for the
-    ``ignore`` keys, and that was created (``env.json``) after its model config's ``training_changed``
-    (a timestamp, where the same config now trains differently); None if there is none. Lets a study reuse
-    a model another job already trained."""
-    import yaml
-
-    from predvis.config import config_from_saved
-    from predvis.errors import ConfigError
-
-    wanted = config_apart_from(config, ignore)
-    for run in sorted(iter_runs(root, experiment)):
-        try:
-            saved = yaml.safe_load((run / "config.yaml").read_text())
-            state = json.loads((run / "status.json").read_text()).get("state")
-            # the model it was: keys added since it was saved read with their old meaning
-            saved_cfg = config_from_saved(saved, str(run / "config.yaml")) if isinstance(saved, dict) else None
-        except (OSError, ValueError, yaml.YAMLError, ConfigError):
-            continue
-        if saved_cfg is None or state != "done" or not (run / "checkpoints" / "best.pt").exists():
-            continue
-        # a model whose training changed since the run was made is not that model any more
-        changed = getattr(saved_cfg.model, "training_changed", "")
-        if changed and not _made_after(run, changed):
-            continue
-        if config_apart_from(saved_cfg.to_dict(), ignore) == wanted:
-            return run
-    return None
-
-
-def _made_after(run: Path, moment: str) -> bool:
-    """Whether ``run`` was created (env.json's "created", STAMP_FORMAT) at or after ``moment`` (the same
-    format); False when either cannot be read."""
-    from datetime import datetime
-
-    try:
-        created = json.loads((run / "env.json").read_text()).get("created", "")
-        return datetime.strptime(created, STAMP_FORMAT) >= datetime.strptime(moment, STAMP_FORMAT)
-    except (OSError, TypeError, ValueError, AttributeError):
-        return False
 
 
 def newest_run(root: Path, method: str | None = None) -> Path:

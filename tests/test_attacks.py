@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from predvis.errors import PredvisError
-from predvis.models.classifier import DigitClassifier
+from predvis.backends.classifier.model import DigitClassifier
 from predvis.probes.deepdream import attacks as A
 
 

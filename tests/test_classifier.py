@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from predvis.models.classifier import DigitClassifier
+from predvis.backends.classifier.model import DigitClassifier
 
 
 @pytest.mark.parametrize("size", [28, 64, 13])
@@ -38,8 +38,8 @@ def test_method_reads_a_labelled_image_folder(tmp_path):
     import imageio.v3 as iio
     import numpy as np
 
-    from predvis.config import load_experiment
-    from predvis.methods.classifier import ClassifierMethod
+    from predvis.experiment import load_experiment
+    from predvis.backends.classifier.method import ClassifierMethod
 
     rng = np.random.default_rng(0)
     for name, value in (("cats", 40), ("dogs", 220)):
@@ -50,7 +50,7 @@ def test_method_reads_a_labelled_image_folder(tmp_path):
     cfg = load_experiment("classifier", "smoke", [f"data.source={tmp_path}", "data.size=16", "data.limit=0"])
     method = ClassifierMethod(cfg, torch.device("cpu"))
     assert method.class_names == ["cats", "dogs"]
-    x, y = method.test_digits()
+    x, y = method.labelled_test_images()
     assert x.shape[1:] == (1, 16, 16) and set(y.tolist()) == {0, 1}
     assert len(method.train_set) + len(method.val_set) + len(method.test_set) == 20
     assert method.model.fc.out_features == 2
@@ -61,9 +61,9 @@ def test_method_reads_a_labelled_image_folder(tmp_path):
 
 
 def test_method_rejects_bad_sources(tmp_path):
-    from predvis.config import load_experiment
+    from predvis.experiment import load_experiment
     from predvis.errors import PredvisError
-    from predvis.methods.classifier import ClassifierMethod
+    from predvis.backends.classifier.method import ClassifierMethod
 
     (tmp_path / "only").mkdir()
     cfg = load_experiment("classifier", "smoke", [f"data.source={tmp_path}"])

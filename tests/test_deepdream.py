@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from predvis.errors import PredvisError
-from predvis.models.classifier import DigitClassifier
+from predvis.backends.classifier.model import DigitClassifier
 from predvis.probes.deepdream import objectives as O
 from predvis.probes.deepdream import sources as S
 from predvis.probes.deepdream import transforms as T
@@ -232,13 +232,13 @@ def test_images(tmp_path):
 def test_weights_file(tmp_path, model):
     good = tmp_path / "good.pt"
     torch.save({"state_dict": model.state_dict()}, good)
-    src = S.model_source("predvis.models.classifier:DigitClassifier", str(good))
+    src = S.model_source("predvis.backends.classifier.model:DigitClassifier", str(good))
     assert torch.equal(src.module.conv1.weight, model.conv1.weight)
     assert src.in_channels == 1 and src.module.training is False
     other = tmp_path / "other.pt"
     torch.save(DigitClassifier(widths=(8, 16, 32)).state_dict(), other)
     with pytest.raises(PredvisError, match="does not match the model: .*wrong shape"):
-        S.model_source("predvis.models.classifier:DigitClassifier", str(other))
+        S.model_source("predvis.backends.classifier.model:DigitClassifier", str(other))
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"\x00junk")
     with pytest.raises(PredvisError, match="cannot read weights"):
@@ -247,11 +247,11 @@ def test_weights_file(tmp_path, model):
 
 def test_import_spec_errors():
     with pytest.raises(PredvisError, match="package.module:attr"):
-        S.model_source("predvis.models.classifier")
+        S.model_source("predvis.backends.classifier.model")
     with pytest.raises(PredvisError, match="cannot import"):
         S.model_source("no_such_module_xyz:Net")
     with pytest.raises(PredvisError, match="no attribute"):
-        S.model_source("predvis.models.classifier:Nope")
+        S.model_source("predvis.backends.classifier.model:Nope")
     src = S.model_source("torch.nn:Identity")
     assert isinstance(src.module, nn.Identity) and src.default_layer == "output"
 

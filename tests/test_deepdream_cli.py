@@ -105,7 +105,7 @@ def test_bad_input_is_one_line(runs, capsys, args, message):
 def test_weights_mismatch_and_unreadable_image(runs, capsys, tmp_path):
     bad = tmp_path / "w.pt"
     torch.save({"conv1.weight": torch.zeros(3)}, bad)
-    code, _, err = dd(runs, capsys, "--model", "predvis.models.classifier:DigitClassifier", "--weights", str(bad))
+    code, _, err = dd(runs, capsys, "--model", "predvis.backends.classifier.model:DigitClassifier", "--weights", str(bad))
     assert code == 2 and "does not match the model" in err
     junk = tmp_path / "x.png"
     junk.write_bytes(b"garbage")

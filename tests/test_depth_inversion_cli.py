@@ -7,7 +7,7 @@ import pytest
 
 from predvis.cli import main
 from predvis.figures.canvas import MIN_TILE
-from predvis.train.loop import load_run_config
+from predvis.experiment import load_run_config
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

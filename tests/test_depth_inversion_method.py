@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from predvis.config import load_experiment
-from predvis.methods.depth_inversion import DepthInversionMethod
+from predvis.experiment import load_experiment
+from predvis.backends.depth_inversion.method import DepthInversionMethod
 from predvis.probes.lesion import error_traces
 
 
@@ -32,7 +32,7 @@ def test_probe_sequences_score_each_step_against_the_target():
     m = build("model.encoder=BL", "model.decoder=BLT", "model.steps=3")
     m.train_mode(False)
     seqs = m.test_sequences()
-    held = m.test_set("held_out")
+    held = m.scene_test_set("held_out")
     assert seqs.shape == (16, 4, 1, 32, 32) and torch.equal(seqs[:, 0], held.input) and torch.equal(seqs[:, 3], held.target)
     with torch.no_grad():
         out = torch.sigmoid(m.model(held.input))                      # (3, N, 1, 32, 32)

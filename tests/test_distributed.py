@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from predvis.run import load_checkpoint, read_csv
+from predvis.checkpoint import load_checkpoint
+from predvis.run import read_csv
 
 ARGS = ["--profile", "smoke", "data.train_sequences=16", "data.val_sequences=4", "data.test_sequences=4",
         "train.batch_size=8", "train.epochs=2", "train.threads=1"]

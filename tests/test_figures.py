@@ -9,7 +9,7 @@ import torch
 from predvis.cli import main
 from predvis.figures.canvas import MIN_TILE, RED, Grid, Row, draw, rgb, scale_for, upscale
 from predvis.run import read_csv
-from predvis.train.loop import load_run_config, load_trained
+from predvis.experiment import load_run_config, load_trained
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

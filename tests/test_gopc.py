@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from predvis.models.gopc import GopcModel, GopcModelConfig, count_parameters
-from predvis.models.gopc_stepper import GopcStepper
-from predvis.models.stepping import SteppingModel, pathways_disabled
+from predvis.backends.gopc.model import GopcModel, GopcModelConfig, count_parameters
+from predvis.backends.gopc.stepper import GopcStepper
+from predvis.runtime.stepping import SteppingModel, pathways_disabled
 
 TINY = dict(image_size=16, z_dim=6, r_dim=4, post_hidden=5, prior_hidden=7, prior_layers=2,
             dec_channels=[4, 3], enc_channels=[3, 4])
@@ -72,7 +72,7 @@ def test_inner_step_is_gradient_descent_on_the_inner_loss(batch):
     """z_t = -grad at the origin: a small step along z lowers the inner loss of frame 0."""
     x, _ = batch
     model = tiny()
-    from predvis.models.gopc import standard_normal
+    from predvis.backends.gopc.model import standard_normal
     prior = standard_normal(3, 4, x.device, x.dtype)
     z0 = torch.zeros(3, 6, dtype=torch.float64, requires_grad=True)
     loss = model._origin_loss(x[:, 0], z0, prior, None)

@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from predvis.cli import main
-from predvis.config import load_experiment
+from predvis.experiment import load_experiment
 from predvis.errors import ConfigError, TrainingDiverged
-from predvis.models.gopc2 import Gopc2Model, Gopc2ModelConfig, parse_stabiliser
-from predvis.models.gopc2_stepper import Gopc2Stepper
-from predvis.run import load_checkpoint
+from predvis.backends.gopc.hierarchy import Gopc2Model, Gopc2ModelConfig, parse_stabiliser
+from predvis.backends.gopc.hierarchy_stepper import Gopc2Stepper
+from predvis.checkpoint import load_checkpoint
+from predvis import experiment
 from predvis.train import loop
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -219,7 +220,7 @@ def test_stepper_matches_the_sequence_model_and_hyper_lesion_holds_the_origin(dy
 
 def test_real_inf_in_the_weights_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     cfg = load_experiment("gopc2", "smoke", SMOKE + ["train.epochs=3"])
-    from predvis.methods.gopc2 import Gopc2Method
+    from predvis.backends.gopc.hierarchy_method import Gopc2Method
 
     original = Gopc2Method.train_step
     calls = {"n": 0}
@@ -309,7 +310,8 @@ def test_study_reuses_a_finished_run_of_the_same_model(tmp_path):
     """A study job whose model was already trained (same merged config but for train.threads, e.g. the
     collector's gopc1 cell) is evaluated from that run; another seed is trained."""
     from predvis.config import parse_overrides
-    from predvis.run import finished_run_like, iter_runs
+    from predvis.experiment import finished_run_like
+    from predvis.run import iter_runs
     from predvis.studies.gopc2_stability import run_job
 
     first = loop.train(load_experiment("gopc1", "smoke", SMOKE + ["seed=0"]), tmp_path, parse_overrides(SMOKE))
@@ -326,7 +328,7 @@ def test_study_reuses_a_finished_run_of_the_same_model(tmp_path):
 
 def test_a_gopc2_run_made_before_its_training_changed_is_not_reused(tmp_path):
     from predvis.config import parse_overrides
-    from predvis.run import finished_run_like
+    from predvis.experiment import finished_run_like
 
     cfg = load_experiment("gopc2", "smoke", SMOKE)
     run = loop.train(cfg, tmp_path, parse_overrides(SMOKE))
@@ -345,7 +347,7 @@ def test_a_run_saved_before_the_new_keys_loads_with_their_old_meaning(tmp_path):
     train.open_loop was trained without the linear read-out or D, closed-loop, and evaluated with r^H held: it loads as that model (no
     missing-parameter error, same behaviour), and a study asking for that model reuses it."""
     from predvis.config import dump_yaml, parse_overrides, read_yaml
-    from predvis.run import finished_run_like
+    from predvis.experiment import finished_run_like
 
     old = SMOKE + ["model.hyper_linear=0", "model.hyper_rollout=hold", "train.open_loop=0", "model.hyper_dynamics=0"]
     run = loop.train(load_experiment("gopc2", "smoke", old), tmp_path, parse_overrides(SMOKE))
@@ -354,7 +356,7 @@ def test_a_run_saved_before_the_new_keys_loads_with_their_old_meaning(tmp_path):
         del saved["model"][key]
     del saved["train"]["open_loop"]
     (run / "config.yaml").write_text(dump_yaml(saved))
-    cfg, method = loop.load_trained(run)
+    cfg, method = experiment.load_trained(run)
     assert cfg.model.hyper_linear == 0 and cfg.model.hyper_rollout == "hold" and cfg.train.open_loop == 0
     assert method.model.transition.linear is None and method.model.dynamics is None
     assert finished_run_like(tmp_path, "gopc2", load_experiment("gopc2", "smoke", old).to_dict()) == run
@@ -367,7 +369,7 @@ def test_a_run_saved_before_the_new_keys_loads_with_their_old_meaning(tmp_path):
 def test_open_loop_training_scores_the_last_sequences_on_their_predictions(exp):
     """train.open_loop 0.5 of a batch of 4: sequences 0-1 observed throughout, 2-3 after eval.context
     frames predicted by the prior; the loss is the mean of the four per-sequence objectives."""
-    method, _ = loop.build_method(load_experiment(exp, "smoke", SMOKE + ["train.open_loop=0.5"]))
+    method, _ = experiment.build_method(load_experiment(exp, "smoke", SMOKE + ["train.open_loop=0.5"]))
     batch = next(iter(method.train_batches(0)))
     c, kl_w = method.cfg.eval.context, method.cfg.model.kl_weight
     method.model.train()
@@ -387,8 +389,8 @@ def test_open_loop_training_scores_the_last_sequences_on_their_predictions(exp):
     assert all(p.grad is not None for p in method.model.parameters() if p.requires_grad)
     # a rank's part of the global batch runs the global batch's open-loop rows: two halves as two ranks
     # give the same loss and metrics (averaged over the ranks) as the whole batch in one process
-    import predvis.methods.gopc as gopc_method
-    from predvis.methods.gopc import TrainBatch
+    import predvis.backends.gopc.method as gopc_method
+    from predvis.backends.gopc.method import TrainBatch
 
     halves = [TrainBatch(batch.x[p], batch.eps[p], None, 0.5, p.start, 4) for p in (slice(0, 2), slice(2, 4))]
     with pytest.MonkeyPatch.context() as mp:
@@ -437,7 +439,7 @@ def test_quadratic_probe_finds_an_even_target_that_a_linear_probe_cannot(tmp_pat
 def test_validation_loss_is_the_training_objective_with_posterior_means(exp):
     """val_loss (which picks best.pt) is the training loss of the posterior-mean run, GOPC-2's r^H KL
     included, averaged over the validation sequences."""
-    method, _ = loop.build_method(load_experiment(exp, "smoke", SMOKE))
+    method, _ = experiment.build_method(load_experiment(exp, "smoke", SMOKE))
     kl_w = method.cfg.model.kl_weight
     if exp == "gopc2":   # a D that moves r^H far from the origin, so its KL weighs in the loss
         with torch.no_grad():

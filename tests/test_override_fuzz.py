@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from predvis.cli import main
-from predvis.methods import get_method
+from predvis.backends.registry import get_method
 
 METHOD = get_method("gopc")
 SECTIONS = {"model": METHOD.ModelConfig, "data": METHOD.DataConfig, "train": METHOD.TrainConfig,

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from predvis.errors import PredvisError
-from predvis.models.pvm import PVM, PVMSchedule
-from predvis.models.stepping import StepOutput
+from predvis.backends.pvm.model import PVM, PVMSchedule
+from predvis.runtime.stepping import StepOutput
 from predvis.probes.common import parse_where, region_mask
 from predvis.probes.dream import SettlingTracker, detect_settling, dream
 from predvis.probes.lesion import lesion_compare, parse_disable

@@ -52,7 +52,7 @@ def test_lesion_traces_of_a_gopc_run_have_one_value_per_step(runs):
     import torch
 
     from predvis.probes.lesion import error_traces
-    from predvis.train.loop import load_trained
+    from predvis.experiment import load_trained
 
     _, method = load_trained(runs["gopc1"], device="cpu")
     seqs = method.test_sequences()[:2]

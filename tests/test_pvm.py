@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from predvis.errors import PredvisError
-from predvis.models.pvm import PVM, PVMSchedule, PVMState
-from predvis.models.pvm_wiring import build_wiring, count_weights
-from predvis.models.stepping import SteppingModel, check_pathways, pathways_disabled
+from predvis.backends.pvm.model import PVM, PVMSchedule, PVMState
+from predvis.backends.pvm.wiring import build_wiring, count_weights
+from predvis.runtime.stepping import SteppingModel, check_pathways, pathways_disabled
 
 
 def test_paper_model_weight_count():

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from predvis.models.pvm import PVM, PVMSchedule
+from predvis.backends.pvm.model import PVM, PVMSchedule
 from pvm_reference import ReferencePVM
 
 

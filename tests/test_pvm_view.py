@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from predvis.models.pvm import PVM
-from predvis.models.pvm_view import PVMFeedforward
+from predvis.backends.pvm.model import PVM
+from predvis.backends.pvm.view import PVMFeedforward
 
 
 def _pvm() -> PVM:

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from predvis.config import ConfigError
-from predvis.models.recurrent_ae import RecurrentAE, RecurrentAEConfig, half_params, matched_channels
+from predvis.backends.depth_inversion.model import RecurrentAE, RecurrentAEConfig, half_params, matched_channels
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -64,7 +64,7 @@ def test_unrolling_beyond_training_stays_finite(norm):
 
 
 def test_stepper_reproduces_the_unrolled_model():
-    from predvis.methods.depth_inversion import DepthInversionStepper
+    from predvis.backends.depth_inversion.method import DepthInversionStepper
 
     torch.manual_seed(2)
     for unroll in ("chained", "joint"):
@@ -91,7 +91,7 @@ def test_bad_model_config(key, value, text):
 @pytest.mark.parametrize("size", [5, 4, 3])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_fused_lrn_equals_local_response_norm_values_and_gradients(size, channels_last):
-    from predvis.models.lrn import FusedLRN, ShiftedLRN
+    from predvis.backends.depth_inversion.lrn import FusedLRN, ShiftedLRN
 
     torch.manual_seed(0)
     x = torch.randn(3, 7, 5, 5, dtype=torch.float64) * 10

@@ -163,7 +163,7 @@ def test_side_by_side_order_timing_cells_first_then_longest(tmp_path, monkeypatc
 
 
 def test_interrupted_cell_resumes_in_place(tmp_path, monkeypatch, capsys):
-    from predvis.methods import get_method
+    from predvis.backends.registry import get_method
 
     cells = tmp_path / "cells"
     _cell(cells, "gopc1", tables=["gopc_speed"], row="GOPC-1", experiment="gopc1", profile="smoke", seeds=[0],
@@ -240,7 +240,7 @@ def test_repository_cells_plan_in_every_profile():
 def test_gopc2_study_reference_is_the_gopc1_cells_seed_0(profile):
     """The GOPC-2 study's GOPC-1 reference trains with the config of the gopc1 cell's seed 0 (but for
     train.threads), so make reproduce-tables reuses that run instead of training it again."""
-    from predvis.config import load_experiment
+    from predvis.experiment import load_experiment
     from predvis.reproduce.cells import CELLS_DIR, load_cells
     from predvis.reproduce.collector import plan
     from predvis.run import config_apart_from

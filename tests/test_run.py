@@ -3,9 +3,11 @@ import os
 import pytest
 import torch
 
-from predvis.config import load_experiment, parse_overrides
+from predvis.config import parse_overrides
+from predvis.experiment import load_experiment
 from predvis.errors import RunError, TrainingDiverged
-from predvis.run import atomic_write_text, create_run_dir, create_unique_dir, load_checkpoint
+from predvis.checkpoint import load_checkpoint
+from predvis.run import atomic_write_text, create_run_dir, create_unique_dir
 from predvis.train import loop
 
 SMOKE = ["data.train_sequences=8", "data.val_sequences=4", "data.test_sequences=4", "train.batch_size=4"]
@@ -21,7 +23,7 @@ def test_resume_gives_identical_weights(tmp_path, monkeypatch):
     cfg = lambda: load_experiment("gopc1", "smoke", SMOKE + ["train.epochs=2"])  # noqa: E731
     straight = loop.train(cfg(), tmp_path / "a", {})
 
-    from predvis.methods.gopc import GopcMethod
+    from predvis.backends.gopc.method import GopcMethod
 
     original = GopcMethod.train_step
     calls = {"n": 0}
@@ -59,7 +61,7 @@ def test_resume_gives_identical_weights(tmp_path, monkeypatch):
 
 def test_nan_stops_cleanly_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     cfg = load_experiment("gopc1", "smoke", SMOKE + ["train.epochs=3"])
-    from predvis.methods.gopc import GopcMethod
+    from predvis.backends.gopc.method import GopcMethod
 
     original = GopcMethod.train_step
     calls = {"n": 0}

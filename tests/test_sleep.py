@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from predvis.cli import main
-from predvis.models.unlearning import attractor_clip, settling_energy
+from predvis.runtime.unlearning import attractor_clip, settling_energy
 from predvis.probes import attractors as A
-from predvis.train.loop import load_trained
+from predvis.experiment import load_trained
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -34,9 +34,9 @@ def fixed_point_clip(stepper, burn_in: int = 4) -> torch.Tensor:
 
 @pytest.mark.parametrize("kind", ["pvm", "gopc1"])
 def test_unlearning_step_raises_the_settling_energy_at_its_fixed_point(smoke_runs, kind):
-    from predvis.probes.sleep import load_for_sleep
+    from predvis.experiment import load_trained_from
 
-    _, method, _, _ = load_for_sleep(smoke_runs[kind])  # with the optimiser state (GOPC preconditions by it)
+    _, method, _ = load_trained_from(smoke_runs[kind], with_training_state=True)  # with the optimiser state (GOPC preconditions by it)
     if kind == "gopc1":
         assert method.stepper()._preconditioners()
     stepper = method.stepper()
@@ -60,8 +60,8 @@ def test_unlearning_step_raises_the_settling_energy_at_its_fixed_point(smoke_run
 
 def test_gopc2_unlearning_step_raises_the_settling_energy(smoke_args):
     """GOPC-2 plugs in through the same interface (an untrained smoke model; its dreams settle too)."""
-    from predvis.config import load_experiment
-    from predvis.methods import get_method
+    from predvis.experiment import load_experiment
+    from predvis.backends.registry import get_method
 
     cfg = load_experiment("gopc2", "smoke", smoke_args)
     method = get_method(cfg.method)(cfg, torch.device("cpu"))
@@ -90,7 +90,7 @@ def test_pvm_clear_momentum_keeps_the_weights(smoke_runs):
 
 def test_gopc_stepper_sees_weight_changes(smoke_runs):
     """The cached origin Jacobians follow the weights (unlearning and wake change them)."""
-    from predvis.models.gopc_stepper import GopcStepper
+    from predvis.backends.gopc.stepper import GopcStepper
 
     _, method = load_trained(smoke_runs["gopc1"])
     stepper = method.stepper()
@@ -173,7 +173,7 @@ def test_sleep_bad_input_is_one_line_and_writes_nothing(smoke_runs, tmp_path, ca
     classifier = next((tmp_path / "cls" / "classifier").iterdir())
     assert main(["sleep", str(classifier), "--out", str(out)]) == 2
     assert "not a predictive stepping model" in one_error_line(capsys)
-    from predvis.methods.gopc import GopcMethod
+    from predvis.backends.gopc.method import GopcMethod
 
     class NoUnlearning:
         frame_shape, pathways, disabled = (1, 32, 32), ("prior",), set()

@@ -13,9 +13,11 @@ import pytest
 from pathlib import Path
 
 from predvis.cli import main
-from predvis.config import config_from_saved, load_experiment, read_yaml
+from predvis.config import read_yaml
+from predvis.experiment import config_from_saved, load_experiment
 from predvis.errors import ConfigError
-from predvis.run import finished_run_like, read_csv
+from predvis.experiment import finished_run_like
+from predvis.run import read_csv
 from predvis.train import loop, trackers
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -68,7 +70,7 @@ def offline(tmp_path, monkeypatch):
 
 def interrupted_then_resumed(tmp_path, monkeypatch, logger):
     """A 2-epoch GOPC-1 smoke run stopped at the first step of epoch 2, resumed, then predicted on."""
-    from predvis.methods.gopc import GopcMethod
+    from predvis.backends.gopc.method import GopcMethod
     from predvis.probes.predict import predict
 
     original = GopcMethod.train_step
@@ -270,7 +272,7 @@ def verdict():  # registered first, so it runs after every library's own exit ha
 atexit.register(verdict)
 import numpy as np
 from pathlib import Path
-from predvis.config import load_experiment
+from predvis.experiment import load_experiment
 from predvis.train.trackers import open_tracker
 for logger in sys.argv[2:]:
     cfg = load_experiment("gopc1", "smoke", [f"train.logger={logger}"])

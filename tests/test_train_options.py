@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from predvis.cli import main
-from predvis.config import load_experiment
+from predvis.experiment import load_experiment
 from predvis.errors import ConfigError
-from predvis.methods import get_method
-from predvis.run import load_checkpoint
+from predvis.backends.registry import get_method
+from predvis.checkpoint import load_checkpoint
 
 
 def _method(exp: str, *overrides: str):

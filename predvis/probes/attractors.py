@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from predvis.probes.common import device_of
+from predvis.probes.common import device_of, rollout
 from predvis.probes.dream import Settling, detect_settling
 
 
@@ -53,16 +53,9 @@ def closed_loop(stepper, starts: torch.Tensor, prime: int, steps: int, batch: in
     out = []
     for s in range(0, starts.shape[0], batch):
         x = starts[s:s + batch].to(dev)
-        state, seq = stepper.init_state(x.shape[0]), []
-        for _ in range(prime):
-            o = stepper.step(x, state)
-            state = o.state
-        for _ in range(steps):
-            x = o.prediction.clamp(0, 1)
-            seq.append(x.float().cpu())
-            o = stepper.step(x, state)
-            state = o.state
-        out.append(torch.stack(seq, 1))
+        # ``prime`` steps on the start, then each prediction (clamped) is the next input
+        fed = rollout(stepper, lambda t, pred: x if t < prime else pred.clamp(0, 1), prime + steps, x.shape[0])
+        out.append(torch.stack([frame.float().cpu() for t, frame, _ in fed if t >= prime], 1))
     return torch.cat(out)
 
 

@@ -8,7 +8,7 @@ import copy
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -81,7 +81,7 @@ class Probe:
 
     def summary(self, settings: dict, results: dict) -> dict:
         """summary.json: ``settings`` (every option the probe used, and :meth:`source`) beside ``results``;
-        the settings are also kept at the top level, where older readers look for them."""
+        the settings are also kept at the top level, where compare reads the probe settings of runs that predate ``settings``."""
         every = {**settings, **self.source()}
         return {"run": str(self.run), **settings, **results, "settings": every}
 
@@ -91,7 +91,7 @@ def open_probe(run_path: Path, kind: str, stepping: bool = True) -> Probe:
     A run that is still training gets one warning line naming the checkpoint used. ``stepping``: the
     probe needs a predictive stepping model."""
     from predvis.run import RunDir, check_writable
-    from predvis.train.loop import load_trained_from
+    from predvis.experiment import load_trained_from
 
     run_path = Path(run_path)
     if run_path.is_dir():
@@ -104,7 +104,8 @@ def open_probe(run_path: Path, kind: str, stepping: bool = True) -> Probe:
     stepper = method.stepper()
     if stepping and stepper is None:
         raise PredvisError(f"run {run_path} is not a predictive stepping model ('{cfg.method}'); {kind} needs one")
-    return Probe(run_path, kind, cfg, method, stepper, info, state)
+    recorded = {key: info[key] for key in ("file", "epochs", "step")}   # what summary.json records
+    return Probe(run_path, kind, cfg, method, stepper, recorded, state)
 
 
 def region_mask(frame_shape: tuple[int, int, int], size: int, where: tuple[int, int] | None = None,
@@ -187,3 +188,36 @@ def step_panels(frame: torch.Tensor, prediction: torch.Tensor, previous: torch.T
     for name, t in internals.items():
         panels[name] = t[0].detach().float().cpu()
     return panels
+
+
+# --------------------------------------------------------------------------- the one rollout
+
+Feed = Callable[[int, "torch.Tensor | None"], torch.Tensor]
+
+
+def rollout(stepper, feed: Feed, steps: int, batch: int) -> Iterator[tuple[int, torch.Tensor, Any]]:
+    """Step ``batch`` fresh streams ``steps`` times: the input at step t is ``feed(t, prediction)``, where
+    ``prediction`` (B, C, H, W) is what the model predicted at step t-1 (None at t = 0). Yields
+    ``(t, input, StepOutput)`` after each step; the caller measures what it needs. Gradients are the
+    caller's business (wrap in ``torch.no_grad()`` to measure)."""
+    state, prediction = stepper.init_state(batch), None
+    for t in range(steps):
+        x = feed(t, prediction)
+        out = stepper.step(x, state)
+        yield t, x, out
+        state, prediction = out.state, out.prediction
+
+
+def real_frames(x: torch.Tensor) -> Feed:
+    """Teacher forcing: the real frame t of x (B, T, C, H, W) at every step."""
+    return lambda t, prediction: x[:, t]
+
+
+def closed_loop_after(x: torch.Tensor, context: int, clamp: bool = False) -> Feed:
+    """The real frames before ``context``, then the model's own predictions fed back (clamped to [0, 1]
+    if ``clamp``)."""
+    def feed(t: int, prediction: torch.Tensor | None) -> torch.Tensor:
+        if t < context:
+            return x[:, t]
+        return prediction.clamp(0, 1) if clamp else prediction
+    return feed

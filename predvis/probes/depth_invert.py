@@ -13,6 +13,9 @@ import torch
 from rich.console import Console
 
 from predvis.errors import PredvisError
+from predvis.runtime.capabilities import SceneTestSets
+from dataclasses import dataclass
+from predvis.probes.registry import ProbeSpec, register_probe
 
 console = Console(stderr=True)
 
@@ -71,10 +74,11 @@ def run_depth_invert(run_path: Path, test_set: str = "held_out", limit: int | No
     check_options(limit=limit, steps=steps, figures=figures)
     probe = open_probe(run_path, "depth_invert", stepping=False)
     method = probe.method
-    if method.cfg.method != "depth_inversion":
-        raise PredvisError(f"--mode depth-invert needs a depth_inversion run; {run_path} is a '{method.cfg.method}' run")
+    if not isinstance(method, SceneTestSets):
+        raise PredvisError(f"--mode depth-invert needs a run with scene test sets (depth_inversion); {run_path} "
+                           f"is a '{method.cfg.method}' run")
     test_set = test_set.replace("-", "_")
-    scenes = method.test_set(test_set)
+    scenes = method.scene_test_set(test_set)
     if limit is not None:
         from predvis.data.occluded_pairs import Scenes
 
@@ -118,3 +122,23 @@ def run_depth_invert(run_path: Path, test_set: str = "held_out", limit: int | No
 
 def per_image(res: dict) -> dict[str, np.ndarray]:
     return {"sse": res["sse"].numpy(), "sharp": res["sharp"].numpy()}
+
+
+# --------------------------------------------------------------------------- registry
+
+@dataclass
+class DepthInvertOptions:
+    """What a reproduce cell may set for ``predvis occlude RUN --mode depth-invert`` (0: the default)."""
+
+    test_set: str = "held_out"
+    limit: int = 0
+    steps: int = 0
+
+
+def _run_from_options(run: Path, opts: DepthInvertOptions, root: Path, profile: str) -> Path:
+    return Path(run_depth_invert(run, opts.test_set, opts.limit or None, opts.steps or None))
+
+
+PROBE = register_probe(ProbeSpec("depth_invert", DepthInvertOptions, _run_from_options,
+                                 lambda method: isinstance(method, SceneTestSets), "predvis occlude RUN --mode depth-invert",
+                                 lambda method: DepthInvertOptions(limit=4)))

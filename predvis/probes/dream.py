@@ -19,7 +19,8 @@ import torch
 from rich.console import Console
 
 from predvis.errors import PredvisError
-from predvis.probes.common import check_positive, device_of, step_panels
+from predvis.probes.common import check_positive, device_of, rollout, step_panels
+from predvis.probes.registry import ProbeSpec, has_stepper, register_probe
 
 console = Console(stderr=True)
 
@@ -118,7 +119,6 @@ def dream(stepper, prime: torch.Tensor, steps: int, spot: torch.Tensor | None = 
     check_positive("--steps", steps)
     check_positive("--prime", prime.shape[0])
     dev = device_of(stepper)
-    state = stepper.init_state(1)
     inputs, preds, errs, panels = [], [], [], []
     change = torch.zeros(steps)
     tracker = SettlingTracker(threshold, patience)
@@ -128,18 +128,22 @@ def dream(stepper, prime: torch.Tensor, steps: int, spot: torch.Tensor | None = 
     mask = spot.to(dev) if spot is not None else None
     from predvis.progress import progress
 
-    for t in progress(range(total), "dreaming"):
+    def feed(t: int, prediction: torch.Tensor | None) -> torch.Tensor:
+        """The priming frames, then the model's own (clamped) prediction; inside a spot only (``mask``), the
+        real frames elsewhere."""
         if t < prime.shape[0]:
-            x = prime[t:t + 1].to(dev)
-        else:
-            x = pred
-            if mask is not None:
-                k = min(t - prime.shape[0], real.shape[0] - 1)
-                x = torch.where(mask, pred, real[k:k + 1].to(dev))
+            return prime[t:t + 1].to(dev)
+        x = prediction.clamp(0, 1)
+        if mask is not None:
+            k = min(t - prime.shape[0], real.shape[0] - 1)
+            x = torch.where(mask, x, real[k:k + 1].to(dev))
+        return x
+
+    for t, x, out in progress(rollout(stepper, feed, total, 1), "dreaming", total=total):
+        if t >= prime.shape[0]:
             change[t - prime.shape[0]] = float((x - last).abs().mean())
             tracker.add(x[0])
-        out = stepper.step(x, state)
-        state, prev_pred, pred, last = out.state, pred, out.prediction.clamp(0, 1), x
+        prev_pred, pred, last = pred, out.prediction.clamp(0, 1), x
         if keep_frames:
             inputs.append(x[0].cpu())
             preds.append(pred[0].cpu())
@@ -253,3 +257,22 @@ class DreamTable:
         cells = [str(t - self.prime), f"{change:.8g}",
                  *(f"{float(layer_errors[k][0]):.8g}" if k in layer_errors else "" for k in self.names)]
         self.handle.write(",".join(cells) + "\n")
+
+
+# --------------------------------------------------------------------------- registry
+
+@dataclass
+class DreamOptions:
+    """What a reproduce cell may set for ``predvis dream RUN`` (0: the command's default)."""
+
+    steps: int = 0
+    prime: int = 0
+
+
+def _run_from_options(run: Path, opts: DreamOptions, root: Path, profile: str) -> Path:
+    kwargs = {k: v for k, v in (("steps", opts.steps), ("prime", opts.prime)) if v}
+    return Path(run_dream(run, **kwargs))
+
+
+PROBE = register_probe(ProbeSpec("dream", DreamOptions, _run_from_options, has_stepper, "predvis dream RUN",
+                                 lambda method: DreamOptions(steps=6, prime=2)))

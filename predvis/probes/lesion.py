@@ -17,8 +17,10 @@ import torch
 from rich.console import Console
 
 from predvis.errors import PredvisError
-from predvis.models.stepping import check_pathways, pathways_disabled
-from predvis.probes.common import device_of, preserved
+from predvis.runtime.stepping import check_pathways, pathways_disabled
+from predvis.probes.common import device_of, preserved, real_frames, rollout
+from predvis.config import ConfigError
+from predvis.probes.registry import ProbeSpec, register_probe
 
 console = Console(stderr=True)
 
@@ -35,16 +37,15 @@ def error_traces(stepper, seqs: torch.Tensor, disabled: set[str] = frozenset(), 
     with pathways_disabled(stepper, set(disabled)):
         for s in range(0, seqs.shape[0], batch):
             x = seqs[s:s + batch].to(dev)
-            state, pred, per = stepper.init_state(x.shape[0]), None, {}
-            for t in range(x.shape[1]):
-                o = stepper.step(x[:, t], state)
+            pred, per = None, {}
+            for t, frame, o in rollout(stepper, real_frames(x), x.shape[1], x.shape[0]):
                 if pred is not None:
                     if keep is not None and s == 0:
                         keep.append(pred[0].detach().float().cpu())
-                    per.setdefault("pixels", []).append((pred - x[:, t]).abs().flatten(1).mean(1).cpu())
+                    per.setdefault("pixels", []).append((pred - frame).abs().flatten(1).mean(1).cpu())
                     for k, v in o.layer_errors.items():
                         per.setdefault(k, []).append(v.detach().float().cpu())
-                state, pred = o.state, o.prediction
+                pred = o.prediction
             for k, v in per.items():
                 out.setdefault(k, []).append(torch.stack(v, 1))
     return {k: torch.cat(v) for k, v in out.items()}
@@ -158,3 +159,31 @@ def _plot(path: Path, res: LesionResult, label: str) -> None:
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, path, dpi=90)
+
+
+# --------------------------------------------------------------------------- registry
+
+@dataclass
+class LesionOptions:
+    """What a reproduce cell may set for ``predvis lesion RUN --disable ...``."""
+
+    disable: str = ""
+    limit: int = 0         # 0: every held-out sequence
+
+    def validate(self) -> None:
+        if not self.disable.strip():
+            raise ConfigError("lesion probe: 'disable' names the pathways to switch off, e.g. feedback,lateral")
+
+
+def _run_from_options(run: Path, opts: LesionOptions, root: Path, profile: str) -> Path:
+    return Path(run_lesion(run, opts.disable, True, opts.limit or None))
+
+
+def _has_pathways(method) -> bool:
+    stepper = method.stepper()
+    return stepper is not None and bool(stepper.pathways)
+
+
+PROBE = register_probe(ProbeSpec("lesion", LesionOptions, _run_from_options, _has_pathways,
+                                 "predvis lesion RUN --disable PATHWAY",
+                                 lambda method: LesionOptions(method.stepper().pathways[0], limit=2)))

@@ -19,8 +19,10 @@ import torch
 from rich.console import Console
 
 from predvis.errors import PredvisError
-from predvis.models.stepping import pathways_disabled
-from predvis.probes.common import device_of
+from predvis.runtime.stepping import pathways_disabled
+from predvis.probes.common import device_of, real_frames, rollout
+from typing import Literal
+from predvis.probes.registry import ProbeSpec, has_stepper, register_probe
 
 console = Console(stderr=True)
 GREY = 0.5
@@ -75,10 +77,8 @@ def occlude(stepper, seqs: torch.Tensor, mask: torch.Tensor, mode: str = "blinds
             for s in range(0, seqs.shape[0], batch):
                 x = seqs[s:s + batch].to(dev)
                 shown = torch.where(hidden, torch.full_like(x, GREY), x)
-                state, e, g, keep = stepper.init_state(x.shape[0]), 0, 0, []
-                for t in range(x.shape[1] - 1):
-                    o = stepper.step(shown[:, t], state)
-                    state = o.state
+                e, g, keep = 0, 0, []
+                for t, _, o in rollout(stepper, real_frames(shown), x.shape[1] - 1, x.shape[0]):
                     if s == 0:
                         keep.append(o.prediction[0].cpu())
                     if t >= warmup:
@@ -144,3 +144,22 @@ def run_occlude(run_path: Path, mode: str = "blindspot", size: int | None = None
                                                                           "rows": res.rows()}))
     console.print(text)
     return staged.final
+
+
+# --------------------------------------------------------------------------- registry
+
+@dataclass
+class OccludeOptions:
+    """What a reproduce cell may set for ``predvis occlude RUN --mode blindspot|surround``."""
+
+    mode: Literal["blindspot", "surround"] = "blindspot"
+    size: int = 0          # 0: half the frame
+    limit: int = 0         # 0: every held-out sequence
+
+
+def _run_from_options(run: Path, opts: OccludeOptions, root: Path, profile: str) -> Path:
+    return Path(run_occlude(run, opts.mode, opts.size or None, None, "square", opts.limit or None))
+
+
+PROBE = register_probe(ProbeSpec("occlude", OccludeOptions, _run_from_options, has_stepper, "predvis occlude RUN",
+                                 lambda method: OccludeOptions(limit=2)))

@@ -25,9 +25,13 @@ from rich.console import Console
 from predvis.errors import PredvisError
 from predvis.metrics import frame_metrics
 from predvis.progress import progress
+from predvis.runtime.capabilities import Rollouts, ValidationSequences
 from predvis.run import write_csv, atomic_write_text, atomic_write_json
 from predvis.tables import markdown_table
 from predvis.train.trackers import log_prediction_grids
+from dataclasses import dataclass
+from predvis.probes.common import closed_loop_after, real_frames, rollout
+from predvis.probes.registry import ProbeSpec, has_stepper, register_probe
 
 console = Console(stderr=True)
 
@@ -48,19 +52,9 @@ def stepper_rollouts(stepper, seqs: torch.Tensor, context: int, batch_size: int 
     for start in progress(range(0, len(seqs), batch_size), "rolling out"):
         x = seqs[start:start + batch_size].to(device)
         n, steps = x.shape[:2]
-        state = stepper.init_state(n)
-        one = [x[:, 0]]
-        for t in range(steps - 1):
-            out = stepper.step(x[:, t], state)
-            state = out.state
-            one.append(out.prediction)
-        state = stepper.init_state(n)
-        closed, prediction = [], None
-        for t in range(steps):
-            frame = x[:, t] if t < context else prediction
-            closed.append(frame)
-            out = stepper.step(frame, state)
-            state, prediction = out.state, out.prediction
+        # teacher forcing: frame 0 copied, then the prediction of frame t+1 made from the real frames <= t
+        one = [x[:, 0]] + [out.prediction for _, _, out in rollout(stepper, real_frames(x), steps - 1, n)]
+        closed = [frame for _, frame, _ in rollout(stepper, closed_loop_after(x, context), steps, n)]
         recon.append(torch.stack(one, 1).cpu())
         prior.append(torch.stack(closed, 1).cpu())
     return {"recon": torch.cat(recon), "prior": torch.cat(prior)}
@@ -83,15 +77,18 @@ def predict(run_path: Path, context: int | None = None, limit: int | None = None
         raise PredvisError(f"predict needs a model that predicts frames; {run_path} is a '{cfg.method}' run")
     seqs = take(method.test_sequences(), limit, flag="limit=")
     frames = seqs.shape[1]
-    context = getattr(cfg.eval, "context", 5) if context is None else context
+    if context is None:   # the run's eval.context; a model without one (a static scene unrolled) gets half its frames
+        context = getattr(cfg.eval, "context", None) or max(1, frames // 2)
     if not 0 < context < frames:
         raise PredvisError(f"context=: must be between 1 and {frames - 1}, got {context}")
     console.print(f"evaluating {len(seqs)} test sequences of {seqs.shape[1]} frames, context {context}")
-    if hasattr(method, "rollouts"):  # the model's own latent rollout (GOPC-1 / VAE-1)
+    own_rollout = isinstance(method, Rollouts)   # the model's own latent rollout (GOPC-1 / VAE-1)
+    if own_rollout:
         out = method.rollouts(seqs, context)
     else:
         out = stepper_rollouts(probe.stepper, seqs, context)
-    mean_frame = method.val_set.mean(dim=(0, 1), keepdim=True) if hasattr(method, "val_set") else seqs.mean(dim=(0, 1), keepdim=True)
+    baseline = method.validation_sequences() if isinstance(method, ValidationSequences) else seqs
+    mean_frame = baseline.mean(dim=(0, 1), keepdim=True)
     predictors = {
         "recon": out["recon"],
         "prior": out["prior"],
@@ -101,7 +98,7 @@ def predict(run_path: Path, context: int | None = None, limit: int | None = None
     metrics = {name: frame_metrics(pred, seqs) for name, pred in predictors.items()}
 
     n_fig = getattr(cfg.eval, "figures", 4) if figures is None else figures
-    notes = (("context: posterior reconstructions", "posterior reconstruction") if hasattr(method, "rollouts")
+    notes = (("context: posterior reconstructions", "posterior reconstruction") if own_rollout
              else ("context: the real frames", "one-step prediction from real frames"))
     settings = {"context": context, "limit": limit, "sequences": len(seqs), "figures": n_fig}
     with probe.output() as staged:
@@ -172,3 +169,24 @@ def _write_figures(target: Path, seqs: torch.Tensor, out: dict, context: int, co
         write_sample(target / "frames" / f"sample{i:02d}.png", target / "gifs" / f"sample{i:02d}.gif",
                      seqs[i], out["prior"][i], out["recon"][i], context,
                      f"predict: test sequence {i}, run {run}", notes)
+
+
+# --------------------------------------------------------------------------- registry
+
+@dataclass
+class PredictOptions:
+    """What a reproduce cell may set for ``predvis predict RUN`` (0 / -1: the run's own eval settings)."""
+
+    context: int = 0       # 0: the run's eval.context
+    limit: int = 0         # 0: every test sequence
+    figures: int = -1      # -1: the run's eval.figures
+
+
+def _run_from_options(run: Path, opts: PredictOptions, root: Path, profile: str) -> Path:
+    return Path(predict(run, context=opts.context or None, limit=opts.limit or None,
+                        figures=None if opts.figures < 0 else opts.figures))
+
+
+PROBE = register_probe(ProbeSpec("predict", PredictOptions, _run_from_options,
+                                 lambda method: isinstance(method, Rollouts) or has_stepper(method), "predvis predict RUN",
+                                 lambda method: PredictOptions(limit=2, figures=1)))

@@ -5,12 +5,12 @@ could remove them by learning with a negative sign at the fixed point. Hopfield,
 (1983, Nature 304:158) showed that such "unlearning" at the states a network relaxes to from random
 starts suppresses spurious memories; Crick & Mitchison (1983, Nature 304:111) proposed it as the
 function of REM sleep. Here it is a hypothesis to measure, for every stepping model that offers an
-unlearning step (:class:`predvis.models.stepping.Unlearning`).
+unlearning step (:class:`predvis.runtime.stepping.Unlearning`).
 
 One cycle: dream from noise, grey and static real (training) frames (``prime`` copies of the start,
 then each prediction is the next input, learning frozen); find where each dream settles
 (a fixed point or a cycle, :mod:`predvis.probes.attractors`); apply one unlearning step at every
-attractor found (:mod:`predvis.models.unlearning`); then, with ``--wake``, a normal learning pass of
+attractor found (:mod:`predvis.runtime.unlearning`); then, with ``--wake``, a normal learning pass of
 ``wake_epochs`` of an epoch through the method's own ``train_step`` on real training data.
 
 Before the first and after the last cycle the same evaluation starts (fixed seed; noise, grey and
@@ -33,19 +33,23 @@ import secrets
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from predvis.config import ConfigError, from_dict
+from predvis import checkpoint
+from predvis.config import ConfigError, from_dict, parse_overrides
+from predvis.experiment import load_trained_from
 from predvis.errors import PredvisError, TrainingDiverged
-from predvis.models.stepping import Unlearning
-from predvis.models.unlearning import attractor_clip, settling_energy
+from predvis.runtime.stepping import Unlearning
+from predvis.runtime.unlearning import attractor_clip, settling_energy
 from predvis.probes import attractors as A
-from predvis.probes.common import device_of
+from predvis.probes.common import device_of, real_frames, rollout
 from predvis.probes.dream import Settling
 from predvis.progress import enabled as progress_enabled
+from predvis.probes.registry import ProbeSpec, register_probe
 
 console = Console(stderr=True)
 PREDICTION_LIMIT = 0.05  # held-out prediction error may grow by at most 5 %
@@ -130,14 +134,13 @@ def heldout_error(stepper, seqs: torch.Tensor, batch: int = 64) -> tuple[torch.T
     ab, sq = [], []
     for s in range(0, seqs.shape[0], batch):
         x = seqs[s:s + batch].to(dev)
-        state, pred, ea, es = stepper.init_state(x.shape[0]), None, [], []
-        for t in range(x.shape[1]):
+        pred, ea, es = None, [], []
+        for t, frame, o in rollout(stepper, real_frames(x), x.shape[1], x.shape[0]):
             if pred is not None:
-                d = (pred.float() - x[:, t].float()).flatten(1)
+                d = (pred.float() - frame.float()).flatten(1)
                 ea.append(d.abs().mean(1).cpu())
                 es.append(d.square().mean(1).cpu())
-            o = stepper.step(x[:, t], state)
-            state, pred = o.state, o.prediction.clamp(0, 1)
+            pred = o.prediction.clamp(0, 1)
         ab.append(torch.stack(ea, 1).double().mean(1))
         sq.append(torch.stack(es, 1).double().mean(1))
     return torch.cat(ab), torch.cat(sq)
@@ -295,51 +298,12 @@ def sleep_cycles(method, stepper, cycles: int, steps: int, rate: float, wake: bo
 
 # --------------------------------------------------------------------------- loading
 
-def _snapshot(method) -> dict:
-    """A deep copy of everything a wake phase changes (weights, optimisers, schedulers, stream state)."""
-    return copy.deepcopy({
-        "modules": {k: m.state_dict() for k, m in method.state_modules().items()},
-        "optimizers": {k: o.state_dict() for k, o in method.optimizers().items()},
-        "schedulers": {k: o.state_dict() for k, o in method.schedulers().items()},
-        "extra": method.extra_state(),
-    })
-
-
-def _restore(method, snap: dict) -> None:
-    snap = copy.deepcopy(snap)
-    for k, m in method.state_modules().items():
-        m.load_state_dict(snap["modules"][k])
-    for k, o in method.optimizers().items():
-        o.load_state_dict(snap["optimizers"][k])
-    for k, o in method.schedulers().items():
-        o.load_state_dict(snap["schedulers"][k])
-    method.load_extra_state(snap["extra"])
-    method.train_mode(False)
-
-
-def load_for_sleep(run_path: Path):
-    """(cfg, method, checkpoint, checkpoint path) of a run: best.pt (else last.pt), with the
-    optimiser state (wake continues training exactly as train would)."""
-    from predvis.run import load_checkpoint
-    from predvis.train.loop import build_method, load_run_config, restore
-
-    cfg = load_run_config(run_path)
-    path = Path(run_path) / "checkpoints" / "best.pt"
-    if not path.exists():
-        path = Path(run_path) / "checkpoints" / "last.pt"
-    method, _ = build_method(cfg)
-    ckpt = load_checkpoint(path, method.device)
-    restore(method, ckpt, path, with_training_state=True)
-    method.train_mode(False)
-    return cfg, method, ckpt, path
-
-
 def run_sleep(run_path: Path, cycles: int = 5, dream_steps: int = 100, rate: float | None = None, wake: bool = True,
               options: dict | None = None, out: Path | None = None) -> Path:
     """Sleep a copy of ``run_path``'s model; write and return the new run directory.
 
     rate: None = the model's ``default_unlearn_rate``."""
-    from predvis.train.loop import seed_everything
+    from predvis.runtime.device import seed_everything
 
     s = from_dict(SleepSettings, dict(options or {}), "")
     check_arguments(cycles, dream_steps, 1.0 if rate is None else rate, s.patience)
@@ -347,17 +311,19 @@ def run_sleep(run_path: Path, cycles: int = 5, dream_steps: int = 100, rate: flo
     from predvis.run import RunDir, check_writable
 
     check_writable(Path(out) if out is not None else run_path.parent.parent, "--out")
-    cfg, method, ckpt, ckpt_path = load_for_sleep(run_path)
+    # best.pt (else last.pt) with the optimiser state: wake continues training exactly as train would
+    cfg, method, source = load_trained_from(run_path, with_training_state=True)
+    ckpt_path = source["path"]
     state = RunDir(run_path).status().get("state")
     if state == "running":
         print(f"warning: run {run_path} is still training; sleep uses checkpoints/{ckpt_path.name} "
-              f"(epoch {int(ckpt.get('epoch', -1)) + 1}, step {int(ckpt.get('step', 0))})", file=sys.stderr)
+              f"(epoch {source['epochs']}, step {source['step']})", file=sys.stderr)
     stepper = method.stepper()
     if stepper is None:
         raise PredvisError(f"run {run_path} is not a predictive stepping model ('{cfg.method}'); sleep needs one")
     if not isinstance(stepper, Unlearning):
         raise PredvisError(f"the {cfg.name} model of run {run_path} has no unlearning step "
-                           "(predvis.models.stepping.Unlearning); sleep needs one")
+                           "(predvis.runtime.stepping.Unlearning); sleep needs one")
     if rate is None:
         rate = float(stepper.default_unlearn_rate)
     seed_everything(s.seed)
@@ -370,18 +336,17 @@ def run_sleep(run_path: Path, cycles: int = 5, dream_steps: int = 100, rate: flo
 
     console.print(f"sleep: {run_path} ({cfg.name}), {cycles} cycles, {dream_steps} dream steps, rate {rate}, "
                   f"wake {'on' if wake else 'off'}")
-    from predvis.train.loop import checkpoint_payload
 
     before = evaluate(stepper, eval_starts, seqs, dream_steps, s)
-    start = _snapshot(method)
+    start = checkpoint.snapshot(method)
     rows = sleep_cycles(method, stepper, cycles, dream_steps, rate, wake, s, first_epoch=cfg.train.epochs)
     after = evaluate(stepper, eval_starts, seqs, dream_steps, s)
     shifts = {"after": energies(stepper, before.attractors, s.burn_in)}  # before's attractors, slept model
-    payload = copy.deepcopy(checkpoint_payload(method, int(ckpt.get("epoch", 0)), int(ckpt.get("step", 0)),
-                                               float(ckpt.get("best_val", math.inf))))
+    payload = copy.deepcopy(checkpoint.payload(method, source["epochs"] - 1, source["step"], source["best_val"]))
     control, control_rows = None, []
     if wake and s.control:  # the same wake phases from the same weights, without unlearning
-        _restore(method, start)
+        checkpoint.restore_snapshot(method, start)
+        method.train_mode(False)
         control_rows = sleep_cycles(method, stepper, cycles, dream_steps, rate, wake, s,
                                     first_epoch=cfg.train.epochs, unlearn=False)
         control = evaluate(stepper, eval_starts, seqs, dream_steps, s)
@@ -389,7 +354,7 @@ def run_sleep(run_path: Path, cycles: int = 5, dream_steps: int = 100, rate: flo
 
     summary = summarise(before, after, shifts, eval_starts.kinds, dream_steps, s, control)
     settings = {"source": str(run_path), "source_checkpoint": str(ckpt_path),
-                "source_epochs": int(ckpt.get("epoch", -1)) + 1, "source_step": int(ckpt.get("step", 0)),
+                "source_epochs": source["epochs"], "source_step": source["step"],
                 "source_state": state, "source_running": state == "running", "cycles": cycles,
                 "dream_steps": dream_steps, "rate": rate, "wake": wake, **asdict(s)}
     text = sleep_markdown(summary, settings, cfg.name, rows)
@@ -648,3 +613,52 @@ def write_sleep_run(run_path: Path, out: Path | None, cfg, method, payload: dict
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+# --------------------------------------------------------------------------- registry
+
+@dataclass
+class SleepOptions:
+    """What a reproduce cell may set for ``predvis sleep RUN`` (the sleep table): a NEW run
+    ``<runs>/<name>-sleep/<stamp>_<id>/`` with ``tables/sleep.md`` / ``sleep.csv``. 0 (or null) keeps the
+    command's default; ``settings`` are its KEY=VALUE options (noise=8 grey=3 ...; docs/probes.md, sleep)."""
+
+    cycles: int = 0
+    dream_steps: int = 0
+    rate: float = 0.0
+    wake: bool | None = None
+    settings: list[str] = field(default_factory=list)
+
+    def validate(self) -> None:
+        for key in ("cycles", "dream_steps"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key}: must be > 0 (or 0 for the default of predvis sleep), got {getattr(self, key)}")
+        if self.rate < 0:
+            raise ConfigError(f"rate: must be > 0 (or 0 for the default of predvis sleep), got {self.rate}")
+        from_dict(SleepSettings, parse_overrides(self.settings), "settings")
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`run_sleep` (the defaults left out)."""
+        out: dict[str, Any] = {"options": parse_overrides(self.settings)}
+        for key in ("cycles", "dream_steps", "rate"):
+            if getattr(self, key):
+                out[key] = getattr(self, key)
+        if self.wake is not None:
+            out["wake"] = self.wake
+        return out
+
+
+def _run_from_options(run: Path, opts: SleepOptions, root: Path, profile: str) -> Path:
+    return Path(run_sleep(run, out=root, **opts.kwargs()))   # a new run <root>/<name>-sleep/...
+
+
+# the fewest dreams and sequences that still exercise every part of a sleep
+SMALLEST_SETTINGS = ["noise=2", "grey=1", "real=1", "eval_noise=2", "eval_real=1", "burn_in=2", "limit=2", "patience=3"]
+
+
+def _can_unlearn(method) -> bool:
+    return isinstance(method.stepper(), Unlearning)
+
+
+PROBE = register_probe(ProbeSpec("sleep", SleepOptions, _run_from_options, _can_unlearn, "predvis sleep RUN",
+                                 lambda method: SleepOptions(cycles=1, dream_steps=6, settings=SMALLEST_SETTINGS)))

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from predvis.config import EXPERIMENTS_DIR, PROFILES, ConfigError, from_dict, read_yaml, suggest
+from predvis.probes.registry import get_probe, probes
 
 CELLS_DIR = EXPERIMENTS_DIR / "cells"
 LONG_CELLS_DIR = CELLS_DIR / "long"   # the long profile's own cells (CPU, hours, in the background)
@@ -43,86 +44,6 @@ def cells_dir(collector_profile: str) -> Path:
     return LONG_CELLS_DIR if collector_profile == "long" else CELLS_DIR
 PROFILE_KEYS = ("profile", "seeds", "overrides", "probes", "study")
 
-
-# --------------------------------------------------------------------------- probes
-
-@dataclass
-class PredictProbe:
-    """``predvis predict RUN`` (tables 3.1 / 3.2)."""
-
-    context: int = 0       # 0: the run's eval.context
-    limit: int = 0         # 0: every test sequence
-    figures: int = -1      # -1: the run's eval.figures
-
-
-@dataclass
-class LesionProbe:
-    """``predvis lesion RUN --disable ...``."""
-
-    disable: str = ""
-    limit: int = 0
-
-    def validate(self) -> None:
-        if not self.disable.strip():
-            raise ConfigError("lesion probe: 'disable' names the pathways to switch off, e.g. feedback,lateral")
-
-
-@dataclass
-class OccludeProbe:
-    """``predvis occlude RUN --mode blindspot|surround``."""
-
-    mode: Literal["blindspot", "surround"] = "blindspot"
-    size: int = 0          # 0: half the frame
-    limit: int = 0
-
-
-@dataclass
-class AttackProbe:
-    """``predvis deepdream mode=attack model.source=RUN`` (the adversarial table)."""
-
-    settings: str = "deepdream"            # the deepdream settings file
-    profile: str = ""                      # its profile (default: the cell's experiment profile)
-    overrides: list[str] = field(default_factory=list)
-
-
-@dataclass
-class SleepProbe:
-    """``predvis sleep RUN`` (the sleep table): a NEW run ``<runs>/<name>-sleep/<stamp>_<id>/`` with
-    ``tables/sleep.md`` / ``sleep.csv``. 0 (or null) keeps the command's default; ``settings`` are its
-    KEY=VALUE options (noise=8 grey=3 ...; docs/probes.md, sleep)."""
-
-    cycles: int = 0
-    dream_steps: int = 0
-    rate: float = 0.0
-    wake: bool | None = None
-    settings: list[str] = field(default_factory=list)
-
-    def validate(self) -> None:
-        for key in ("cycles", "dream_steps"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"{key}: must be > 0 (or 0 for the default of predvis sleep), got {getattr(self, key)}")
-        if self.rate < 0:
-            raise ConfigError(f"rate: must be > 0 (or 0 for the default of predvis sleep), got {self.rate}")
-        from predvis.config import parse_overrides
-        from predvis.probes.sleep import SleepSettings
-
-        from_dict(SleepSettings, parse_overrides(self.settings), "settings")
-
-    def kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`predvis.probes.sleep.run_sleep` (the defaults left out)."""
-        from predvis.config import parse_overrides
-
-        out: dict[str, Any] = {"options": parse_overrides(self.settings)}
-        for key in ("cycles", "dream_steps", "rate"):
-            if getattr(self, key):
-                out[key] = getattr(self, key)
-        if self.wake is not None:
-            out["wake"] = self.wake
-        return out
-
-
-PROBES = {"predict": PredictProbe, "lesion": LesionProbe, "occlude": OccludeProbe, "attack": AttackProbe,
-          "sleep": SleepProbe}
 
 
 # --------------------------------------------------------------------------- cells
@@ -171,13 +92,11 @@ class Cell:
         out = []
         for i, raw in enumerate(self.probes):
             if not isinstance(raw, dict) or "probe" not in raw:
-                raise ConfigError(f"probes[{i}]: expected a mapping with 'probe: {' | '.join(PROBES)}'")
+                raise ConfigError(f"probes[{i}]: expected a mapping with 'probe: {' | '.join(probes())}'")
             raw = dict(raw)
             kind = str(raw.pop("probe"))
-            if kind not in PROBES:
-                raise ConfigError(f"probes[{i}].probe: unknown probe '{kind}'{suggest(kind, list(PROBES))}; "
-                                  f"known: {', '.join(PROBES)}")
-            out.append((kind, from_dict(PROBES[kind], raw, f"probes[{i}]")))
+            spec = get_probe(kind, f"probes[{i}].probe")
+            out.append((kind, from_dict(spec.Options, raw, f"probes[{i}]")))
         return out
 
     def study_spec(self):

@@ -72,7 +72,8 @@ class JobState:
 
 def plan(cells: list[Cell]) -> list[Job]:
     """Every job of every cell, with its merged config checked (a bad cell stops here, nothing run)."""
-    from predvis.config import ConfigError, load_experiment
+    from predvis.config import ConfigError
+    from predvis.experiment import load_experiment
 
     jobs = []
     for cell in cells:
@@ -125,9 +126,9 @@ class RunIndex:
 
 def _as_merged(saved: Any, run: Path) -> Any:
     """A run's saved config as a job's merged config would be today: keys added to the schema since the
-    run was saved take their defaults (or their old meaning, ``absent_in_saved``), so a run saved before
+    run was saved take their defaults (or the value it was trained with, ``predvis.experiment.ABSENT_IN_SAVED``), so a run saved before
     a new key with a default still matches its cell. A config that no longer loads stays as saved."""
-    from predvis.config import config_from_saved
+    from predvis.experiment import config_from_saved
 
     try:
         return saved_form(config_from_saved(saved, str(run / "config.yaml")).to_dict())
@@ -245,7 +246,8 @@ def _git() -> dict:
 
 def run_train_job(job: Job, state: JobState, root: Path) -> Path:
     """Train (or resume) the job's run, run its missing probes, then write the done file."""
-    from predvis.config import load_experiment, parse_overrides
+    from predvis.config import parse_overrides
+    from predvis.experiment import load_experiment
     from predvis.run import RunDir, atomic_write_json
     from predvis.train import loop
 
@@ -285,8 +287,8 @@ def _params(run: Path) -> dict:
     """Trainable parameter counts of the run's model (``method.param_counts()``)."""
     import torch
 
-    from predvis.methods import get_method
-    from predvis.train.loop import load_run_config
+    from predvis.backends.registry import get_method
+    from predvis.experiment import load_run_config
 
     cfg = load_run_config(run)
     cfg.device = "cpu"
@@ -296,32 +298,10 @@ def _params(run: Path) -> dict:
 
 
 def run_probe(kind: str, opts: Any, run: Path, root: Path, cell: Cell) -> Path:
-    if kind == "predict":
-        from predvis.probes.predict import predict
+    """Run one of a cell's probes on ``run`` through the probe registry; returns the folder it wrote."""
+    from predvis.probes.registry import get_probe
 
-        return Path(predict(run, context=opts.context or None, limit=opts.limit or None,
-                            figures=None if opts.figures < 0 else opts.figures))
-    if kind == "lesion":
-        from predvis.probes.lesion import run_lesion
-
-        return Path(run_lesion(run, opts.disable, True, opts.limit or None))
-    if kind == "occlude":
-        from predvis.probes.occlude import run_occlude
-
-        return Path(run_occlude(run, opts.mode, opts.size or None, None, "square", opts.limit or None))
-    if kind == "attack":
-        from predvis.config import parse_overrides
-        from predvis.probes.deepdream.command import run_deepdream
-        from predvis.probes.deepdream.settings import load_settings
-
-        items = ["mode=attack", f"model.source={run}"] + list(opts.overrides)
-        cfg = load_settings(opts.settings, opts.profile or cell.profile, items)
-        return Path(run_deepdream(cfg, root, parse_overrides(items)))
-    if kind == "sleep":
-        from predvis.probes.sleep import run_sleep
-
-        return Path(run_sleep(run, out=root, **opts.kwargs()))   # a new run <root>/<name>-sleep/...
-    raise PredvisError(f"unknown probe '{kind}'")
+    return get_probe(kind).run(run, opts, root, cell.profile)
 
 
 def run_study_job(job: Job, state: JobState, root: Path, workers: int = 1) -> Path:

@@ -115,7 +115,7 @@ class DepthInversion(Study):
                                     DepthInversionOptions)
 
     def meta(self, cell, opts: DepthInversionOptions) -> dict:
-        from predvis.config import load_experiment
+        from predvis.experiment import load_experiment
 
         study = self.module
         base = load_experiment(study.EXPERIMENT, cell.profile, list(cell.overrides))
@@ -151,7 +151,7 @@ class Gopc2Stability(Study):
         return out
 
     def meta(self, cell, opts: Gopc2StabilityOptions) -> dict:
-        from predvis.config import load_experiment
+        from predvis.experiment import load_experiment
 
         for experiment in ("gopc2", "gopc1"):   # the study trains both with the cell's overrides
             load_experiment(experiment, cell.profile, list(cell.overrides))

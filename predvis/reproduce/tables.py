@@ -32,7 +32,7 @@ from predvis.compare.groups import stats
 from predvis.reproduce.long_tables import write_depth_long, write_long_curves
 from predvis.tables import fmt, markdown_table
 
-# GOPC thesis reference values that reached us (predvis/probes/predict.py and issue 8)
+# GOPC thesis reference values that are public (parameter counts; predvis/probes/predict.py)
 THESIS_PARAMS = {"gopc1": 3_532_610, "vae1": 3_993_986}
 THESIS_SPEED = {"gopc1": (206.0, 1.7), "vae1": (138.0, 2.5)}   # seconds per epoch, batches per second (GTX 1080 Ti)
 

@@ -28,9 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from predvis.errors import PredvisError
-from predvis.models.recurrent_ae import VARIANTS, check_variant
+from predvis.backends.registry import get_method
 from predvis.parallel import Failed, run_jobs
 from predvis.run import atomic_write_text
+
+VARIANTS: tuple[str, ...] = get_method("depth_inversion").VARIANTS  # encoder / decoder wirings
 
 EXPERIMENT = "depth_inversion"
 CORNERS = (("B", "B"), ("B", "BLT"), ("BLT", "B"), ("BLT", "BLT"))
@@ -64,8 +66,10 @@ def run_job(job: dict, profile: str, runs_root: Path, study: Path, threads: int,
     """Train one model as a normal run, evaluate it on the test sets, save losses and figures."""
     import torch
 
-    from predvis.config import load_experiment, parse_overrides
+    from predvis.config import parse_overrides
+    from predvis.experiment import load_experiment
     from predvis.probes.depth_invert import evaluate_scenes, write_figures
+    from predvis import experiment
     from predvis.train import loop
 
     wide = job["enc"] == "Bw"
@@ -76,17 +80,17 @@ def run_job(job: dict, profile: str, runs_root: Path, study: Path, threads: int,
     started = time.perf_counter()
     path = loop.train(cfg, runs_root, parse_overrides(overrides))
     seconds = time.perf_counter() - started
-    _, method = loop.load_trained(path)
+    _, method = experiment.load_trained(path)
     sets = ("held_out", "seen") if job["kind"] == "occluded" else ("held_out",)
     losses, summary = {}, {}
     keep = max(method.cfg.eval.figures, 1)
     for name in sets:
-        res = evaluate_scenes(method, method.test_set(name), keep=keep)
+        res = evaluate_scenes(method, method.scene_test_set(name), keep=keep)
         losses[f"{name}_sse"] = res["sse"].numpy()       # (steps, N)
         losses[f"{name}_sharp"] = res["sharp"].numpy()   # (N,)
         summary[name] = float(res["sse"][-1].mean())
         if name == "held_out":
-            png, gif = write_figures(path, "depth_invert_held_out", method.test_set(name), res["outputs"],
+            png, gif = write_figures(path, "depth_invert_held_out", method.scene_test_set(name), res["outputs"],
                                      f"depth inversion: {job['tag']} on the held_out test set", job["steps"])
             for src in (png, gif):
                 dst = study / "figures" / f"{job['tag']}{src.suffix}"
@@ -94,7 +98,7 @@ def run_job(job: dict, profile: str, runs_root: Path, study: Path, threads: int,
                 shutil.copyfile(src, dst)
     if job["kind"] == "occluded" and job["steps"] == trained_steps and (job["enc"], job["dec"]) in (("B", "B"), ("BLT", "BLT")):
         for steps in LONG_STEPS:
-            res = evaluate_scenes(method, method.test_set("held_out"), steps=steps)
+            res = evaluate_scenes(method, method.scene_test_set("held_out"), steps=steps)
             losses[f"long{steps}_sse"] = res["sse"].numpy()
     np.savez_compressed(study / "losses" / f"{job['tag']}.npz", **losses)
     record = dict(job, run=str(path), seconds=seconds, params=sum(p.numel() for p in method.model.parameters()),
@@ -136,7 +140,7 @@ def parse_variants(text: str) -> list[tuple[str, str]]:
         parts = item.strip().split("-")
         if len(parts) != 2:
             raise PredvisError(f"--variants: expected ENCODER-DECODER like BL-BLT, got '{item.strip()}'")
-        out.append((check_variant(parts[0], "--variants encoder"), check_variant(parts[1], "--variants decoder")))
+        out.append((get_method("depth_inversion").check_variant(parts[0], "--variants encoder"), get_method("depth_inversion").check_variant(parts[1], "--variants decoder")))
     return out
 
 
@@ -159,7 +163,8 @@ def record_plan(study: Path, profile: str, seeds: int, overrides: list[str], job
 
 
 def _main(args) -> int:
-    from predvis.config import PROFILES, load_experiment
+    from predvis.config import PROFILES
+    from predvis.experiment import load_experiment
     from predvis.studies.depth_inversion_table import write_table
 
     if args.profile not in PROFILES:

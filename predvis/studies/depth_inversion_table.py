@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from predvis.models.recurrent_ae import VARIANTS
+from predvis.backends.registry import get_method
+
+VARIANTS: tuple[str, ...] = get_method("depth_inversion").VARIANTS  # encoder / decoder wirings
 
 RECURRENT = [(e, d) for e in VARIANTS for d in VARIANTS if (e, d) != ("B", "B")]
 CONTRASTS = [

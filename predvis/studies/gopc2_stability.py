@@ -1,4 +1,4 @@
-"""The GOPC-2 stability study (issue 7, part 1): which stabilisers keep GOPC-2 finite, whether the
+"""The GOPC-2 stability study: which stabilisers keep GOPC-2 finite, whether the
 default beats GOPC-1's prior, and whether r^H carries the slow variables of the trajectories.
 
     python -m predvis.studies.gopc2_stability --profile quick --seeds 5
@@ -38,11 +38,12 @@ from pathlib import Path
 import numpy as np
 
 from predvis.parallel import Failed, run_jobs
-from predvis.run import atomic_write_text, finished_run_like
+from predvis.experiment import finished_run_like
+from predvis.run import atomic_write_text
 
 DEFAULT_LABEL = "default"
-# The settings of the first study (2026-11-25): no linear read-out of r^H, r^H held in predicted frames,
-# inner step 1, trained closed-loop only, no D; pinned in every row of that study so each keeps its meaning.
+# The "v1" settings: no linear read-out of r^H, r^H held in predicted frames, inner step 1, trained
+# closed-loop only, no D; pinned in every stabiliser row so each compares stabilisers alone.
 _V1 = ["model.hyper_linear=0", "model.hyper_rollout=hold", "model.hyper_step=1", "train.open_loop=0",
        "model.hyper_dynamics=0"]
 # The references, trained on the full schedule with --ref-seeds seeds: label -> (overrides, description).
@@ -53,7 +54,7 @@ REFERENCES: dict[str, tuple[list[str], str]] = {
 # label -> (overrides, description). The default (model defaults) is trained on the full schedule.
 VARIANTS: dict[str, tuple[list[str], str]] = {
     "default-v1": (_V1,
-                   "the previous default: clip+softmax+spectral+tanh, step 1, no linear read-out, r^H held"),
+                   "v1: clip+softmax+spectral+tanh, step 1, no linear read-out, r^H held"),
     "thesis": (_V1 + ["model.hyper=full", "model.stabiliser=none"],
                "full hypernetwork, no stabiliser, r^H step 1 (the thesis)"),
     "thesis+sigmoid": (_V1 + ["model.hyper=full", "model.stabiliser=sigmoid"],
@@ -69,13 +70,13 @@ VARIANTS: dict[str, tuple[list[str], str]] = {
     "full-default": (_V1 + ["model.hyper=full", "model.stabiliser=clip+softmax+spectral"],
                      "full hypernetwork, clip + Frobenius bound, no tanh"),
     "default-svd": (_V1 + ["model.stabiliser=clip+softmax+spectral_svd"],
-                    "the first default: clip+softmax+spectral (SVD gradient), no bound on r_hat (full schedule)"),
+                    "v1 with clip+softmax+spectral (SVD gradient), no bound on r_hat (full schedule)"),
     "default-notanh": (_V1 + ["model.stabiliser=clip+softmax+spectral"],
-                       "the previous default without tanh on r_hat"),
+                       "v1 without tanh on r_hat"),
     "default-nolinear": (["model.hyper_linear=0"], "the default without the linear read-out of r^H"),
     "default-hold": (["model.hyper_rollout=hold"], "the default with r^H held in predicted frames"),
     "default-closed": (["train.open_loop=0"], "the default trained closed-loop only"),
-    "default-still": (["model.hyper_dynamics=0"], "the default without D: r^H moves only by its inner step (the previous default)"),
+    "default-still": (["model.hyper_dynamics=0"], "the default without D: r^H moves only by its inner step"),
 }
 SETTINGS = {**VARIANTS, **REFERENCES}   # every label but the default -> (overrides, description)
 
@@ -233,8 +234,10 @@ def job_overrides(job: dict, threads: int, short_epochs: int, extra: list[str]) 
 def run_job(job: dict, profile: str, runs_root: Path, threads: int, short_epochs: int, extra: list[str]) -> dict:
     import torch
 
-    from predvis.config import load_experiment, parse_overrides
+    from predvis.config import parse_overrides
+    from predvis.experiment import load_experiment
     from predvis.errors import TrainingDiverged
+    from predvis import experiment
     from predvis.train import loop
 
     overrides = job_overrides(job, threads, short_epochs, extra)
@@ -260,7 +263,7 @@ def run_job(job: dict, profile: str, runs_root: Path, threads: int, short_epochs
     record["seconds"] = time.perf_counter() - started
     run = Path(record["run"]) if record["run"] else None
     if run is not None and (run / "checkpoints" / "last.pt").exists():
-        _, method = loop.load_trained(run, which="last" if record["nan_step"] else "best")
+        _, method = experiment.load_trained(run, which="last" if record["nan_step"] else "best")
         torch.set_num_threads(threads)
         record.update(evaluate(method))
         record["evaluated"] = "last good checkpoint" if record["nan_step"] else "best checkpoint"

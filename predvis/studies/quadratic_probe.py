@@ -45,9 +45,9 @@ def second_moments(seq: np.ndarray) -> np.ndarray:
 
 def probe_run(run: Path) -> dict[str, float]:
     """R^2 per '<target>|<state><view>' for one finished run's best checkpoint."""
-    from predvis.train import loop
+    from predvis import experiment
 
-    _, method = loop.load_trained(run, which="best")
+    _, method = experiment.load_trained(run, which="best")
     context = method.cfg.eval.context
     feats, targets = probe_sets(method)
     state = "hyper" if "hyper" in feats["train"] else "latent"

@@ -11,158 +11,27 @@ same weights on the CPU.
 from __future__ import annotations
 
 import math
-import random
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from predvis.config import ExperimentConfig, config_from_saved, dump_yaml, read_yaml
-from predvis.errors import ConfigError, RunError, TrainingDiverged, interrupted
+from predvis import checkpoint
+from predvis.config import ExperimentConfig, dump_yaml
+from predvis.errors import TrainingDiverged, interrupted
+from predvis.experiment import build_method, describe, load_run_config
 from predvis.figures.training import write_loss_plot
-from predvis.methods import get_method
-from predvis.methods.base import Method
+from predvis.runtime.method import Method
 from predvis.progress import enabled as progress_enabled
-from predvis.train import distributed, trackers
+from predvis.runtime import distributed
+from predvis.train import trackers
 from predvis.run import (
-    RunDir, atomic_torch_save, atomic_write_text, command_line, create_run_dir, environment,
-    load_checkpoint, read_csv, rng_state, set_rng_state, write_csv,
+    RunDir, atomic_torch_save, atomic_write_text, command_line, create_run_dir, environment, read_csv, write_csv,
 )
 
-CHECKPOINT_FORMAT = 1
 console = Console(stderr=True)
-
-
-def select_device(name: str) -> torch.device:
-    """``auto`` -> cuda if available else cpu; ``cuda`` without CUDA, or ``mps`` (Apple GPU) without MPS,
-    is a clear error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "mps" and not mps_available():
-        raise ConfigError("device: 'mps' asked for, but this machine has no Apple GPU (MPS) that torch can use")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device: '{name}' asked for, but CUDA is not available on this machine")
-        index = int(name.split(":")[1]) if ":" in name else 0
-        if index >= torch.cuda.device_count():
-            raise ConfigError(f"device: '{name}' does not exist ({torch.cuda.device_count()} CUDA devices)")
-    return torch.device(name)
-
-
-def mps_available() -> bool:
-    backend = getattr(torch.backends, "mps", None)
-    return bool(backend is not None and backend.is_available())
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def build_method(cfg: ExperimentConfig) -> tuple[Method, torch.device]:
-    device = distributed.init(cfg.device) or select_device(cfg.device)
-    console.quiet = not distributed.is_main()
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    seed_everything(cfg.seed)
-    method_class = get_method(cfg.method)
-    if distributed.world_size() > 1 and not method_class.supports_distributed:
-        raise ConfigError(f"method '{cfg.method}' does not train data-parallel yet; run it in one process")
-    method = method_class(cfg, device)
-    return method, device
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-def checkpoint_payload(method: Method, epoch: int, step: int, best: float) -> dict:
-    scalers = getattr(method, "scalers", lambda: {})()
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "method": method.cfg.method,
-        "epoch": epoch,
-        "step": step,
-        "best_val": best,
-        "modules": {k: m.state_dict() for k, m in method.state_modules().items()},
-        "optimizers": {k: o.state_dict() for k, o in method.optimizers().items()},
-        "schedulers": {k: s.state_dict() for k, s in method.schedulers().items()},
-        "scalers": {k: s.state_dict() for k, s in scalers.items()},
-        "rng": rng_state(),
-        "extra": method.extra_state(),
-    }
-
-
-def restore(method: Method, ckpt: dict, path: Path, with_training_state: bool = True) -> None:
-    """Load a checkpoint's weights (and optimiser / RNG state) into a built method."""
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or "modules" not in ckpt:
-        raise RunError(f"checkpoint {path} is not a predvis checkpoint")
-    if ckpt.get("method") != method.cfg.method:
-        raise RunError(f"checkpoint {path} holds a '{ckpt.get('method')}' model, not '{method.cfg.method}'")
-    modules = method.state_modules()
-    for name, module in modules.items():
-        if name not in ckpt["modules"]:
-            raise RunError(f"checkpoint {path} lacks the weights of '{name}'")
-        try:
-            module.load_state_dict(ckpt["modules"][name])
-        except RuntimeError as err:
-            first = str(err).strip().splitlines()
-            detail = first[1].strip() if len(first) > 1 else first[0]
-            raise RunError(f"checkpoint {path} does not fit the configured '{name}': {detail[:150]}") from None
-    method.load_extra_state(ckpt.get("extra", {}))
-    if not with_training_state:
-        return
-    for kind, objects in (("optimizers", method.optimizers()), ("schedulers", method.schedulers()),
-                          ("scalers", getattr(method, "scalers", lambda: {})())):
-        for name, obj in objects.items():
-            if name in ckpt.get(kind, {}):
-                obj.load_state_dict(ckpt[kind][name])
-    set_rng_state(ckpt["rng"])
-
-
-# --------------------------------------------------------------------------- runs
-
-def load_run_config(run: Path) -> ExperimentConfig:
-    run = Path(run)
-    if not run.is_dir():
-        raise RunError(f"run not found: {run}")
-    if not (run / "config.yaml").exists():
-        raise RunError(f"{run} is not a predvis run (no config.yaml)")
-    return config_from_saved(read_yaml(run / "config.yaml"), str(run / "config.yaml"))
-
-
-def load_trained(run: Path, which: str = "best", device: str | None = None) -> tuple[ExperimentConfig, Method]:
-    """Config and method of a run, with its ``best.pt`` (else ``last.pt``) weights loaded."""
-    cfg, method, _ = load_trained_from(run, which, device)
-    return cfg, method
-
-
-def load_trained_from(run: Path, which: str = "best", device: str | None = None
-                      ) -> tuple[ExperimentConfig, Method, dict]:
-    """:func:`load_trained`, plus which checkpoint it read: ``{"file": "checkpoints/best.pt",
-    "epochs": finished epochs, "step": optimiser steps}`` (from the checkpoint's own payload)."""
-    cfg = load_run_config(run)
-    if device is not None:
-        cfg.device = device
-    method, _ = build_method(cfg)
-    path = Path(run) / "checkpoints" / f"{which}.pt"
-    if not path.exists():
-        path = Path(run) / "checkpoints" / "last.pt"
-    ckpt = load_checkpoint(path, method.device)
-    restore(method, ckpt, path, with_training_state=False)
-    method.train_mode(False)
-    info = {"file": f"checkpoints/{path.name}", "epochs": int(ckpt.get("epoch", -1)) + 1,
-            "step": int(ckpt.get("step", 0))}
-    return cfg, method, info
-
-
-def describe(cfg: ExperimentConfig, method: Method) -> str:
-    lines = [dump_yaml(cfg.to_dict()).rstrip()]
-    for name, count in method.param_counts().items():
-        lines.append(f"params: {count}  ({name})")
-    return "\n".join(lines)
 
 
 def train(cfg: ExperimentConfig, root: Path, overrides: dict, dry_run: bool = False) -> Path | None:
@@ -173,6 +42,7 @@ def train(cfg: ExperimentConfig, root: Path, overrides: dict, dry_run: bool = Fa
 
         check_writable(Path(root), "--out")
     method, device = build_method(cfg)
+    console.quiet = not distributed.is_main()
     console.print(f"profile: {cfg.profile}   device: {device}   method: {cfg.method}")
     if dry_run:
         print(describe(cfg, method))
@@ -205,8 +75,8 @@ def resume(run_path: Path, dry_run: bool = False) -> Path | None:
     trackers.require(trackers.logger_of(cfg))
     method, _ = build_method(cfg)
     last = run.checkpoints / "last.pt"
-    ckpt = load_checkpoint(last, method.device)
-    restore(method, ckpt, last)
+    ckpt = checkpoint.load_checkpoint(last, method.device)
+    checkpoint.restore(method, ckpt, last)
     epoch = int(ckpt["epoch"]) + 1
     if dry_run:
         print(describe(cfg, method))
@@ -300,7 +170,7 @@ def _run_epochs(method: Method, run: RunDir, start_epoch: int, step: int, best: 
             score = val.get("val_loss", row["loss"])
             improved = score < best
             best = min(best, score) if math.isfinite(score) else best
-            payload = checkpoint_payload(method, epoch, step, best)
+            payload = checkpoint.payload(method, epoch, step, best)
             if main:
                 write_csv(run.sub("metrics", "train.csv"), rows)
                 atomic_torch_save(run.checkpoints / "last.pt", payload)

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from predvis.errors import PredvisError
 from predvis.probes.deepdream import attacks as A
+from predvis.runtime.capabilities import LabelledTestImages
 
 
 def _grid_figure(path: Path, rows: list[tuple[str, torch.Tensor, list[str]]]) -> None:
@@ -48,12 +49,12 @@ def _grid_figure(path: Path, rows: list[tuple[str, torch.Tensor, list[str]]]) ->
 def prepare_attacks(cfg, target, generator: torch.Generator):
     """Check the inputs, then return ``execute(out) -> summary`` that attacks and writes the table."""
     method = target.method
-    if method is None or not hasattr(method, "test_digits"):
+    if method is None or not isinstance(method, LabelledTestImages):
         raise PredvisError("mode attack needs a trained classifier run (model.source=classifier or its run directory)")
     a = cfg.attack
     model = target.source.module.eval()
     device = next(model.parameters()).device
-    x, y = method.test_digits()
+    x, y = method.labelled_test_images()
     # the test split is ordered by label: draw a fixed random subset so every class appears
     pick = torch.randperm(len(y), generator=torch.Generator().manual_seed(cfg.seed))[: a.images]
     x, y = x[pick].to(device), y[pick].to(device)

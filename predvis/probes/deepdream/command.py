@@ -10,6 +10,7 @@ through the core's ``create_run_dir`` holding config.yaml, overrides.yaml, cmd.t
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -24,7 +25,9 @@ from predvis.probes.deepdream.engine import Dreamer, LayerSchedule, dream_video,
 from predvis.probes.deepdream.layers import OUTPUT, list_layers, spatial_children
 from predvis.probes.deepdream.settings import DeepdreamConfig
 from predvis.probes.deepdream.targets import Target, resolve_model
+from predvis.probes.registry import ProbeSpec, register_probe
 from predvis.progress import enabled as progress_enabled
+from predvis.runtime.capabilities import LabelledTestImages
 
 console = Console(stderr=True)
 
@@ -32,7 +35,7 @@ console = Console(stderr=True)
 # --------------------------------------------------------------------------- pieces
 
 def _device(name: str) -> torch.device:
-    from predvis.train.loop import select_device
+    from predvis.runtime.device import select_device
 
     return select_device(name)
 
@@ -53,7 +56,7 @@ def _start_image(cfg: DeepdreamConfig, target: Target, generator: torch.Generato
     size = target.fixed_size or cfg.image.size
     img = S.load_image(cfg.image.source, target.source.in_channels, size, generator)
     if target.fixed_size and tuple(img.shape[2:]) != (size, size):
-        from predvis.probes.deepdream.transforms import resize
+        from predvis.data.images import resize
 
         img = resize(img, (size, size))
     return img
@@ -329,3 +332,29 @@ def _json(data: dict) -> str:
     import json
 
     return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+
+
+# --------------------------------------------------------------------------- registry
+
+@dataclass
+class AttackOptions:
+    """What a reproduce cell may set for ``predvis deepdream mode=attack model.source=RUN`` (the adversarial table)."""
+
+    settings: str = "deepdream"            # the deepdream settings file
+    profile: str = ""                      # its profile (default: the cell's experiment profile)
+    overrides: list[str] = field(default_factory=list)
+
+
+def _attack_from_options(run: Path, opts: AttackOptions, root: Path, profile: str) -> Path:
+    from predvis.config import parse_overrides
+    from predvis.probes.deepdream.settings import load_settings
+
+    items = ["mode=attack", f"model.source={run}"] + list(opts.overrides)
+    cfg = load_settings(opts.settings, opts.profile or profile, items)
+    return Path(run_deepdream(cfg, root, parse_overrides(items)))
+
+
+PROBE = register_probe(ProbeSpec("attack", AttackOptions, _attack_from_options,
+                                 lambda method: isinstance(method, LabelledTestImages),
+                                 "predvis deepdream mode=attack model.source=RUN",
+                                 lambda method: AttackOptions(profile="smoke")))

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from predvis.data.images import fit_size, to_tensor
 from predvis.errors import PredvisError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -171,40 +172,7 @@ def model_source(spec: str, weights: str | None = None) -> ModelSource:
     return imported_model(spec, weights)
 
 
-def _to_float(array: np.ndarray) -> np.ndarray:
-    if array.dtype == bool:
-        return array.astype(np.float32)
-    if np.issubdtype(array.dtype, np.integer):
-        return array.astype(np.float32) / float(np.iinfo(array.dtype).max)
-    return np.clip(array.astype(np.float32), 0.0, 1.0)
 
-
-def to_tensor(array: np.ndarray, channels: int) -> torch.Tensor:
-    """(H, W) or (H, W, 1|3|4) array -> (1, channels, H, W) float tensor in [0, 1]."""
-    a = _to_float(np.asarray(array))
-    if a.ndim == 2:
-        a = a[..., None]
-    if a.ndim != 3:
-        raise PredvisError(f"an image must be (H, W) or (H, W, C), got shape {a.shape}")
-    if a.shape[2] == 4:
-        a = a[..., :3]
-    if channels == 1 and a.shape[2] == 3:
-        a = a @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        a = a[..., None]
-    elif channels == 3 and a.shape[2] == 1:
-        a = np.repeat(a, 3, axis=2)
-    if a.shape[2] != channels:
-        raise PredvisError(f"cannot turn a {a.shape[2]}-channel image into {channels} channels")
-    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None]
-
-
-def fit_size(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize (1, C, H, W) so its longer side is ``size`` (aspect kept)."""
-    from predvis.probes.deepdream.transforms import resize
-
-    h, w = x.shape[2:]
-    scale = size / max(h, w)
-    return resize(x, (max(1, round(h * scale)), max(1, round(w * scale)))).clamp(0.0, 1.0)
 
 
 def load_image(source: str, channels: int, size: int, generator: torch.Generator | None = None) -> torch.Tensor:

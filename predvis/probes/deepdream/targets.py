@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from predvis.errors import PredvisError
+from predvis.runtime.stepping import HasFeedforwardView
 from predvis.probes.deepdream import sources as S
 from predvis.probes.deepdream.layers import OUTPUT, list_layers
 from predvis.probes.deepdream.settings import DeepdreamConfig
@@ -88,17 +89,18 @@ def _default_part(mods: dict[str, nn.Module]) -> str:
 
 def from_run(run: Path, part: str = "") -> Target:
     """A module of a trained predvis run (classifier, GOPC-1 decoder, VAE-1 encoder, a recurrent
-    autoencoder, a PVM through :class:`predvis.models.pvm_view.PVMFeedforward`)."""
-    from predvis.train.loop import load_trained
+    autoencoder, or a stepping model through its feed-forward view, :class:`HasFeedforwardView`)."""
+    from predvis.experiment import load_trained
 
     cfg, method = load_trained(run, device="cpu")
     mods = method.state_modules()
     name = part or _default_part(mods)
     module = _pick_submodule(mods, name, run).eval()
-    from predvis.models.pvm import PVM
-
-    if isinstance(module, PVM):
-        return _pvm_target(module, run, name, method)
+    if isinstance(module, HasFeedforwardView):
+        view = module.feedforward_view()
+        source = S.ModelSource(view.module.eval(), f"run {run} ({name}, {view.note})", module.frame_shape[0],
+                               view.default_layer)
+        return Target(source, view.fixed_size, None, method, Path(run))
     if not _has_forward(module):
         raise PredvisError(
             f"'{name}' of run {run} has no feed-forward pass (a stepping model); deepdream needs a module that "
@@ -117,17 +119,6 @@ def from_run(run: Path, part: str = "") -> Target:
     recurrent = bool(getattr(module, "pathways", ()))  # a recurrent autoencoder with lateral / top-down loops
     source = S.ModelSource(module, f"run {run} ({name})", channels, default, recurrent=recurrent)
     return Target(source, fixed, latent, method, Path(run))
-
-
-def _pvm_target(pvm, run: Path, name: str, method) -> Target:
-    """A PVM seen through its feed-forward view: a static image shown until it settles."""
-    from predvis.models.pvm_view import PVMFeedforward
-
-    view = PVMFeedforward(pvm).eval()
-    channels, size, _ = pvm.frame_shape
-    default = f"state{(pvm.n_layers - 1) // 2}"
-    source = S.ModelSource(view, f"run {run} ({name}, static image settled {view.settle} steps)", channels, default)
-    return Target(source, size, None, method, Path(run))
 
 
 def _deep_spatial_layer(module: nn.Module, latent: int | None, channels: int, size: int) -> str:

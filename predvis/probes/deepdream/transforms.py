@@ -2,7 +2,7 @@
 
 - :func:`jitter_offsets` / ``torch.roll``: random wrap-around shift, undone after the step
   (google/deepdream notebook, 2015).
-- :func:`resize` and :func:`octave_sizes`: the octave pyramid (smallest first).
+- :func:`octave_sizes`: the octave pyramid (smallest first), resized with :func:`predvis.data.images.resize`.
 - :func:`zoom`: centre crop by a fraction then resize back to the same size, the zoom-video
   transform (no empty borders, the centre stays put).
 - :func:`gaussian_blur` (of the gradient) and :func:`total_variation` (a penalty): smoothing.
@@ -14,6 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from predvis.data.images import resize  # noqa: F401 (T.resize: the octave pyramid's resize)
 from predvis.errors import PredvisError
 
 
@@ -30,14 +31,6 @@ def roll(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     if dy == 0 and dx == 0:
         return x.clone()
     return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
-
-
-def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of x (B, C, H, W) to ``size`` = (h, w); antialiased when shrinking."""
-    if tuple(x.shape[2:]) == tuple(size):
-        return x
-    shrink = size[0] < x.shape[2] or size[1] < x.shape[3]
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
 
 
 def octave_sizes(size: tuple[int, int], octaves: int, scale: float, min_side: int = 8) -> list[tuple[int, int]]:

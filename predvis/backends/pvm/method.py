@@ -1,6 +1,6 @@
 """Training of the Predictive Vision Model (PVM) online on video (docs/pvm.md).
 
-PVM learns online, one frame per step, locally in every unit (predvis/models/pvm.py); the
+PVM learns online, one frame per step, locally in every unit (predvis/backends/pvm/model.py); the
 generic loop only drives it: a "batch" is the next frame of each of ``train.streams``
 independent streams through the concatenated, looped training videos, and ``train_step`` is one
 PVM step with learning on. Loss = mean |prediction - frame| in pixels (layer 0).
@@ -16,8 +16,9 @@ import torch
 from predvis.config import ConfigError, TrainConfig
 from predvis.data.photos import default_videos
 from predvis.data.video import load_video
-from predvis.methods.base import Method
-from predvis.models.pvm import PVM, PVMSchedule, PVMState
+from predvis.runtime.method import Method
+from predvis.backends.pvm.model import PVM, PVMSchedule, PVMState
+from predvis.backends.registry import register
 
 
 @dataclass
@@ -114,6 +115,7 @@ class PVMEvalConfig:
             raise ConfigError(f"eval.sequences: must be >= 0 (0: all), got {self.sequences}")
 
 
+@register("pvm")
 class PVMMethod(Method):
     """PVM trained online on video, one frame per step."""
 

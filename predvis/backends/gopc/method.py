@@ -11,12 +11,13 @@ import torch
 from predvis.config import ConfigError, TrainConfig, at_least, positive
 from predvis.data.mnist import MnistDigits, load_mnist, split_digits
 from predvis.data.moving_mnist import MovingMnist, MovingMnistSpec, load_mnist_test_seq
-from predvis.methods.base import AdamMethod
-from predvis.models.gopc import GopcModel, GopcModelConfig
-from predvis.models.gopc_stepper import GopcStepper
+from predvis.runtime.method import AdamMethod
+from predvis.backends.gopc.model import GopcModel, GopcModelConfig
+from predvis.backends.gopc.stepper import GopcStepper
 from predvis.progress import progress
-from predvis.train import distributed
-from predvis.train.amp import autocast
+from predvis.runtime import distributed
+from predvis.runtime.amp import autocast
+from predvis.backends.registry import register
 
 
 @dataclass
@@ -101,6 +102,7 @@ class GopcTrainConfig(TrainConfig):
             raise ConfigError(f"train.open_loop: must be in [0, 1], got {self.open_loop}")
 
 
+@register("gopc")
 class GopcMethod(AdamMethod):
     """GOPC-1 or VAE-1 (``model.kind``) trained by Adam on whole sequences."""
 
@@ -149,6 +151,10 @@ class GopcMethod(AdamMethod):
     @cached_property
     def val_set(self) -> torch.Tensor:
         return self._fixed_set(self.val_digits, self.cfg.data.val_sequences, 1)
+
+    def validation_sequences(self) -> torch.Tensor:
+        """The validation sequences (N, T, C, H, W) in [0, 1] (predict's mean-frame baseline)."""
+        return self.val_set
 
     def test_sequences(self) -> torch.Tensor:
         if self.cfg.data.test_file:

@@ -1,6 +1,6 @@
 """GOPC-2: hierarchical gradient-origin predictive coding (docs/models.md, "GOPC-2").
 
-Lower level, exactly GOPC-1's inference (reused from predvis.models.gopc): per frame t
+Lower level, exactly GOPC-1's inference (reused from predvis.backends.gopc.model): per frame t
 
     z_t = -grad_{z0} [ ||x_t - G(r0)||^2 + KL(q(r | z0) || p_t) ]   at z0 = 0
     (mu_t, logvar_t) = P(z_t),   r_t = mu_t + sigma_t eps_t
@@ -40,7 +40,7 @@ import torch
 import torch.nn as nn
 
 from predvis.errors import ConfigError
-from predvis.models.gopc import (
+from predvis.backends.gopc.model import (
     Decoder, GopcModel, GopcModelConfig, Posterior, SequenceOutput, standard_normal,
 )
 
@@ -86,11 +86,6 @@ class Gopc2ModelConfig(GopcModelConfig):
     hyper_slow: int = 0               # the last hyper_slow entries of r^H step by hyper_slow_step (a slower memory)
     hyper_slow_step: float = 0.05     # their inner step size (and so their leak)
     hyper_dynamics: int = 32          # > 0: r^H moves between frames, r^H + D([r^H, r_t]), D an MLP this wide
-    # what a run saved before a key existed was trained and evaluated with (config.config_from_saved)
-    absent_in_saved: ClassVar[dict] = {"hyper_linear": 0.0, "hyper_rollout": "hold", "hyper_dynamics": 0}
-    # runs made before this trained the same config differently (run.finished_run_like does not reuse them):
-    # until then training's inner step on r^H also differentiated through r_t's inference
-    training_changed: ClassVar[str] = "2026-12-01T20:00:00+0000"
 
     def validate(self) -> None:
         super().validate()

@@ -6,7 +6,7 @@ frame as G(mean of p_{t+1}). The pathway ``prior`` switched off replaces every p
 so inference gets no temporal context and the prediction falls back to G(0).
 
 Unlearning (``predvis sleep``): gradient ascent of the settling energy, preconditioned like Adam
-(:class:`predvis.models.unlearning.GradientUnlearning`), through inference, prior and decoder.
+(:class:`predvis.runtime.unlearning.GradientUnlearning`), through inference, prior and decoder.
 """
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from predvis.models.gopc import GopcModel, standard_normal
-from predvis.models.stepping import StepOutput
-from predvis.models.unlearning import GradientUnlearning, settling_energy
+from predvis.backends.gopc.model import GopcModel, standard_normal
+from predvis.runtime.stepping import StepOutput
+from predvis.runtime.unlearning import GradientUnlearning, settling_energy
 
 
 @dataclass

@@ -23,7 +23,7 @@ Architecture (docs/depth_inversion.md; after the DIAE code described in
   ``steps`` steps; outputs are the decoder's steps. ``joint``: one encoder step and one decoder step
   per step, the decoder reading the encoder's current code.
 - Normalisation is one module per layer, shared by all steps (``lrn``: local response norm as in
-  the DIAE code, parameter-free, computed by ``lrn``: ``fused`` or ``shifted``, predvis/models/lrn.py;
+  the DIAE code, parameter-free, computed by ``lrn``: ``fused`` or ``shifted``, predvis/backends/depth_inversion/lrn.py;
   ``group``: GroupNorm with shared affine parameters; ``none``), so a
   model runs past the number of steps it was trained with.
 - Lesions: ``disabled`` may hold ``lateral`` and/or ``topdown``; a disabled pathway contributes
@@ -39,7 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from predvis.config import ConfigError, positive
-from predvis.models.lrn import FusedLRN, ShiftedLRN
+from predvis.backends.depth_inversion.lrn import FusedLRN, ShiftedLRN
 
 VARIANTS = ("B", "BL", "BT", "BLT")
 

@@ -2,7 +2,7 @@
 
 Piekniewski et al. 2016, "Unsupervised learning from continuous video in a scalable predictive
 recurrent network" (arXiv:1607.06854). This module only computes index lists from the layer
-sizes; :mod:`predvis.models.pvm` turns them into gather indices and batched weights.
+sizes; :mod:`predvis.backends.pvm.model` turns them into gather indices and batched weights.
 
 Wiring chosen (documented in docs/pvm.md):
 

@@ -16,11 +16,12 @@ import torch
 from predvis.config import ConfigError, TrainConfig, at_least, positive
 from predvis.data.mnist import load_mnist, split_digits
 from predvis.data.occluded_pairs import DEFAULT_HELD_OUT, SceneGenerator, Scenes, SceneSpec, check_held_out, font_digits, make_sprites
-from predvis.methods.base import AdamMethod
-from predvis.train import distributed
-from predvis.train.amp import autocast
-from predvis.models.recurrent_ae import RecurrentAE, RecurrentAEConfig, sse_per_image
-from predvis.models.stepping import StepOutput
+from predvis.runtime.method import AdamMethod
+from predvis.runtime import distributed
+from predvis.runtime.amp import autocast
+from predvis.backends.depth_inversion.model import VARIANTS, RecurrentAE, RecurrentAEConfig, check_variant, sse_per_image
+from predvis.runtime.stepping import StepOutput
+from predvis.backends.registry import register
 
 TEST_SETS = ("held_out", "seen", "additive", "three")
 
@@ -88,11 +89,14 @@ class DepthEvalConfig:
                 raise ConfigError(f"eval.curve: unknown test set '{name}'{suggest(name, TEST_SETS)}; known: {', '.join(TEST_SETS)}")
 
 
+@register("depth_inversion")
 class DepthInversionMethod(AdamMethod):
     """One encoder/decoder variant trained by Adam on a fixed set of scenes."""
 
     supports_distributed = True
     compiles = True
+    VARIANTS = VARIANTS                          # the encoder / decoder wirings, for studies over them
+    check_variant = staticmethod(check_variant)
 
     ModelConfig = RecurrentAEConfig
     DataConfig = OccludedPairsConfig
@@ -130,7 +134,7 @@ class DepthInversionMethod(AdamMethod):
     def val_set(self) -> Scenes:
         return self.gens[1].generate(self.cfg.data.val_scenes, [self.cfg.data.test_seed, 1], "seen")
 
-    def test_set(self, name: str = "held_out") -> Scenes:
+    def scene_test_set(self, name: str = "held_out") -> Scenes:
         """Fixed test scenes (test digit images) shared by every seed and variant.
 
         held_out: only held-out pairs; seen: pairs allowed in training; additive: the held_out scenes
@@ -221,14 +225,14 @@ class DepthInversionMethod(AdamMethod):
         sse = self.evaluate(self.val_set)["sse"][-1]
         out = {"val_loss": sse.mean().item(), "val_mse": sse.mean().item() / self.cfg.data.size ** 2}
         for name in self.cfg.eval.curve:   # the learning curve on the test sets (the final output step)
-            out[f"{name}_sse"] = self.evaluate(self.test_set(name))["sse"][-1].mean().item()
+            out[f"{name}_sse"] = self.evaluate(self.scene_test_set(name))["sse"][-1].mean().item()
         return out
 
     # ------------------------------------------------------------------ probes
     def test_sequences(self) -> torch.Tensor:
         """Held-out-pair scenes as probe sequences (N, steps + 1, 1, S, S): frame 0 the input scene,
         frames 1.. the target (see DepthInversionStepper)."""
-        s = self.test_set("held_out")
+        s = self.scene_test_set("held_out")
         T = self.cfg.model.steps
         return torch.cat([s.input[:, None], s.target[:, None].expand(-1, T, -1, -1, -1)], 1)
 
@@ -246,7 +250,7 @@ class _State:
 
 
 class DepthInversionStepper:
-    """The recurrent autoencoder behind the stepping interface (predvis/models/stepping.py).
+    """The recurrent autoencoder behind the stepping interface (predvis/runtime/stepping.py).
 
     One ``step`` is one unroll step. The first frame after ``init_state`` is the scene; it is held and
     re-injected at every step (as in training), and later frames are *not* read as input: in the

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
-from predvis.models.gopc import standard_normal
-from predvis.models.gopc2 import Gopc2Model
-from predvis.models.stepping import StepOutput
-from predvis.models.unlearning import GradientUnlearning, settling_energy
+from predvis.backends.gopc.model import standard_normal
+from predvis.backends.gopc.hierarchy import Gopc2Model
+from predvis.runtime.stepping import StepOutput
+from predvis.runtime.unlearning import GradientUnlearning, settling_energy
 
 
 @dataclass

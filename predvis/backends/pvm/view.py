@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from predvis.models.pvm import PVM
+from predvis.backends.pvm.model import PVM
 
 
 class PVMFeedforward(nn.Module):

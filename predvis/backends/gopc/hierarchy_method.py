@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from predvis.methods.gopc import GopcMethod, TrainBatch
-from predvis.models.gopc2 import Gopc2Model, Gopc2ModelConfig
-from predvis.models.gopc2_stepper import Gopc2Stepper
-from predvis.train.amp import autocast
+from predvis.backends.gopc.method import GopcMethod, TrainBatch
+from predvis.backends.gopc.hierarchy import Gopc2Model, Gopc2ModelConfig
+from predvis.backends.gopc.hierarchy_stepper import Gopc2Stepper
+from predvis.runtime.amp import autocast
+from predvis.backends.registry import register
 
 
+@register("gopc2")
 class Gopc2Method(GopcMethod):
     """GOPC-2 trained by Adam on whole sequences (double backward through both inner steps)."""
 

@@ -65,8 +65,8 @@ class Unlearning(Protocol):
 
     ``unlearn_step(clip, rate, burn_in)``: one learning step of the model's own rule with the
     sign reversed, at ``rate`` times its own learning rate, on ``clip`` (B, T, C, H, W) = an
-    attractor's frames repeated (:func:`predvis.models.unlearning.attractor_clip`). It must raise
-    the settling energy of the clip (:func:`predvis.models.unlearning.settling_energy`).
+    attractor's frames repeated (:func:`predvis.runtime.unlearning.attractor_clip`). It must raise
+    the settling energy of the clip (:func:`predvis.runtime.unlearning.settling_energy`).
     ``default_unlearn_rate``: the rate ``predvis sleep`` uses when none is given; the same rate is
     not the same strength for different learning rules (docs/probes.md, sleep).
     """
@@ -97,3 +97,27 @@ def pathways_disabled(model: SteppingModel, names: list[str] | set[str]) -> Iter
         yield model
     finally:
         model.disabled = before
+
+
+@dataclass
+class FeedforwardView:
+    """A stepping model seen as a feed-forward module, for deepdream.
+
+    module: forward(x (B, C, H, W) in [0, 1]) -> activations, its layers hookable by name.
+    default_layer: the layer a dream optimises when none is named.
+    fixed_size: the only input side the model accepts (None: any).
+    note: how the view feeds the model (shown in captions), e.g. "static image settled 7 steps".
+    """
+
+    module: Any
+    default_layer: str
+    fixed_size: int | None
+    note: str
+
+
+@runtime_checkable
+class HasFeedforwardView(Protocol):
+    """Optional: a stepping module with no ``forward(image)`` that deepdream can still read."""
+
+    def feedforward_view(self) -> FeedforwardView:
+        """A differentiable feed-forward view of this (trained) model; its weights are read, never changed."""

@@ -36,8 +36,8 @@ import torch
 from torch import nn
 
 from predvis.errors import ConfigError
-from predvis.models.pvm_wiring import FEEDBACK, LATERAL, build_wiring, count_weights, signal_size
-from predvis.models.stepping import StepOutput
+from predvis.backends.pvm.wiring import FEEDBACK, LATERAL, build_wiring, count_weights, signal_size
+from predvis.runtime.stepping import FeedforwardView, StepOutput
 
 
 def rational_sigmoid(s: torch.Tensor) -> torch.Tensor:
@@ -123,7 +123,7 @@ def _tile_shape(n: int) -> tuple[int, int]:
 
 
 class PVM(nn.Module):
-    """Predictive Vision Model; implements :class:`predvis.models.stepping.SteppingModel`.
+    """Predictive Vision Model; implements :class:`predvis.runtime.stepping.SteppingModel`.
 
     layers: units per side of each layer, bottom first (paper: 16, 8, 4, 3, 2, 1).
     channels, patch: frames are (channels, layers[0] * patch, layers[0] * patch).
@@ -335,7 +335,7 @@ class PVM(nn.Module):
                             target: torch.Tensor | None = None) -> StepOutput:
         """:meth:`step` in the caller's autograd mode: with learning off and gradients on, the
         prediction and the new states are differentiable functions of ``frame`` (deepdream's
-        feed-forward view, :mod:`predvis.models.pvm_view`). Online learning needs no_grad."""
+        feed-forward view, :mod:`predvis.backends.pvm.view`). Online learning needs no_grad."""
         if self.learning and torch.is_grad_enabled():
             raise RuntimeError("PVM.differentiable_step: switch learning off (set_learning(False)) to take gradients")
         if target is not None and self.two_steps:
@@ -596,3 +596,11 @@ class PVM(nn.Module):
 
     def extra_repr(self) -> str:
         return f"layers={self.sides}, hidden={self.hidden}, weights={sum(self.n_weights):,}"
+
+    def feedforward_view(self) -> FeedforwardView:
+        """This PVM shown one static image until it settles (:class:`predvis.backends.pvm.view.PVMFeedforward`)."""
+        from predvis.backends.pvm.view import PVMFeedforward
+
+        view = PVMFeedforward(self).eval()
+        return FeedforwardView(view, f"state{(self.n_layers - 1) // 2}", self.frame_shape[1],
+                               f"static image settled {view.settle} steps")
