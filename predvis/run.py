@@ -222,11 +222,12 @@ class StagedDir:
     """A new folder ``parent/<stamp>_<id>/`` assembled under ``parent/.<stamp>_<id>.partial`` and renamed
     into place when the ``with`` block ends normally; ``path`` is where to write, ``final`` the folder
     after the block. On any exception the staging folder is removed (and the kind folder, if this made
-    it and it is empty); Ctrl-C prints ``interrupted: probe folder discarded`` and goes on as
+    it and it is empty); Ctrl-C prints ``interrupted: <what> discarded`` and goes on as
     :class:`predvis.errors.Interrupted`, so no half-written output remains."""
 
-    def __init__(self, parent: Path):
+    def __init__(self, parent: Path, what: str = "probe folder"):
         self.parent = Path(parent)
+        self.what = what          # named in the interrupt message
         self.path: Path | None = None
         self.final: Path | None = None
 
@@ -265,7 +266,7 @@ class StagedDir:
             with contextlib.suppress(OSError):
                 self.parent.rmdir()
         if issubclass(exc_type, KeyboardInterrupt):
-            raise interrupted("probe folder discarded") from None
+            raise interrupted(f"{self.what} discarded") from None
         return False
 
 
@@ -351,7 +352,7 @@ def iter_runs(root: Path, experiment: str | None = None) -> Iterable[Path]:
     parents = [root / experiment] if experiment else [p for p in root.glob("*") if p.is_dir()]
     for parent in parents:
         for run in parent.glob("*_*"):
-            if run.is_dir() and (run / "config.yaml").exists():
+            if not run.name.startswith(".") and run.is_dir() and (run / "config.yaml").exists():  # not staging
                 yield run
 
 
