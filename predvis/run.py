@@ -58,14 +58,6 @@ def current_umask() -> int:
     return mask
 
 
-def staging_dir(parent: Path) -> Path:
-    """A new hidden ``.staging-*`` folder in ``parent`` with the permissions a plain ``mkdir`` would give
-    (``mkdtemp`` makes it 0700 whatever the umask, and the run it becomes would keep that)."""
-    path = Path(tempfile.mkdtemp(dir=parent, prefix=".staging-"))
-    os.chmod(path, 0o777 & ~current_umask())
-    return path
-
-
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``. The file gets the
     permissions a plain ``open`` would give (0666 less the umask; ``mkstemp`` alone makes it 0600)."""
@@ -305,37 +297,15 @@ def create_unique_dir(parent: Path) -> Path:
 
 
 def create_run_dir(root: Path, experiment: str, files: dict[str, str]) -> RunDir:
-    """Make a new run directory holding ``files`` (name -> text), complete or not at all.
-
-    The folder is assembled under a hidden temporary name and renamed into place, so a
-    reader never sees a run without its config.
-    """
-    parent = Path(root) / experiment
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = staging_dir(parent)
-    try:
+    """Make a new run directory ``<root>/<experiment>/<stamp>_<id>/`` holding ``files`` (name -> text),
+    complete or not at all: it is assembled in a staging folder and renamed into place
+    (:class:`StagedDir`), so a reader never sees a run without its config."""
+    with StagedDir(Path(root) / experiment, "run folder") as staged:
         for sub in SUBDIRS:
-            (staging / sub).mkdir()
+            (staged.path / sub).mkdir()
         for name, text in files.items():
-            atomic_write_text(staging / name, text)
-        for _ in range(100):
-            final = parent / f"{_stamp()}_{secrets.token_hex(3)}"
-            if final.exists():
-                continue
-            os.rename(staging, final)  # fails if final appeared meanwhile; never overwrites
-            return RunDir(final)
-        raise RunError(f"could not create a new run folder under {parent}")
-    except BaseException:
-        _remove_tree(staging)
-        raise
-
-
-def _remove_tree(path: Path) -> None:
-    if not path.exists():
-        return
-    for child in sorted(path.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-        child.rmdir() if child.is_dir() else child.unlink()
-    path.rmdir()
+            atomic_write_text(staged.path / name, text)
+    return RunDir(staged.final)
 
 
 def command_line() -> str:

@@ -133,7 +133,7 @@ def test_sleep_cli_writes_a_new_run_and_leaves_the_source_alone(smoke_runs, kind
     assert code == 0
     assert tree_hashes(source) == before  # the source run is only read
     new = Path(capsys.readouterr().out.strip().splitlines()[-1])
-    assert new.parent == out / f"{kind}-sleep" and not list(new.parent.glob(".staging-*"))
+    assert new.parent == out / f"{kind}-sleep" and not list(new.parent.glob(".*.partial"))
     table = (new / "tables" / "sleep.md").read_text()
     for needle in ("dreams settled within 12 steps", "distinct attractors", "dream diversity, steps 1-3",
                    "held-out prediction error, mean squared", "## Cycles"):
