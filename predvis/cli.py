@@ -5,7 +5,10 @@ User mistakes raise :class:`predvis.errors.PredvisError`; :func:`main` prints th
 """
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import List, Optional
 
@@ -50,6 +53,8 @@ def train(
     resume: Optional[Path] = typer.Option(None, help="continue this run directory from its last checkpoint"),
     dry_run: bool = typer.Option(False, "--dry-run", help="build data and model (with --resume: load the checkpoint), "
                                  "print config and params, write nothing"),
+    force: bool = typer.Option(False, "--force", help="with --resume: train on although config.yaml was edited "
+                               "since the run began (recorded in the run's resumes.json)"),
 ) -> None:
     """Train an experiment; the last line printed is the run directory."""
     from predvis.config import default_profile, load_experiment, parse_overrides
@@ -58,10 +63,12 @@ def train(
     if resume is not None:
         if overrides:
             raise PredvisError("--resume continues a run with its saved config; drop the KEY=VALUE overrides")
-        resumed = loop.resume(resume, dry_run=dry_run)
+        resumed = loop.resume(resume, dry_run=dry_run, experiment=experiment, profile=profile, force=force)
         if resumed is not None:
             print(resumed)
         return
+    if force:
+        raise PredvisError("--force only applies with --resume RUN")
     chosen = profile or default_profile()
     cfg = load_experiment(experiment, chosen, overrides or [])
     if profile is None:
@@ -259,6 +266,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: argument '{_printable(arg)}' is not valid UTF-8; predvis takes UTF-8 paths and values",
                   file=sys.stderr)
             return 2
+    with _sigterm_as_interrupt() as terminated:
+        code = _run(args)
+    return 143 if terminated and code == 130 else code
+
+
+def _run(args: list[str]) -> int:
     try:
         app(args=args, standalone_mode=True)
     except SystemExit as err:
@@ -270,6 +283,32 @@ def main(argv: list[str] | None = None) -> int:
         print("error: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+class _Terminated(list):
+    """Truthy once SIGTERM arrived (a list, so the handler can mark it)."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (``kill``, a batch scheduler's time limit) is handled like Ctrl-C: training marks its run
+    ``interrupted`` and keeps the last checkpoint, probes discard their half-written folder; the exit status
+    is then 143 (128 + SIGTERM). Only the main thread can install a signal handler; elsewhere nothing changes."""
+    terminated = _Terminated()
+    if threading.current_thread() is not threading.main_thread():
+        yield terminated
+        return
+
+    def handler(signum, frame):
+        if not terminated:
+            terminated.append(signum)
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield terminated
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _is_utf8(text: str) -> bool:

@@ -106,7 +106,7 @@ def test_resume_dry_run_leaves_the_run_byte_identical(tmp_path, capsys, smoke_ar
     cfg["train"]["epochs"] += 1
     (run / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     before = _snapshot(run)
-    code, out, err = run_cli(capsys, "train", "gopc1", "--resume", run, "--dry-run")
+    code, out, err = run_cli(capsys, "train", "gopc1", "--resume", run, "--dry-run", "--force")
     assert code == 0, err
     assert "params:" in out and "would resume" in err
     assert _snapshot(run) == before
