@@ -26,7 +26,7 @@ from predvis.figures.training import write_loss_plot
 from predvis.methods import get_method
 from predvis.methods.base import Method
 from predvis.progress import enabled as progress_enabled
-from predvis import runlock
+from predvis import memory, runlock
 from predvis.train import distributed, trackers
 from predvis.run import (
     RunDir, atomic_torch_save, atomic_write_text, command_line, create_run_dir, environment,
@@ -74,7 +74,16 @@ def build_method(cfg: ExperimentConfig) -> tuple[Method, torch.device]:
     method_class = get_method(cfg.method)
     if distributed.world_size() > 1 and not method_class.supports_distributed:
         raise ConfigError(f"method '{cfg.method}' does not train data-parallel yet; run it in one process")
-    method = method_class(cfg, device)
+    data = memory.data_items(cfg)
+    memory.check_fits(data)
+    try:
+        method = method_class(cfg, device)
+    except (MemoryError, RuntimeError) as err:  # torch's allocators raise RuntimeError subclasses
+        if not isinstance(err, MemoryError) and "memory" not in str(err).lower():
+            raise
+        raise ConfigError(f"out of memory while building the data and model ({memory.describe(data)} of data "
+                          f"estimated); lower the sizes") from None
+    memory.check_fits(data + memory.model_items(method))
     return method, device
 
 
@@ -164,6 +173,9 @@ def describe(cfg: ExperimentConfig, method: Method) -> str:
     lines = [dump_yaml(cfg.to_dict()).rstrip()]
     for name, count in method.param_counts().items():
         lines.append(f"params: {count}  ({name})")
+    available = memory.available_bytes()
+    lines.append(f"memory: {memory.describe(memory.data_items(cfg) + memory.model_items(method))}"
+                 + (f" of {memory.gib(available)} available" if available is not None else ""))
     return "\n".join(lines)
 
 
