@@ -10,11 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.console import Console
 
 from predvis.errors import PredvisError
 
-console = Console(stderr=True)
+from predvis.progress import console  # the one stderr console: --quiet silences it
 
 
 def sharpness(images: torch.Tensor) -> torch.Tensor:

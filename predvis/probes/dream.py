@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from rich.console import Console
 
 from predvis.errors import PredvisError
 from predvis.probes.common import check_positive, device_of, step_panels
 
-console = Console(stderr=True)
+from predvis.progress import console  # the one stderr console: --quiet silences it
 
 
 @dataclass

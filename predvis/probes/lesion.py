@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from rich.console import Console
 
 from predvis.errors import PredvisError
 from predvis.models.stepping import check_pathways, pathways_disabled
 from predvis.probes.common import device_of, preserved
 
-console = Console(stderr=True)
+from predvis.progress import console  # the one stderr console: --quiet silences it
 
 
 @torch.no_grad()

@@ -16,13 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from rich.console import Console
 
 from predvis.errors import PredvisError
 from predvis.models.stepping import pathways_disabled
 from predvis.probes.common import device_of
 
-console = Console(stderr=True)
+from predvis.progress import console  # the one stderr console: --quiet silences it
 GREY = 0.5
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from rich.console import Console
 
 from predvis.errors import PredvisError
 from predvis.metrics import frame_metrics
@@ -29,7 +28,7 @@ from predvis.run import write_csv, atomic_write_text, atomic_write_json
 from predvis.tables import markdown_table
 from predvis.train.trackers import log_prediction_grids
 
-console = Console(stderr=True)
+from predvis.progress import console  # the one stderr console: --quiet silences it
 
 # Reference column. The GOPC thesis is not public: only its parameter counts (and speed, see
 # bench) reached us through the issue text; its MSE values are unknown ("not public").
@@ -75,17 +74,17 @@ def predict(run_path: Path, context: int | None = None, limit: int | None = None
     """Evaluate ``run_path`` on its test split and write results; returns the output folder."""
     from predvis.probes.common import check_options, open_probe, take
 
-    check_options({"context": "context=", "limit": "limit=", "figures": "figures="},
+    check_options({"context": "--context", "limit": "--limit", "figures": "--figures"},
                   context=context, limit=limit, figures=figures)
     probe = open_probe(run_path, "predict", stepping=False)
     cfg, method = probe.cfg, probe.method
     if probe.stepper is None:
         raise PredvisError(f"predict needs a model that predicts frames; {run_path} is a '{cfg.method}' run")
-    seqs = take(method.test_sequences(), limit, flag="limit=")
+    seqs = take(method.test_sequences(), limit, flag="--limit")
     frames = seqs.shape[1]
     context = getattr(cfg.eval, "context", 5) if context is None else context
     if not 0 < context < frames:
-        raise PredvisError(f"context=: must be between 1 and {frames - 1}, got {context}")
+        raise PredvisError(f"--context: must be between 1 and {frames - 1}, got {context}")
     console.print(f"evaluating {len(seqs)} test sequences of {seqs.shape[1]} frames, context {context}")
     if hasattr(method, "rollouts"):  # the model's own latent rollout (GOPC-1 / VAE-1)
         out = method.rollouts(seqs, context)

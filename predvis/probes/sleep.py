@@ -35,7 +35,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from predvis.config import ConfigError, from_dict
@@ -47,7 +46,7 @@ from predvis.probes.common import device_of
 from predvis.probes.dream import Settling
 from predvis.progress import enabled as progress_enabled
 
-console = Console(stderr=True)
+from predvis.progress import console  # the one stderr console: --quiet silences it
 PREDICTION_LIMIT = 0.05  # held-out prediction error may grow by at most 5 %
 
 

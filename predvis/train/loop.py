@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from predvis.config import ExperimentConfig, config_from_saved, dump_yaml, read_yaml
@@ -25,7 +24,7 @@ from predvis.errors import ConfigError, RunError, TrainingDiverged, interrupted
 from predvis.figures.training import write_loss_plot
 from predvis.methods import get_method
 from predvis.methods.base import Method
-from predvis.progress import enabled as progress_enabled
+from predvis.progress import console, enabled as progress_enabled, is_quiet  # console: --quiet silences it
 from predvis import memory, runlock
 from predvis.train import distributed, trackers
 from predvis.run import (
@@ -35,7 +34,6 @@ from predvis.run import (
 
 CHECKPOINT_FORMAT = 1
 CONFIG_HASH = "config.sha256"  # sha256 of config.yaml as the run began: a resume refuses an edited one
-console = Console(stderr=True)
 
 
 def select_device(name: str) -> torch.device:
@@ -67,7 +65,7 @@ def seed_everything(seed: int) -> None:
 
 def build_method(cfg: ExperimentConfig) -> tuple[Method, torch.device]:
     device = distributed.init(cfg.device) or select_device(cfg.device)
-    console.quiet = not distributed.is_main()
+    console.quiet = is_quiet() or not distributed.is_main()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.seed)

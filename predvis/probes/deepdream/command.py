@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from predvis.errors import PredvisError
@@ -26,7 +25,7 @@ from predvis.probes.deepdream.settings import DeepdreamConfig
 from predvis.probes.deepdream.targets import Target, resolve_model
 from predvis.progress import enabled as progress_enabled
 
-console = Console(stderr=True)
+from predvis.progress import console  # the one stderr console: --quiet silences it
 
 
 # --------------------------------------------------------------------------- pieces
