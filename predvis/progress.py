@@ -5,11 +5,12 @@ so only the result path and errors (and warnings) remain.
 """
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Iterable, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 from rich.console import Console
-from rich.progress import track
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn, track
 
 console = Console(stderr=True)
 T = TypeVar("T")
@@ -44,3 +45,16 @@ def enabled() -> bool:
     """False under ``--quiet`` and in the worker processes of :mod:`predvis.parallel` (``PREDVIS_NO_PROGRESS``
     set): bars of several processes on one terminal garble each other."""
     return not _quiet and not os.environ.get("PREDVIS_NO_PROGRESS")
+
+
+@contextlib.contextmanager
+def bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A transient progress bar of ``total`` units for a loop that is not one iterable (nested loops);
+    yields ``advance(n=1)``. No bar under ``--quiet`` or in worker processes (``advance`` does nothing)."""
+    if not enabled():
+        yield lambda n=1: None
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=console, transient=True) as shown:
+        task = shown.add_task(description, total=total)
+        yield lambda n=1: shown.update(task, advance=n)

@@ -21,7 +21,7 @@ from predvis.errors import PredvisError
 from predvis.models.stepping import pathways_disabled
 from predvis.probes.common import device_of
 
-from predvis.progress import console  # the one stderr console: --quiet silences it
+from predvis.progress import bar, console  # the one stderr console: --quiet silences it
 GREY = 0.5
 
 
@@ -68,32 +68,45 @@ def occlude(stepper, seqs: torch.Tensor, mask: torch.Tensor, mode: str = "blinds
     n_hidden = float(hidden.sum()) * seqs.shape[2]
     result = OccludeResult(mode, {}, torch.empty(0))
     greys = []
-    for name, off in conditions(tuple(stepper.pathways)).items():
-        errs = []
-        with pathways_disabled(stepper, off):
-            for s in range(0, seqs.shape[0], batch):
-                x = seqs[s:s + batch].to(dev)
-                shown = torch.where(hidden, torch.full_like(x, GREY), x)
-                state, e, g, keep = stepper.init_state(x.shape[0]), 0, 0, []
-                for t in range(x.shape[1] - 1):
-                    o = stepper.step(shown[:, t], state)
-                    state = o.state
-                    if s == 0:
-                        keep.append(o.prediction[0].cpu())
-                    if t >= warmup:
-                        e = e + ((o.prediction - x[:, t + 1]).abs() * hidden).flatten(1).sum(1) / n_hidden
-                        g = g + ((GREY - x[:, t + 1]).abs() * hidden).flatten(1).sum(1) / n_hidden
-                n = x.shape[1] - 1 - warmup
-                errs.append((e / n).cpu())
-                if name == "intact":
-                    greys.append((g / n).cpu())
-                if s == 0:
-                    result.frames[name] = torch.stack(keep)
-                    result.frames.setdefault("true", x[0, 1:].cpu())
-                    result.frames.setdefault("shown", shown[0, 1:].cpu())
-        result.error[name] = torch.cat(errs)
+    conds = conditions(tuple(stepper.pathways))
+    total = len(conds) * -(-seqs.shape[0] // batch) * (seqs.shape[1] - 1)
+    with bar(f"occlude ({mode}): {len(conds)} conditions", total) as advance:
+        for name, off in conds.items():
+            _condition(stepper, seqs, hidden, n_hidden, warmup, batch, name, off, result, greys, advance)
     result.grey = torch.cat(greys)
     return result
+
+
+def _condition(stepper, seqs: torch.Tensor, hidden: torch.Tensor, n_hidden: float, warmup: int, batch: int,
+               name: str, off: set[str], result: OccludeResult, greys: list[torch.Tensor], advance) -> None:
+    """One condition of :func:`occlude` (``off``: the pathways switched off): its per-sequence fill-in
+    error into ``result.error[name]`` and its frames of sequence 0 into ``result.frames``; the intact
+    condition also appends the grey baseline to ``greys``. ``advance`` is called once per step."""
+    dev = device_of(stepper)
+    errs = []
+    with pathways_disabled(stepper, off):
+        for s in range(0, seqs.shape[0], batch):
+            x = seqs[s:s + batch].to(dev)
+            shown = torch.where(hidden, torch.full_like(x, GREY), x)
+            state, e, g, keep = stepper.init_state(x.shape[0]), 0, 0, []
+            for t in range(x.shape[1] - 1):
+                o = stepper.step(shown[:, t], state)
+                state = o.state
+                if s == 0:
+                    keep.append(o.prediction[0].cpu())
+                if t >= warmup:
+                    e = e + ((o.prediction - x[:, t + 1]).abs() * hidden).flatten(1).sum(1) / n_hidden
+                    g = g + ((GREY - x[:, t + 1]).abs() * hidden).flatten(1).sum(1) / n_hidden
+                advance(1)
+            n = x.shape[1] - 1 - warmup
+            errs.append((e / n).cpu())
+            if name == "intact":
+                greys.append((g / n).cpu())
+            if s == 0:
+                result.frames[name] = torch.stack(keep)
+                result.frames.setdefault("true", x[0, 1:].cpu())
+                result.frames.setdefault("shown", shown[0, 1:].cpu())
+    result.error[name] = torch.cat(errs)
 
 
 def run_occlude(run_path: Path, mode: str = "blindspot", size: int | None = None,
