@@ -48,6 +48,25 @@ def _objective(cfg: DeepdreamConfig, target: Target, dreamer_for: Callable[[list
     return O.parse(spec, guide_features=guide_features)
 
 
+def _check_objective(dreamer: Dreamer, target: Target, objective, image: torch.Tensor | None) -> None:
+    """Evaluate ``objective`` once on the activations of ``image`` (a zero latent for a decoder), before a
+    run directory is made: a channel or unit out of range for its layer is then one error line. A layer
+    schedule (zoom over layers) names whole layers and needs no check."""
+    if not isinstance(objective, O.Objective):
+        return
+    if image is None:
+        z = torch.zeros(1, target.latent_dim, device=dreamer.device)
+        acts = _guarded(lambda: _no_grad(lambda: dreamer.tap.run(z, objective.layers)), "reading a latent vector")
+    else:
+        acts = _guarded(lambda: dreamer.activations(image, objective.layers), f"reading a {tuple(image.shape[2:])} image")
+    _no_grad(lambda: objective(acts))
+
+
+def _no_grad(fn: Callable):
+    with torch.no_grad():
+        return fn()
+
+
 def _start_image(cfg: DeepdreamConfig, target: Target, generator: torch.Generator) -> torch.Tensor:
     size = target.fixed_size or cfg.image.size
     img = S.load_image(cfg.image.source, target.source.in_channels, size, generator)
@@ -145,8 +164,7 @@ def _still(cfg, target, generator, dreamer_for) -> Callable[[Path], dict]:
     objective = _objective(cfg, target, dreamer_for)
     dreamer = dreamer_for(sorted(objective.layers | {OUTPUT}))
     image = None if target.latent_dim else _start_image(cfg, target, generator).to(dreamer.device)
-    if image is not None:  # fail before a run directory is made
-        _guarded(lambda: dreamer.activations(image, objective.layers), f"reading a {tuple(image.shape[2:])} image")
+    _check_objective(dreamer, target, objective, image)  # fail before a run directory is made
 
     def execute(out: Path) -> dict:
         history: list[float] = []
@@ -192,6 +210,7 @@ def _zoom(cfg, target, generator, dreamer_for) -> Callable[[Path], dict]:
         dreamer = dreamer_for(sorted(objective.layers))
     image = image.to(dreamer.device)
     _guarded(lambda: dreamer.activations(image, objective.layers), f"reading a {tuple(image.shape[2:])} image")
+    _check_objective(dreamer, target, objective, image)
 
     def execute(out: Path) -> dict:
         frames, rows = [], []
@@ -234,6 +253,7 @@ def _video(cfg, target, generator, dreamer_for) -> Callable[[Path], dict]:
                       max_frames=cfg.video.max_frames)
     objective = _objective(cfg, target, dreamer_for)
     dreamer = dreamer_for(sorted(objective.layers))
+    _check_objective(dreamer, target, objective, clip[:1].to(dreamer.device))
 
     def execute(out: Path) -> dict:
         frames = []
