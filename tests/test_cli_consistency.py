@@ -31,6 +31,7 @@ def test_every_command_takes_quiet(name):
     assert any("--quiet" in getattr(p, "opts", []) for p in _command(name).params)
 
 
+@pytest.mark.bad_input("refused")
 def test_out_is_an_alias_of_runs_and_both_must_agree(tmp_path, capsys):
     args = ["train", "gopc1", "--profile", "smoke", "--dry-run"]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
@@ -70,6 +71,7 @@ def test_default_run_is_the_newest_usable_of_any_model(root):
     assert newest_usable(root, "stepper", "lesion", ("feedback",)).name == "20260101-000000_aaaaaa"
 
 
+@pytest.mark.bad_input("refused")
 def test_no_usable_run_is_one_line(tmp_path, capsys):
     assert main(["dream", "--runs", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
@@ -85,6 +87,7 @@ def test_omitted_run_is_announced_and_predict_takes_flags(root, capsys):
     assert summary["settings"]["limit"] == 2 and summary["settings"]["context"] == 3
 
 
+@pytest.mark.bad_input("accepted")
 def test_old_predict_form_still_works_with_a_note(root, capsys):
     run = root / "gopc1" / "20260102-000000_bbbbbb"
     assert main(["predict", str(run), "limit=2", "figures=1"]) == 0

@@ -169,6 +169,7 @@ def test_dream_on_a_recurrent_autoencoder_run(tmp_path, capsys):
     ("conv2 + 0.5*conv3:16", "channel 16 is out of range for layer 'conv3'"),
     ("conv3:2:50:50", "unit (50, 50) is outside layer 'conv3'"),
 ])
+@pytest.mark.bad_input("refused")
 def test_objective_out_of_range_is_refused_before_a_run_exists(runs, capsys, objective, words):
     before = sorted(p.name for p in runs.rglob("*"))
     code, out, err = dd(runs, capsys, "--objective", objective)

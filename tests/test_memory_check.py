@@ -40,6 +40,7 @@ def test_available_memory_is_read():
     ["train", "pvm", "--profile", "smoke", "data.frames=2000000000"],
     ["train", "depth_inversion", "--profile", "smoke", "data.train_scenes=2000000000", "--dry-run"],
 ])
+@pytest.mark.bad_input("refused")
 def test_sizes_that_cannot_fit_are_refused_before_work(tmp_path, capsys, argv):
     code = main([*argv, "--out", str(tmp_path / "runs")])
     err = capsys.readouterr().err

@@ -60,6 +60,7 @@ BAD_INPUT = {
 }
 
 
+@pytest.mark.bad_input("refused")
 @pytest.mark.parametrize("case", list(BAD_INPUT))
 def test_bad_probe_option_is_one_line_and_writes_nothing(runs, case, capsys):
     kind, argv, words = BAD_INPUT[case]
@@ -70,6 +71,7 @@ def test_bad_probe_option_is_one_line_and_writes_nothing(runs, case, capsys):
     assert tree(runs["root"]) == before
 
 
+@pytest.mark.bad_input("refused")
 def test_unwritable_output_location_fails_before_any_work(runs, tmp_path, capsys):
     blocker = tmp_path / "some_regular_file"
     blocker.write_text("not a folder\n")
@@ -88,6 +90,7 @@ def test_unwritable_output_location_fails_before_any_work(runs, tmp_path, capsys
     assert tree(tmp_path) == before
 
 
+@pytest.mark.bad_input("interrupted")
 @pytest.mark.parametrize("fault", [KeyboardInterrupt, RuntimeError])
 def test_a_probe_stopped_midway_leaves_no_folder(runs, tmp_path, monkeypatch, capsys, fault):
     import predvis.figures.stepping as stepping
@@ -135,6 +138,7 @@ def test_summary_records_every_setting_and_the_checkpoint(runs, tmp_path, capsys
     assert len(settings["where"]) == 2
 
 
+@pytest.mark.bad_input("accepted")
 def test_predict_on_a_run_still_training_warns_and_records_it(runs, tmp_path, capsys):
     run = copy_run(runs["gopc1"], tmp_path, "r1")
     status = json.loads((run / "status.json").read_text())

@@ -60,15 +60,18 @@ def test_run_records_the_hash_of_its_config(run):
     (["train", "gopc1", "--profile", "quick"], r"--profile smoke.*drop --profile quick"),
     (["train", "gopc1", "--profile", "quick", "--dry-run"], r"--profile smoke"),
 ])
+@pytest.mark.bad_input("refused")
 def test_resume_refuses_another_experiment_or_profile(run, capsys, argv, pattern):
     refused(capsys, [*argv, "--resume", run], pattern, run.parent.parent)
 
 
+@pytest.mark.bad_input("refused")
 def test_force_without_resume_is_refused(tmp_path, capsys):
     refused(capsys, ["train", "gopc1", "--force", "--out", tmp_path, *SMOKE], r"--force only applies with --resume",
             tmp_path)
 
 
+@pytest.mark.bad_input("refused")
 def test_edited_config_is_refused_then_accepted_with_force_and_recorded(run, capsys):
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     cfg["train"]["epochs"] += 1
@@ -83,6 +86,7 @@ def test_edited_config_is_refused_then_accepted_with_force_and_recorded(run, cap
     assert not (run / ".lock").exists()
 
 
+@pytest.mark.bad_input("refused")
 def test_second_writer_is_told_who_holds_the_lock(run, capsys):
     holder = {"pid": os.getpid(), "host": platform.node(), "since": "2026-12-03T12:00:00+0000", "command": "x"}
     (run / ".lock").write_text(json.dumps(holder))
@@ -90,11 +94,13 @@ def test_second_writer_is_told_who_holds_the_lock(run, capsys):
     assert f"pid {os.getpid()} on {platform.node()} since 2026-12-03T12:00:00+0000" in line
 
 
+@pytest.mark.bad_input("refused")
 def test_lock_of_another_host_is_not_taken_over(run, capsys):
     (run / ".lock").write_text(json.dumps({"pid": 1, "host": "elsewhere.example", "since": "then"}))
     refused(capsys, ["train", "gopc1", "--resume", run], r"in use by pid 1 on elsewhere\.example", run)
 
 
+@pytest.mark.bad_input("accepted")
 def test_stale_lock_of_a_dead_process_is_taken_over(run, capsys):
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
@@ -121,6 +127,7 @@ DAMAGE = {
 }
 
 
+@pytest.mark.bad_input("refused")
 @pytest.mark.parametrize("case", list(DAMAGE))
 def test_damaged_train_csv_is_one_line_naming_it(run, capsys, case):
     path = run / "metrics" / "train.csv"
@@ -129,12 +136,14 @@ def test_damaged_train_csv_is_one_line_naming_it(run, capsys, case):
         refused(capsys, ["train", "gopc1", "--resume", run, *extra], r"metrics/train\.csv is damaged", run)
 
 
+@pytest.mark.bad_input("accepted")
 def test_missing_train_csv_is_said_not_silent(run, capsys):
     (run / "metrics" / "train.csv").unlink()
     assert main(["train", "gopc1", "--resume", str(run)]) == 0
     assert "train.csv is missing" in capsys.readouterr().err
 
 
+@pytest.mark.bad_input("interrupted")
 def test_sigterm_during_training_marks_the_run_interrupted(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.Popen([sys.executable, "-m", "predvis", "train", "gopc1", "--out", str(tmp_path), *SMOKE,
