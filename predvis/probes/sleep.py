@@ -345,7 +345,7 @@ def run_sleep(run_path: Path, cycles: int = 5, dream_steps: int = 100, rate: flo
     run_path = Path(run_path)
     from predvis.run import RunDir, check_writable
 
-    check_writable(Path(out) if out is not None else run_path.parent.parent, "--out")
+    check_writable(Path(out) if out is not None else run_path.parent.parent, "--runs")
     cfg, method, ckpt, ckpt_path = load_for_sleep(run_path)
     state = RunDir(run_path).status().get("state")
     if state == "running":

@@ -183,7 +183,7 @@ def train(cfg: ExperimentConfig, root: Path, overrides: dict, dry_run: bool = Fa
     if not dry_run:
         from predvis.run import check_writable
 
-        check_writable(Path(root), "--out")
+        check_writable(Path(root), "--runs")
     method, device = build_method(cfg)
     console.print(f"profile: {cfg.profile}   device: {device}   method: {cfg.method}")
     if dry_run:
