@@ -95,6 +95,8 @@ def train(
     if resume is not None:
         if overrides:
             raise PredvisError("--resume continues a run with its saved config; drop the KEY=VALUE overrides")
+        if runs is not None or out is not None:
+            raise PredvisError("--resume continues RUN in its own folder; drop --runs")
         resumed = loop.resume(resume, dry_run=dry_run, experiment=experiment, profile=profile, force=force)
         if resumed is not None:
             print(resumed)
@@ -120,7 +122,8 @@ def train(
 def predict(
     run: Optional[Path] = typer.Argument(None, help="a run directory made by predvis train (default: the newest "
                                          "finished run of a frame-predicting model under --runs)"),
-    legacy: Optional[List[str]] = typer.Argument(None, hidden=True, help="old KEY=VALUE form of the options"),
+    legacy: Optional[List[str]] = typer.Argument(None, hidden=True, metavar="KEY=VALUE",
+                                                 help="old form of the options (deprecated)"),
     context: Optional[int] = typer.Option(None, help="observed frames before the prior prediction "
                                           "(default: the run's eval.context)"),
     limit: Optional[int] = typer.Option(None, help="use only the first N test sequences"),

@@ -24,6 +24,7 @@ REFUSED = {
     "resume a missing run": (["train", "gopc1", "--resume", "{tmp}/nothing"], "run not found"),
     "resume a folder that is no run": (["train", "gopc1", "--resume", "{tmp}"], "is not a predvis run"),
     "resume with overrides": (["train", "gopc1", "--resume", "{gopc1}", "train.lr=1"], "drop the KEY=VALUE overrides"),
+    "resume into another runs root": (["train", "gopc1", "--resume", "{gopc1}", "--runs", "{tmp}/r"], "drop --runs"),
     "resume another experiment": (["train", "vae1", "--resume", "{gopc1}"], "is a 'gopc1' run"),
     "resume another profile": (["train", "gopc1", "--resume", "{gopc1}", "--profile", "full"], "--profile smoke"),
     "device spelled wrong": (["train", "gopc1", "--profile", "smoke", "device=tpu", "--runs", "{tmp}/r"], "device: must be"),
