@@ -11,6 +11,7 @@ same weights on the CPU.
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -321,7 +322,8 @@ def resume(run_path: Path, dry_run: bool = False, experiment: str | None = None,
     trackers.require(trackers.logger_of(cfg))
     if dry_run:
         return _resume(run, cfg, dry_run=True, edited=edited)
-    lock = runlock.acquire(run.path) if distributed.is_main() else None
+    # the process group does not exist yet: rank 0 of a torchrun launch is told by RANK
+    lock = runlock.acquire(run.path) if int(os.environ.get("RANK", "0")) == 0 else None
     try:
         return _resume(run, cfg, dry_run=False, edited=edited)
     finally:
