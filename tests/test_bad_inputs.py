@@ -4,7 +4,8 @@ Outcomes (the classes ``scripts/count_bad_input_cases.py`` tallies over the whol
 ``bad_input`` marker):
 
 * ``refused``: exit 2, one ``error:`` line naming the culprit, no traceback, nothing written;
-* ``accepted``: an edge value that is valid does its work (exit 0).
+* ``accepted``: an edge value that is valid does its work (exit 0);
+* ``interrupted``: SIGTERM midway: exit 143, one ``interrupted:`` line, no half-written folder.
 
 ``{tmp}`` is a fresh folder, ``{file}`` a regular file in it, ``{empty}`` an empty runs root, ``{pvm}`` and
 ``{gopc1}`` the session's smoke runs.
@@ -111,3 +112,28 @@ def test_accepted(case, places, capsys):
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "Traceback" not in err and out.strip()
+
+
+@pytest.mark.bad_input("interrupted")
+def test_sigterm_in_a_probe_discards_its_folder(smoke_runs, tmp_path):
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "pvm" / "r1"
+    shutil.copytree(smoke_runs["pvm"], run, ignore=shutil.ignore_patterns("dream", "lesion", "occlude", "predict"))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "predvis", "dream", str(run), "--steps", "10000000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 240
+    while not list(run.glob("dream/.*.partial/*")):  # the staging folder has its first file
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "interrupted: probe folder discarded" in err and "Traceback" not in err and out == ""
+    assert not (run / "dream").exists()
