@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, Callable
 
 from predvis.errors import ConfigError
 
@@ -93,6 +94,22 @@ def describe(items: list[tuple[str, int]]) -> str:
     total = sum(n for _, n in items)
     parts = ", ".join(f"{what} {gib(n)}" for what, n in sorted(items, key=lambda i: -i[1]))
     return f"~{gib(total)} ({parts})"
+
+
+def build_within(cfg, construct: Callable[[], Any]) -> Any:
+    """``construct()`` (the method's constructor), checked: the data estimate before it runs, an allocation
+    failure inside it, and data plus the built model's state after it, each as one :class:`ConfigError`."""
+    data = data_items(cfg)
+    check_fits(data)
+    try:
+        method = construct()
+    except (MemoryError, RuntimeError) as err:  # torch's allocators raise RuntimeError subclasses
+        if not isinstance(err, MemoryError) and "memory" not in str(err).lower():
+            raise
+        raise ConfigError(f"out of memory while building the data and model ({describe(data)} of data "
+                          f"estimated); lower the sizes") from None
+    check_fits(data + model_items(method))
+    return method
 
 
 def check_fits(items: list[tuple[str, int]], available: int | None = None) -> None:

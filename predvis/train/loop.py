@@ -26,7 +26,7 @@ from predvis.figures.training import write_loss_plot
 from predvis.methods import get_method
 from predvis.methods.base import Method
 from predvis.progress import console, enabled as progress_enabled, is_quiet  # console: --quiet silences it
-from predvis import memory, runlock
+from predvis import memory, resume_guards, runlock
 from predvis.train import distributed, trackers
 from predvis.run import (
     RunDir, atomic_torch_save, atomic_write_text, command_line, create_run_dir, environment,
@@ -34,7 +34,6 @@ from predvis.run import (
 )
 
 CHECKPOINT_FORMAT = 1
-CONFIG_HASH = "config.sha256"  # sha256 of config.yaml as the run began: a resume refuses an edited one
 
 
 def select_device(name: str) -> torch.device:
@@ -73,16 +72,7 @@ def build_method(cfg: ExperimentConfig) -> tuple[Method, torch.device]:
     method_class = get_method(cfg.method)
     if distributed.world_size() > 1 and not method_class.supports_distributed:
         raise ConfigError(f"method '{cfg.method}' does not train data-parallel yet; run it in one process")
-    data = memory.data_items(cfg)
-    memory.check_fits(data)
-    try:
-        method = method_class(cfg, device)
-    except (MemoryError, RuntimeError) as err:  # torch's allocators raise RuntimeError subclasses
-        if not isinstance(err, MemoryError) and "memory" not in str(err).lower():
-            raise
-        raise ConfigError(f"out of memory while building the data and model ({memory.describe(data)} of data "
-                          f"estimated); lower the sizes") from None
-    memory.check_fits(data + memory.model_items(method))
+    method = memory.build_within(cfg, lambda: method_class(cfg, device))
     return method, device
 
 
@@ -202,7 +192,7 @@ def train(cfg: ExperimentConfig, root: Path, overrides: dict, dry_run: bool = Fa
         config_text = dump_yaml(cfg.to_dict())
         path = str(create_run_dir(root, cfg.name, {
             "config.yaml": config_text,
-            CONFIG_HASH: sha256_text(config_text) + "\n",
+            resume_guards.CONFIG_HASH: resume_guards.sha256_text(config_text) + "\n",
             "overrides.yaml": dump_yaml(overrides),
             "cmd.txt": command_line(),
             "env.json": _json(env),
@@ -219,95 +209,6 @@ def train(cfg: ExperimentConfig, root: Path, overrides: dict, dry_run: bool = Fa
     return run.path
 
 
-def sha256_text(text: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def check_resumable(run: Path, cfg: ExperimentConfig, experiment: str | None, profile: str | None,
-                    force: bool) -> str | None:
-    """Refuse (one line) a resume that names another experiment or profile than the run's, or a
-    ``config.yaml`` edited since the run began (unless ``force``). Returns the edited config's hash when
-    ``force`` accepts one, else None. Writes nothing."""
-    if profile is not None and profile != cfg.profile:
-        raise RunError(f"run {run} was trained with --profile {cfg.profile}; --resume keeps it, so drop "
-                       f"--profile {profile} (or train a new run with it)")
-    if experiment is not None and experiment != cfg.name:
-        from predvis.config import load_experiment
-
-        named = load_experiment(experiment, cfg.profile)
-        if (named.name, named.method) != (cfg.name, cfg.method):
-            raise RunError(f"run {run} is a '{cfg.name}' run (method {cfg.method}), not '{named.name}' "
-                           f"(method {named.method}); name its own experiment: predvis train {cfg.name} --resume {run}")
-    saved = run / CONFIG_HASH
-    if not saved.exists():  # a run made before the hash was kept: nothing to compare with
-        return None
-    now = sha256_text((run / "config.yaml").read_text())
-    if now == saved.read_text().strip():
-        return None
-    if not force:
-        raise RunError(f"{run / 'config.yaml'} was edited since the run began (its sha256 differs from "
-                       f"{CONFIG_HASH}); the epochs so far used the old config. Resume with --force to train "
-                       f"on with the edited one (recorded in resumes.json), or train a new run")
-    return now
-
-
-def check_train_csv(run: RunDir, finished: int) -> list[dict]:
-    """The rows of ``metrics/train.csv`` for epochs 1..``finished`` (those the checkpoint holds); a file that
-    cannot be read as predvis wrote it (a cut or garbled line, missing epochs) is one line naming it, never
-    replaced. A missing file starts afresh with a note."""
-    import csv
-
-    path = run.sub("metrics", "train.csv")
-    if not path.exists():
-        if finished:
-            console.print(f"note: {path} is missing; it will hold epoch {finished + 1} on only")
-        return []
-    hint = (f"restore it, or move it aside to resume without the rows of epochs 1-{finished} "
-            f"(the checkpoint is intact)")
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            lines = list(csv.reader(handle))
-    except (UnicodeDecodeError, csv.Error, OSError) as err:
-        raise RunError(f"{path} is damaged ({type(err).__name__}); {hint}") from None
-    if not lines or "epoch" not in lines[0]:
-        raise RunError(f"{path} is damaged (no header with an 'epoch' column); {hint}")
-    header = lines[0]
-    rows = []
-    for number, cells in enumerate(lines[1:], start=2):
-        if len(cells) != len(header):
-            raise RunError(f"{path} is damaged (line {number} has {len(cells)} of {len(header)} fields); {hint}")
-        for key, cell in zip(header, cells):
-            try:
-                float(cell) if cell != "" else None
-            except ValueError:
-                raise RunError(f"{path} is damaged (line {number}: {key} is {cell[:20]!r}, not a number); "
-                               f"{hint}") from None
-        row = dict(zip(header, cells))
-        if row["epoch"] != str(len(rows) + 1):
-            raise RunError(f"{path} is damaged (line {number}: epoch {row['epoch'][:20]!r}, expected "
-                           f"{len(rows) + 1}); {hint}")
-        rows.append(row)
-    if len(rows) < finished:
-        raise RunError(f"{path} is damaged (rows for {len(rows)} epochs, the checkpoint has {finished}); {hint}")
-    return rows[:finished]
-
-
-def record_forced_resume(run: RunDir, config_hash: str) -> None:
-    """Append to ``resumes.json`` that ``--force`` accepted an edited config.yaml."""
-    import json
-
-    path = run.sub("resumes.json")
-    try:
-        entries = json.loads(path.read_text()) if path.exists() else []
-    except ValueError:
-        raise RunError(f"{path} is damaged (not JSON); restore it or move it aside") from None
-    entries.append({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "force": True, "config_sha256": config_hash,
-                    "began_with": run.sub(CONFIG_HASH).read_text().strip(), "command": command_line().strip()})
-    atomic_write_text(path, _json(entries))
-
-
 def resume(run_path: Path, dry_run: bool = False, experiment: str | None = None, profile: str | None = None,
            force: bool = False) -> Path | None:
     """Continue a run from its ``last.pt`` into the same directory (appending metrics); ``dry_run``: load
@@ -318,7 +219,7 @@ def resume(run_path: Path, dry_run: bool = False, experiment: str | None = None,
     locked (``.lock``) while it trains."""
     run = RunDir(Path(run_path))
     cfg = load_run_config(run.path)
-    edited = check_resumable(run.path, cfg, experiment, profile, force)
+    edited = resume_guards.check_resumable(run.path, cfg, experiment, profile, force)
     trackers.require(trackers.logger_of(cfg))
     if dry_run:
         return _resume(run, cfg, dry_run=True, edited=edited)
@@ -337,7 +238,7 @@ def _resume(run: RunDir, cfg: ExperimentConfig, dry_run: bool, edited: str | Non
     ckpt = load_checkpoint(last, method.device)
     restore(method, ckpt, last)
     epoch = int(ckpt["epoch"]) + 1
-    rows = check_train_csv(run, epoch)
+    rows = resume_guards.check_train_csv(run, epoch)
     if dry_run:
         print(describe(cfg, method))
         console.print(f"would resume {run.path} at epoch {epoch + 1} of {cfg.train.epochs}" if epoch < cfg.train.epochs
@@ -348,7 +249,7 @@ def _resume(run: RunDir, cfg: ExperimentConfig, dry_run: bool, edited: str | Non
         write_loss_plot(run.path)
         return run.path
     if edited is not None and distributed.is_main():
-        record_forced_resume(run, edited)
+        resume_guards.record_forced_resume(run, edited)
         console.print(f"--force: training on with the edited {run.sub('config.yaml')} (recorded in resumes.json)")
     console.print(f"resuming {run.path} at epoch {epoch + 1} of {cfg.train.epochs}")
     run_epochs(method, run, start_epoch=epoch, step=int(ckpt["step"]), best=float(ckpt["best_val"]), rows=rows)
@@ -387,7 +288,8 @@ def run_epochs(method: Method, run: RunDir, start_epoch: int, step: int, best: f
 
 def _run_epochs(method: Method, run: RunDir, start_epoch: int, step: int, best: float,
                 tracker: trackers.Tracker, rows: list[dict]) -> None:
-    """``rows``: train.csv's rows of the epochs before ``start_epoch`` (checked by :func:`check_train_csv`)."""
+    """``rows``: train.csv's rows of the epochs before ``start_epoch`` (checked by
+    :func:`predvis.resume_guards.check_train_csv`)."""
     cfg = method.cfg
     epochs = cfg.train.epochs
     rows = list(rows)
