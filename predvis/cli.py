@@ -5,7 +5,10 @@ User mistakes raise :class:`predvis.errors.PredvisError`; :func:`main` prints th
 """
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import List, Optional
 
@@ -34,11 +37,38 @@ def _print_version(value: bool) -> None:
 def _options(
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                  help="print predvis's version and exit"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars or info lines: only the result "
+                               "path, warnings and errors (also accepted after any command)"),
 ) -> None:
     """Options that come before the command."""
+    from predvis.progress import set_quiet
+
+    set_quiet(quiet)
 
 
 OVERRIDES = typer.Argument(None, help="KEY=VALUE overrides, e.g. train.epochs=3 model.kind=vae1")
+DEFAULT_RUNS = Path("runs")
+# the runs root is --runs on every command; --out, its old name on train, sleep and compare, still works
+RUNS = typer.Option(None, "--runs", help="root folder of run directories (default: runs)")
+OUT_ALIAS = typer.Option(None, "--out", hidden=True, help="old name of --runs")
+QUIET = typer.Option(False, "--quiet", "-q", help="no progress bars or info lines: only the result path and errors")
+
+
+def _runs_root(runs: Optional[Path], out: Optional[Path], default: Optional[Path] = DEFAULT_RUNS) -> Optional[Path]:
+    """The runs root from --runs or its hidden alias --out (both at once must agree)."""
+    if runs is not None and out is not None and runs != out:
+        raise PredvisError(f"--runs {runs} and --out {out} name the same setting (--out is the old name of "
+                           "--runs); give it once")
+    chosen = runs if runs is not None else out
+    return chosen if chosen is not None else default
+
+
+def _quiet(quiet: bool) -> None:
+    """A command's own --quiet (the global one, before the command, is applied by the callback)."""
+    if quiet:
+        from predvis.progress import set_quiet
+
+        set_quiet(True)
 
 
 @app.command()
@@ -46,23 +76,34 @@ def train(
     experiment: str = typer.Argument(..., help="experiment name in experiments/ (e.g. gopc1) or a YAML path"),
     overrides: Optional[List[str]] = OVERRIDES,
     profile: Optional[str] = typer.Option(None, help="smoke | quick | full | long (default: full with CUDA, else quick)"),
-    out: Path = typer.Option(Path("runs"), help="root folder of run directories"),
+    runs: Optional[Path] = RUNS,
+    out: Optional[Path] = OUT_ALIAS,
     resume: Optional[Path] = typer.Option(None, help="continue this run directory from its last checkpoint"),
     dry_run: bool = typer.Option(False, "--dry-run", help="build data and model (with --resume: load the checkpoint), "
                                  "print config and params, write nothing"),
+    force: bool = typer.Option(False, "--force", help="with --resume: train on although config.yaml was edited "
+                               "since the run began (recorded in the run's resumes.json)"),
+    quiet: bool = QUIET,
 ) -> None:
     """Train an experiment; the last line printed is the run directory."""
     from predvis.config import default_profile, parse_overrides
     from predvis.experiment import load_experiment
     from predvis.train import loop
 
+    _quiet(quiet)
+    root = _runs_root(runs, out)
+
     if resume is not None:
         if overrides:
             raise PredvisError("--resume continues a run with its saved config; drop the KEY=VALUE overrides")
-        resumed = loop.resume(resume, dry_run=dry_run)
+        if runs is not None or out is not None:
+            raise PredvisError("--resume continues RUN in its own folder; drop --runs")
+        resumed = loop.resume(resume, dry_run=dry_run, experiment=experiment, profile=profile, force=force)
         if resumed is not None:
             print(resumed)
         return
+    if force:
+        raise PredvisError("--force only applies with --resume RUN")
     chosen = profile or default_profile()
     cfg = load_experiment(experiment, chosen, overrides or [])
     if profile is None:
@@ -70,7 +111,7 @@ def train(
     from predvis.runtime import distributed
 
     try:
-        path = loop.train(cfg, out, parse_overrides(overrides or []), dry_run=dry_run)
+        path = loop.train(cfg, root, parse_overrides(overrides or []), dry_run=dry_run)
         main = distributed.is_main()
     finally:
         distributed.shutdown()
@@ -80,29 +121,59 @@ def train(
 
 @app.command()
 def predict(
-    run: Path = typer.Argument(..., help="a run directory made by predvis train"),
-    overrides: Optional[List[str]] = OVERRIDES,
+    run: Optional[Path] = typer.Argument(None, help="a run directory made by predvis train (default: the newest "
+                                         "finished run of a frame-predicting model under --runs)"),
+    legacy: Optional[List[str]] = typer.Argument(None, hidden=True, metavar="KEY=VALUE",
+                                                 help="old form of the options (deprecated)"),
+    context: Optional[int] = typer.Option(None, help="observed frames before the prior prediction "
+                                          "(default: the run's eval.context)"),
+    limit: Optional[int] = typer.Option(None, help="use only the first N test sequences"),
+    figures: Optional[int] = typer.Option(None, help="sequences drawn in the grids and GIFs"),
+    runs: Optional[Path] = RUNS,
+    quiet: bool = QUIET,
 ) -> None:
-    """Evaluate a trained run on its test split: tables, per-frame metrics, grids and GIFs."""
-    from predvis.config import parse_overrides
+    """Evaluate a trained run on its test split: tables, per-frame metrics, grids and GIFs.
+
+    Example: predvis predict runs/gopc1/20261125-120000_ab12cd --limit 100 --context 5
+    """
     from predvis.probes.predict import predict as run_predict
 
-    opts = _probe_options(parse_overrides(overrides or []), {"context": int, "limit": int, "figures": int})
-    print(run_predict(run, **opts))
+    _quiet(quiet)
+    opts = {"context": context, "limit": limit, "figures": figures}
+    if run is not None and "=" in run.name and not run.exists():  # predict limit=5: the old form, RUN omitted
+        legacy, run = [str(run), *(legacy or [])], None
+    note = None
+    if legacy:
+        opts, note = _legacy_predict_options(legacy, opts)
+    result = run_predict(_pick_run(run, runs, "stepper", "predict"), **opts)
+    if note:  # after the work, so that a bad value stays a single error line
+        from predvis.progress import info
+
+        info(note)
+    print(result)
 
 
-RUN_OPT = typer.Argument(None, help="a run directory (default: the newest PVM run under --runs)")
-RUNS_OPT = typer.Option(Path("runs"), "--runs", help="root folder searched when RUN is omitted")
+def _legacy_predict_options(items: list[str], flags: dict) -> tuple[dict, str]:
+    """predict's old ``context=5 limit=10 figures=2`` form, still read, merged with the flags; returns them
+    and the deprecation note to show."""
+    from predvis.config import parse_overrides
+
+    given = _probe_options(parse_overrides(items), {"context": int, "limit": int, "figures": int})
+    for key, value in given.items():
+        if flags[key] is not None and flags[key] != value:
+            raise PredvisError(f"--{key} {flags[key]} and {key}={value} disagree; give --{key} once")
+        flags[key] = value
+    return flags, "note: predict KEY=VALUE is deprecated; use " + " ".join(f"--{k} {v}" for k, v in given.items())
 
 
-def _newest(runs: Path, method: str) -> Path:
-    from predvis.run import newest_run
-
-    return newest_run(runs, method=method)
+RUN_OPT = typer.Argument(None, help="a run directory (default: the newest finished run under --runs that the "
+                         "command can use, of any model; printed as 'using RUN')")
 
 
-def _pick_run(run: Optional[Path], runs: Path) -> Path:
-    return run if run is not None else _newest(runs, "pvm")
+def _pick_run(run: Optional[Path], runs: Optional[Path], needs: str, command: str, pathways: tuple = ()) -> Path:
+    from predvis.run_choice import pick_run
+
+    return pick_run(run, runs if runs is not None else DEFAULT_RUNS, needs, command, pathways)
 
 
 @app.command()
@@ -116,13 +187,15 @@ def dream(
     size: Optional[int] = typer.Option(None, help="spot size in pixels (default: a third of the frame)"),
     where: Optional[str] = typer.Option(None, help="spot centre X,Y in pixels (default: the centre)"),
     every: Optional[int] = typer.Option(None, help="put every Nth step in gifs/dream.gif (default: at most 300 frames)"),
-    runs: Path = RUNS_OPT,
+    runs: Optional[Path] = RUNS,
+    quiet: bool = QUIET,
 ) -> None:
     """Feed the model its own predictions (closed loop); writes frames, a GIF and metrics/dream.csv."""
     from predvis.probes.common import parse_where
     from predvis.probes.dream import run_dream
 
-    print(run_dream(_pick_run(run, runs), steps, prime, from_file, frame, spot, size, parse_where(where),
+    _quiet(quiet)
+    print(run_dream(_pick_run(run, runs, "stepper", "dream"), steps, prime, from_file, frame, spot, size, parse_where(where),
                     every=every))
 
 
@@ -132,12 +205,15 @@ def lesion(
     disable: str = typer.Option(..., help="pathways to switch off: feedback | lateral | feedback,lateral | prior"),
     freeze_learning: bool = typer.Option(True, "--freeze-learning/--keep-learning", help="freeze online learning (default)"),
     limit: Optional[int] = typer.Option(None, help="use only the first N held-out sequences"),
-    runs: Path = RUNS_OPT,
+    runs: Optional[Path] = RUNS,
+    quiet: bool = QUIET,
 ) -> None:
     """Per-layer prediction error intact vs lesioned on the same held-out frames (tables/lesion.md)."""
     from predvis.probes.lesion import run_lesion
 
-    print(run_lesion(_pick_run(run, runs), disable, freeze_learning, limit))
+    _quiet(quiet)
+    names = tuple(n.strip() for n in disable.split(",") if n.strip())
+    print(run_lesion(_pick_run(run, runs, "stepper", "lesion", names), disable, freeze_learning, limit))
 
 
 @app.command()
@@ -149,7 +225,8 @@ def occlude(
     shape: str = typer.Option("square", help="square | disc"),
     limit: Optional[int] = typer.Option(None, help="use only the first N held-out sequences"),
     test_set: str = typer.Option("held-out", "--set", help="depth-invert: held-out | seen | additive | three"),
-    runs: Path = RUNS_OPT,
+    runs: Optional[Path] = RUNS,
+    quiet: bool = QUIET,
 ) -> None:
     """Fill-in error in the hidden region for intact and lesioned models (tables/occlude.md);
     --mode depth-invert: a depth_inversion run's loss per step and figures on a test set."""
@@ -159,28 +236,37 @@ def occlude(
     if mode == "depth-invert":
         from predvis.probes.depth_invert import run_depth_invert
 
-        print(run_depth_invert(run if run is not None else _newest(runs, "depth_inversion"), test_set, limit))
+        _quiet(quiet)
+        print(run_depth_invert(_pick_run(run, runs, "scenes", "occlude --mode depth-invert"), test_set, limit))
         return
 
-    print(run_occlude(_pick_run(run, runs), mode, size, parse_where(where), shape, limit))
+    _quiet(quiet)
+    print(run_occlude(_pick_run(run, runs, "stepper", "occlude"), mode, size, parse_where(where), shape, limit))
 
 
 @app.command()
 def sleep(
-    run: Path = typer.Argument(..., help="a run directory of a stepping model (PVM, GOPC-1, VAE-1, ...)"),
+    run: Optional[Path] = typer.Argument(None, help="a run directory of a stepping model (PVM, GOPC-1, VAE-1, ...; "
+                                         "default: the newest finished one under --runs)"),
     overrides: Optional[List[str]] = typer.Argument(None, help="KEY=VALUE settings, e.g. noise=8 grey=3 real=6 wake_epochs=0.05"),
     cycles: int = typer.Option(5, help="sleep cycles (dream, unlearn the attractors found, wake)"),
     dream_steps: int = typer.Option(100, "--dream-steps", help="closed-loop steps per dream"),
     rate: Optional[float] = typer.Option(None, help="unlearning rate as a fraction of the model's own learning rate "
                                          "(default: the model's: PVM 1.0, GOPC family 0.005)"),
     wake: bool = typer.Option(True, "--wake/--no-wake", help="normal learning on real data after each cycle"),
-    out: Optional[Path] = typer.Option(None, help="runs root for the new run (default: the source run's)"),
+    runs: Optional[Path] = typer.Option(None, "--runs", help="runs root: where RUN is looked for when omitted, "
+                                        "and where the new run goes (default: the source run's root)"),
+    out: Optional[Path] = OUT_ALIAS,
+    quiet: bool = QUIET,
 ) -> None:
     """Unlearn the attractors that dreams fall into; writes a NEW run (tables/sleep.md), the source untouched."""
     from predvis.config import parse_overrides
     from predvis.probes.sleep import run_sleep
 
-    print(run_sleep(run, cycles, dream_steps, rate, wake, parse_overrides(overrides or []), out))
+    _quiet(quiet)
+    root = _runs_root(runs, out, default=None)
+    source = _pick_run(run, root, "unlearning", "sleep")
+    print(run_sleep(source, cycles, dream_steps, rate, wake, parse_overrides(overrides or []), root))
 
 
 def _probe_options(values: dict, allowed: dict[str, type]) -> dict:
@@ -205,7 +291,9 @@ def deepdream(
     image: Optional[str] = typer.Option(None, help="start image: a scikit-image photo name, a file, or noise"),
     objective: Optional[str] = typer.Option(None, help="e.g. conv3, conv3:5, class:7, guide:conv2, 'conv2 + 0.5*conv3:4'"),
     list_layers: bool = typer.Option(False, "--list-layers", help="print the model's layer names and shapes, then stop"),
-    runs: Path = typer.Option(Path("runs"), "--runs", help="where runs are found (model classifier) and written"),
+    runs: Optional[Path] = typer.Option(None, "--runs", help="where runs are found (model classifier) and written "
+                                        "(default: runs)"),
+    quiet: bool = QUIET,
 ) -> None:
     """Dream on a layer (still image, zoom video, user video) or attack the classifier; prints the run directory."""
     from predvis.probes.deepdream.command import describe_layers, run_deepdream
@@ -216,6 +304,8 @@ def deepdream(
     items = list(overrides or []) + [f"{k}={v}" for k, v in flags.items() if v is not None]
     from predvis.config import parse_overrides
 
+    _quiet(quiet)
+    runs = runs if runs is not None else DEFAULT_RUNS
     cfg = load_settings(experiment, profile, items)
     if list_layers:
         print(describe_layers(cfg, runs))
@@ -228,12 +318,16 @@ def compare(
     runs: List[Path] = typer.Argument(..., help="run directories, probe output folders, or folders that hold runs"),
     by: Optional[str] = typer.Option(None, "--by", help="also group by this dotted config key, e.g. model.kind or train.lr"),
     metric: Optional[List[str]] = typer.Option(None, "--metric", help="report only this metric (repeatable; globs like 'predict.*.mse')"),
-    out: Path = typer.Option(Path("runs"), help="root folder of the output run directory (<out>/compare/...)"),
+    root: Optional[Path] = typer.Option(None, "--runs", help="root folder of the output run directory "
+                                        "(<runs>/compare/...; default: runs)"),
+    out: Optional[Path] = OUT_ALIAS,
+    quiet: bool = QUIET,
 ) -> None:
     """Runs side by side: mean, std and n over seeds, flags, tables and plots (docs/compare.md)."""
     from predvis.compare import compare as run_compare
 
-    print(run_compare(runs, by, metric or None, out))
+    _quiet(quiet)
+    print(run_compare(runs, by, metric or None, _runs_root(root, out)))
 
 
 @app.command()
@@ -260,6 +354,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: argument '{_printable(arg)}' is not valid UTF-8; predvis takes UTF-8 paths and values",
                   file=sys.stderr)
             return 2
+    with _sigterm_as_interrupt() as terminated:
+        code = _run(args)
+    return 143 if terminated and code == 130 else code
+
+
+def _run(args: list[str]) -> int:
     try:
         app(args=args, standalone_mode=True)
     except SystemExit as err:
@@ -271,6 +371,32 @@ def main(argv: list[str] | None = None) -> int:
         print("error: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+class _Terminated(list):
+    """Truthy once SIGTERM arrived (a list, so the handler can mark it)."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (``kill``, a batch scheduler's time limit) is handled like Ctrl-C: training marks its run
+    ``interrupted`` and keeps the last checkpoint, probes discard their half-written folder; the exit status
+    is then 143 (128 + SIGTERM). Only the main thread can install a signal handler; elsewhere nothing changes."""
+    terminated = _Terminated()
+    if threading.current_thread() is not threading.main_thread():
+        yield terminated
+        return
+
+    def handler(signum, frame):
+        if not terminated:
+            terminated.append(signum)
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield terminated
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _is_utf8(text: str) -> bool:

@@ -16,12 +16,13 @@ from typing import Any
 import torch
 import yaml
 
-from predvis import checkpoint
+from predvis import checkpoint, memory
 from predvis.backends.registry import get_method
 from predvis.config import (
     ExperimentConfig, build_config, default_profile, dump_yaml, parse_overrides, read_yaml, resolve_experiment,
 )
 from predvis.errors import ConfigError, RunError
+from predvis.progress import console, is_quiet
 from predvis.run import RUNTIME_KEYS, STAMP_FORMAT, config_apart_from, iter_runs
 from predvis.runtime import distributed
 from predvis.runtime.device import seed_everything, select_device
@@ -90,10 +91,11 @@ def build_method(cfg: ExperimentConfig) -> tuple[Method, torch.device]:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.seed)
+    console.quiet = is_quiet() or not distributed.is_main()
     method_class = get_method(cfg.method)
     if distributed.world_size() > 1 and not method_class.supports_distributed:
         raise ConfigError(f"method '{cfg.method}' does not train data-parallel yet; run it in one process")
-    return method_class(cfg, device), device
+    return memory.build_within(method_class.data_memory(cfg), lambda: method_class(cfg, device)), device
 
 
 def checkpoint_path(run: Path, which: str = "best") -> Path:
@@ -131,6 +133,9 @@ def describe(cfg: ExperimentConfig, method: Method) -> str:
     lines = [dump_yaml(cfg.to_dict()).rstrip()]
     for name, count in method.param_counts().items():
         lines.append(f"params: {count}  ({name})")
+    available = memory.available_bytes()
+    lines.append(f"memory: {memory.describe(type(method).data_memory(cfg) + memory.model_items(method))}"
+                 + (f" of {memory.gib(available)} available" if available is not None else ""))
     return "\n".join(lines)
 
 

@@ -57,6 +57,7 @@ OUT_OF_RANGE = [
 ]
 
 
+@pytest.mark.bad_input("refused")
 @pytest.mark.parametrize("experiment, override, pattern", NON_FINITE + OUT_OF_RANGE)
 def test_bad_value_is_one_line_and_writes_nothing(tmp_path, capsys, experiment, override, pattern):
     out = tmp_path / "runs"
@@ -67,6 +68,7 @@ def test_bad_value_is_one_line_and_writes_nothing(tmp_path, capsys, experiment, 
     assert_refused(code, err, pattern, out)
 
 
+@pytest.mark.bad_input("refused")
 def test_non_finite_number_in_a_yaml_file(tmp_path, capsys):
     exp = tmp_path / "exp.yaml"
     exp.write_text("name: x\nmethod: gopc\ntrain: {lr: .inf}\n")
@@ -74,6 +76,7 @@ def test_non_finite_number_in_a_yaml_file(tmp_path, capsys):
     assert_refused(code, err, r"train\.lr: must be a finite number, got inf", tmp_path / "runs")
 
 
+@pytest.mark.bad_input("refused")
 def test_non_utf8_bytes_in_a_yaml_file(tmp_path, capsys):
     exp = tmp_path / "exp.yaml"
     exp.write_bytes(b"name: x\nmethod: gopc  # caf\xe9 in Latin-1\n")
@@ -81,6 +84,7 @@ def test_non_utf8_bytes_in_a_yaml_file(tmp_path, capsys):
     assert_refused(code, err, r"exp\.yaml: not UTF-8 text \(byte 0xe9 on line 2\)", tmp_path / "runs")
 
 
+@pytest.mark.bad_input("refused")
 @pytest.mark.parametrize("where", ["experiment", "out", "override"])
 def test_non_utf8_bytes_in_an_argument(tmp_path, capsys, where):
     bad = os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9")  # how Python hands such bytes over
@@ -97,6 +101,7 @@ def _snapshot(folder):
             for p in sorted(folder.rglob("*"))}
 
 
+@pytest.mark.bad_input("accepted")
 def test_resume_dry_run_leaves_the_run_byte_identical(tmp_path, capsys, smoke_args):
     code, out, _ = run_cli(capsys, "train", "gopc1", "--profile", "smoke", "--out", tmp_path, *smoke_args)
     assert code == 0
@@ -106,13 +111,14 @@ def test_resume_dry_run_leaves_the_run_byte_identical(tmp_path, capsys, smoke_ar
     cfg["train"]["epochs"] += 1
     (run / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     before = _snapshot(run)
-    code, out, err = run_cli(capsys, "train", "gopc1", "--resume", run, "--dry-run")
+    code, out, err = run_cli(capsys, "train", "gopc1", "--resume", run, "--dry-run", "--force")
     assert code == 0, err
     assert "params:" in out and "would resume" in err
     assert _snapshot(run) == before
     assert sorted(p.name for p in (tmp_path / "gopc1").iterdir()) == [run.name]
 
 
+@pytest.mark.bad_input("accepted")
 def test_largest_seed_trains(tmp_path, capsys):
     """The top of the seed range survives the methods' derived seeds (PVM: seed * 1,000,003 + episode)."""
     code, out, err = run_cli(capsys, "train", "pvm", "--profile", "smoke", f"seed={2**32 - 1}", "--out", tmp_path)

@@ -70,6 +70,7 @@ def test_predict_smoke_writes_tables_gifs(trained, capsys):
     (["train", "gopc1", "--profile", "smoke", "device=cuda:7"], r"device: 'cuda:7'"),
     (["predict", "/no/such/run"], r"run not found: /no/such/run"),
 ])
+@pytest.mark.bad_input("refused")
 def test_bad_inputs(tmp_path, capsys, args, pattern):
     if "device=cuda:7" in args and torch.cuda.device_count() > 7:
         pytest.skip("machine has 8 GPUs")
@@ -78,6 +79,7 @@ def test_bad_inputs(tmp_path, capsys, args, pattern):
     assert not (tmp_path / "gopc1").exists() or not any((tmp_path / "gopc1").iterdir())
 
 
+@pytest.mark.bad_input("refused")
 def test_corrupt_idx_folder(tmp_path, capsys):
     folder = tmp_path / "mnist"
     folder.mkdir()
@@ -88,6 +90,7 @@ def test_corrupt_idx_folder(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.bad_input("refused")
 def test_malformed_yaml_file(tmp_path, capsys):
     bad = tmp_path / "exp.yaml"
     bad.write_text("name: x\nmethod: gopc\ntrain: {epochs: [1\n")
@@ -96,6 +99,7 @@ def test_malformed_yaml_file(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.bad_input("refused")
 def test_truncated_checkpoint_on_predict(trained, capsys, tmp_path):
     import shutil
 
@@ -110,6 +114,7 @@ def test_truncated_checkpoint_on_predict(trained, capsys, tmp_path):
     assert not (copy / "predict").exists()
 
 
+@pytest.mark.bad_input("refused")
 def test_predict_on_a_classifier_run_is_one_clear_line(tmp_path, capsys):
     code, out, _ = run_cli(capsys, "train", "classifier", "--profile", "smoke", "--out", tmp_path)
     assert code == 0

@@ -162,3 +162,18 @@ def test_dream_on_a_recurrent_autoencoder_run(tmp_path, capsys):
     assert code == 0
     summary = json.loads((Path(out.strip().splitlines()[-1]) / "summary.json").read_text())
     assert summary["last"] > summary["first"]
+
+
+@pytest.mark.parametrize("objective, words", [
+    ("conv3:99", "channel 99 is out of range for layer 'conv3' (16 channels)"),
+    ("conv2 + 0.5*conv3:16", "channel 16 is out of range for layer 'conv3'"),
+    ("conv3:2:50:50", "unit (50, 50) is outside layer 'conv3'"),
+])
+@pytest.mark.bad_input("refused")
+def test_objective_out_of_range_is_refused_before_a_run_exists(runs, capsys, objective, words):
+    before = sorted(p.name for p in runs.rglob("*"))
+    code, out, err = dd(runs, capsys, "--objective", objective)
+    assert code == 2 and out == "", out
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and words in lines[0] and "Traceback" not in err, err
+    assert sorted(p.name for p in runs.rglob("*")) == before  # no run directory, not even a failed one

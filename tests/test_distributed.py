@@ -71,3 +71,15 @@ def test_other_batch_trained_backends_match_one_process(tmp_path, experiment):
     assert list(rows_one[0]) == list(rows_two[0])
     for key in set(rows_one[0]) - TIMING:
         assert [float(r[key]) for r in rows_one] == pytest.approx([float(r[key]) for r in rows_two], rel=1e-4), key
+
+
+@pytest.mark.slow
+def test_resume_under_torchrun_locks_once(tmp_path):
+    """Every rank resumes, rank 0 alone takes the run's .lock (the others must not find it held)."""
+    run = _train(tmp_path, 1, args=[a for a in ARGS if a != "train.epochs=2"] + ["train.epochs=1"])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "predvis", "train", "gopc1", "--resume", str(run)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "in use by" not in done.stderr and not (run / ".lock").exists()

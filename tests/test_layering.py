@@ -15,13 +15,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "predvis"
 # top-level module or package of predvis -> its layer (higher may import lower or equal)
 LAYERS: dict[str, int] = {
     "errors": 0, "progress": 0, "metrics": 0, "tables": 0,
-    "config": 1, "run": 1, "checkpoint": 1, "parallel": 1,
+    "config": 1, "run": 1, "checkpoint": 1, "parallel": 1, "memory": 1, "runlock": 1,
     "runtime": 2, "data": 2, "viz": 2, "figures": 2, "report": 2,
     "backends": 3,
     "experiment": 4,
     "train": 5,
     "probes": 6,
-    "compare": 7, "reproduce": 7, "studies": 7, "bench": 7, "jobs": 7,
+    "compare": 7, "reproduce": 7, "studies": 7, "bench": 7, "jobs": 7, "run_choice": 7,
     "cli": 8, "__main__": 8, "__init__": 0,
 }
 

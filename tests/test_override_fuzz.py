@@ -3,6 +3,7 @@ exit 0, or exit 2 with exactly one ``error:`` line; never a traceback, and nothi
 import dataclasses
 import sys
 
+import pytest
 import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -49,6 +50,7 @@ OVERRIDES = st.lists(st.one_of(OVERRIDE, st.sampled_from(["novalue", "=5", "trai
 
 @settings(max_examples=100, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@pytest.mark.bad_input("generated")
 @given(overrides=OVERRIDES)
 def test_generated_overrides_exit_0_or_one_error_line(tmp_path_factory, overrides):
     out = tmp_path_factory.mktemp("runs")

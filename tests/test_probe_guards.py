@@ -45,9 +45,10 @@ BAD_INPUT = {
     "occlude limit -1": ("pvm", ["occlude", "--limit", "-1"], "--limit"),
     "lesion limit -2": ("pvm", ["lesion", "--disable", "feedback", "--limit", "-2"], "--limit"),
     "lesion limit above the sequences": ("pvm", ["lesion", "--disable", "feedback", "--limit", "99"], "has only"),
-    "predict limit 0": ("pvm", ["predict", "limit=0"], "limit=: must be > 0"),
-    "predict context 0": ("gopc1", ["predict", "context=0"], "context=: must be > 0"),
-    "predict limit above the sequences": ("gopc1", ["predict", "limit=999"], "limit=: the run has only"),
+    "predict limit 0": ("pvm", ["predict", "--limit", "0"], "--limit: must be > 0"),
+    "predict context 0": ("gopc1", ["predict", "--context", "0"], "--context: must be > 0"),
+    "predict limit above the sequences": ("gopc1", ["predict", "--limit", "999"], "--limit: the run has only"),
+    "predict old form limit 0": ("pvm", ["predict", "limit=0"], "--limit: must be > 0"),
     "dream steps 0": ("pvm", ["dream", "--steps", "0"], "--steps"),
     "dream prime -3": ("pvm", ["dream", "--prime", "-3"], "--prime"),
     "dream prime above the frames": ("pvm", ["dream", "--prime", "500"], "--prime"),
@@ -59,6 +60,7 @@ BAD_INPUT = {
 }
 
 
+@pytest.mark.bad_input("refused")
 @pytest.mark.parametrize("case", list(BAD_INPUT))
 def test_bad_probe_option_is_one_line_and_writes_nothing(runs, case, capsys):
     kind, argv, words = BAD_INPUT[case]
@@ -69,6 +71,7 @@ def test_bad_probe_option_is_one_line_and_writes_nothing(runs, case, capsys):
     assert tree(runs["root"]) == before
 
 
+@pytest.mark.bad_input("refused")
 def test_unwritable_output_location_fails_before_any_work(runs, tmp_path, capsys):
     blocker = tmp_path / "some_regular_file"
     blocker.write_text("not a folder\n")
@@ -87,6 +90,7 @@ def test_unwritable_output_location_fails_before_any_work(runs, tmp_path, capsys
     assert tree(tmp_path) == before
 
 
+@pytest.mark.bad_input("interrupted")
 @pytest.mark.parametrize("fault", [KeyboardInterrupt, RuntimeError])
 def test_a_probe_stopped_midway_leaves_no_folder(runs, tmp_path, monkeypatch, capsys, fault):
     import predvis.figures.stepping as stepping
@@ -134,6 +138,7 @@ def test_summary_records_every_setting_and_the_checkpoint(runs, tmp_path, capsys
     assert len(settings["where"]) == 2
 
 
+@pytest.mark.bad_input("accepted")
 def test_predict_on_a_run_still_training_warns_and_records_it(runs, tmp_path, capsys):
     run = copy_run(runs["gopc1"], tmp_path, "r1")
     status = json.loads((run / "status.json").read_text())

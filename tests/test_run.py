@@ -59,6 +59,7 @@ def test_resume_gives_identical_weights(tmp_path, monkeypatch):
     assert '"done"' in (half / "status.json").read_text()
 
 
+@pytest.mark.bad_input("stopped")
 def test_nan_stops_cleanly_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     cfg = load_experiment("gopc1", "smoke", SMOKE + ["train.epochs=3"])
     from predvis.backends.gopc.method import GopcMethod
@@ -91,6 +92,7 @@ def test_run_directories_are_never_reused(tmp_path):
     assert create_unique_dir(tmp_path / "p") != create_unique_dir(tmp_path / "p")
 
 
+@pytest.mark.bad_input("refused")
 def test_truncated_checkpoint_is_one_clear_error(tmp_path):
     path = tmp_path / "last.pt"
     torch.save({"a": torch.zeros(1000)}, path)

@@ -79,7 +79,7 @@ def compare(paths: list[Path], by: str | None = None, metrics: list[str] | None 
 
     if not paths:
         raise PredvisError("give at least one run directory or folder of runs")
-    check_writable(Path(out), "--out")
+    check_writable(Path(out), "--runs")
     found = find_runs(list(paths))
     records = [read_run(run, pinned) for run, pinned in progress(found, "reading runs", total=len(found))]
     if by is not None:

@@ -23,7 +23,7 @@ def check_options(flags: dict[str, str] | None = None, **options: Any) -> None:
     """One line ``error: ...`` for the first bad probe option, before any work: the counts and sizes of
     :data:`POSITIVE` must be whole numbers > 0 (or None for the default), ``frame`` and ``figures`` >= 0
     (None: the default), list options (tuples / lists) without repeats. ``flags``: how the user
-    wrote an option, where not ``--name`` (predict's ``limit=``)."""
+    wrote an option, where not ``--name``."""
     for name, value in options.items():
         flag = (flags or {}).get(name) or POSITIVE.get(name, f"--{name.replace('_', '-')}")
         if value is None:

@@ -10,14 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.console import Console
 
 from predvis.errors import PredvisError
 from predvis.runtime.capabilities import SceneTestSets
 from dataclasses import dataclass
 from predvis.probes.registry import ProbeSpec, register_probe
 
-console = Console(stderr=True)
+from predvis.progress import console  # the one stderr console: --quiet silences it
 
 
 def sharpness(images: torch.Tensor) -> torch.Tensor:

@@ -16,13 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from rich.console import Console
 
 from predvis.errors import PredvisError
 from predvis.probes.common import check_positive, device_of, rollout, step_panels
 from predvis.probes.registry import ProbeSpec, has_stepper, register_probe
 
-console = Console(stderr=True)
+from predvis.progress import console  # the one stderr console: --quiet silences it
 
 
 @dataclass

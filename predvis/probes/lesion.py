@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from rich.console import Console
 
 from predvis.errors import PredvisError
 from predvis.runtime.stepping import check_pathways, pathways_disabled
@@ -22,15 +21,16 @@ from predvis.probes.common import device_of, preserved, real_frames, rollout
 from predvis.config import ConfigError
 from predvis.probes.registry import ProbeSpec, register_probe
 
-console = Console(stderr=True)
+from predvis.progress import bar, console  # the one stderr console: --quiet silences it
 
 
 @torch.no_grad()
 def error_traces(stepper, seqs: torch.Tensor, disabled: set[str] = frozenset(), batch: int = 64,
-                 keep: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+                 keep: list[torch.Tensor] | None = None, advance=None) -> dict[str, torch.Tensor]:
     """Per-step errors: name -> (N, T - 1) for seqs (N, T, C, H, W) in [0, 1].
 
     keep: if given, the predictions of sequence 0's frames 1..T-1 (each (C, H, W)) are appended.
+    advance: called once per model step of a batch (a progress bar's).
     """
     dev = device_of(stepper)
     out: dict[str, list[torch.Tensor]] = {}
@@ -46,6 +46,8 @@ def error_traces(stepper, seqs: torch.Tensor, disabled: set[str] = frozenset(), 
                     for k, v in o.layer_errors.items():
                         per.setdefault(k, []).append(v.detach().float().cpu())
                 pred = o.prediction
+                if advance is not None:
+                    advance(1)
             for k, v in per.items():
                 out.setdefault(k, []).append(torch.stack(v, 1))
     return {k: torch.cat(v) for k, v in out.items()}
@@ -76,11 +78,13 @@ def lesion_compare(stepper, seqs: torch.Tensor, disable: list[str], freeze: bool
         raise PredvisError("--disable: name at least one pathway")
     stepper.set_learning(not freeze)
     kept: dict[str, list[torch.Tensor]] = {"intact": [], "lesioned": []}
+    batches = -(-seqs.shape[0] // 64)
     try:
-        with preserved(stepper) if not freeze else _nothing():
-            intact = error_traces(stepper, seqs, keep=kept["intact"])
-        with preserved(stepper) if not freeze else _nothing():
-            lesioned = error_traces(stepper, seqs, set(disable), keep=kept["lesioned"])
+        with bar("lesion: intact, then lesioned", 2 * batches * seqs.shape[1]) as advance:
+            with preserved(stepper) if not freeze else _nothing():
+                intact = error_traces(stepper, seqs, keep=kept["intact"], advance=advance)
+            with preserved(stepper) if not freeze else _nothing():
+                lesioned = error_traces(stepper, seqs, set(disable), keep=kept["lesioned"], advance=advance)
     finally:
         stepper.set_learning(False)
     return LesionResult(list(disable), intact, lesioned, {k: torch.stack(v) for k, v in kept.items()})

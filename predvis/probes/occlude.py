@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from rich.console import Console
 
 from predvis.errors import PredvisError
 from predvis.runtime.stepping import pathways_disabled
@@ -24,7 +23,7 @@ from predvis.probes.common import device_of, real_frames, rollout
 from typing import Literal
 from predvis.probes.registry import ProbeSpec, has_stepper, register_probe
 
-console = Console(stderr=True)
+from predvis.progress import bar, console  # the one stderr console: --quiet silences it
 GREY = 0.5
 
 
@@ -71,30 +70,43 @@ def occlude(stepper, seqs: torch.Tensor, mask: torch.Tensor, mode: str = "blinds
     n_hidden = float(hidden.sum()) * seqs.shape[2]
     result = OccludeResult(mode, {}, torch.empty(0))
     greys = []
-    for name, off in conditions(tuple(stepper.pathways)).items():
-        errs = []
-        with pathways_disabled(stepper, off):
-            for s in range(0, seqs.shape[0], batch):
-                x = seqs[s:s + batch].to(dev)
-                shown = torch.where(hidden, torch.full_like(x, GREY), x)
-                e, g, keep = 0, 0, []
-                for t, _, o in rollout(stepper, real_frames(shown), x.shape[1] - 1, x.shape[0]):
-                    if s == 0:
-                        keep.append(o.prediction[0].cpu())
-                    if t >= warmup:
-                        e = e + ((o.prediction - x[:, t + 1]).abs() * hidden).flatten(1).sum(1) / n_hidden
-                        g = g + ((GREY - x[:, t + 1]).abs() * hidden).flatten(1).sum(1) / n_hidden
-                n = x.shape[1] - 1 - warmup
-                errs.append((e / n).cpu())
-                if name == "intact":
-                    greys.append((g / n).cpu())
-                if s == 0:
-                    result.frames[name] = torch.stack(keep)
-                    result.frames.setdefault("true", x[0, 1:].cpu())
-                    result.frames.setdefault("shown", shown[0, 1:].cpu())
-        result.error[name] = torch.cat(errs)
+    conds = conditions(tuple(stepper.pathways))
+    total = len(conds) * -(-seqs.shape[0] // batch) * (seqs.shape[1] - 1)
+    with bar(f"occlude ({mode}): {len(conds)} conditions", total) as advance:
+        for name, off in conds.items():
+            _condition(stepper, seqs, hidden, n_hidden, warmup, batch, name, off, result, greys, advance)
     result.grey = torch.cat(greys)
     return result
+
+
+def _condition(stepper, seqs: torch.Tensor, hidden: torch.Tensor, n_hidden: float, warmup: int, batch: int,
+               name: str, off: set[str], result: OccludeResult, greys: list[torch.Tensor], advance) -> None:
+    """One condition of :func:`occlude` (``off``: the pathways switched off): its per-sequence fill-in
+    error into ``result.error[name]`` and its frames of sequence 0 into ``result.frames``; the intact
+    condition also appends the grey baseline to ``greys``. ``advance`` is called once per step."""
+    dev = device_of(stepper)
+    errs = []
+    with pathways_disabled(stepper, off):
+        for s in range(0, seqs.shape[0], batch):
+            x = seqs[s:s + batch].to(dev)
+            shown = torch.where(hidden, torch.full_like(x, GREY), x)
+            e, g, keep = 0, 0, []
+            for t, _, o in rollout(stepper, real_frames(shown), x.shape[1] - 1, x.shape[0]):
+                if s == 0:
+                    keep.append(o.prediction[0].cpu())
+                if t >= warmup:
+                    e = e + ((o.prediction - x[:, t + 1]).abs() * hidden).flatten(1).sum(1) / n_hidden
+                    g = g + ((GREY - x[:, t + 1]).abs() * hidden).flatten(1).sum(1) / n_hidden
+                advance(1)
+            n = x.shape[1] - 1 - warmup
+            errs.append((e / n).cpu())
+            if name == "intact":
+                greys.append((g / n).cpu())
+            if s == 0:
+                result.frames[name] = torch.stack(keep)
+                result.frames.setdefault("true", x[0, 1:].cpu())
+                result.frames.setdefault("shown", shown[0, 1:].cpu())
+    result.error[name] = torch.cat(errs)
 
 
 def run_occlude(run_path: Path, mode: str = "blindspot", size: int | None = None,

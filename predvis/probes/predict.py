@@ -20,7 +20,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from rich.console import Console
 
 from predvis.errors import PredvisError
 from predvis.metrics import frame_metrics
@@ -33,7 +32,7 @@ from dataclasses import dataclass
 from predvis.probes.common import closed_loop_after, real_frames, rollout
 from predvis.probes.registry import ProbeSpec, has_stepper, register_probe
 
-console = Console(stderr=True)
+from predvis.progress import console  # the one stderr console: --quiet silences it
 
 # Reference column. The GOPC thesis is not public: only its parameter counts (and speed, see
 # bench) reached us through the issue text; its MSE values are unknown ("not public").
@@ -69,18 +68,18 @@ def predict(run_path: Path, context: int | None = None, limit: int | None = None
     """Evaluate ``run_path`` on its test split and write results; returns the output folder."""
     from predvis.probes.common import check_options, open_probe, take
 
-    check_options({"context": "context=", "limit": "limit=", "figures": "figures="},
+    check_options({"context": "--context", "limit": "--limit", "figures": "--figures"},
                   context=context, limit=limit, figures=figures)
     probe = open_probe(run_path, "predict", stepping=False)
     cfg, method = probe.cfg, probe.method
     if probe.stepper is None:
         raise PredvisError(f"predict needs a model that predicts frames; {run_path} is a '{cfg.method}' run")
-    seqs = take(method.test_sequences(), limit, flag="limit=")
+    seqs = take(method.test_sequences(), limit, flag="--limit")
     frames = seqs.shape[1]
     if context is None:   # the run's eval.context; a model without one (a static scene unrolled) gets half its frames
         context = getattr(cfg.eval, "context", None) or max(1, frames // 2)
     if not 0 < context < frames:
-        raise PredvisError(f"context=: must be between 1 and {frames - 1}, got {context}")
+        raise PredvisError(f"--context: must be between 1 and {frames - 1}, got {context}")
     console.print(f"evaluating {len(seqs)} test sequences of {seqs.shape[1]} frames, context {context}")
     own_rollout = isinstance(method, Rollouts)   # the model's own latent rollout (GOPC-1 / VAE-1)
     if own_rollout:

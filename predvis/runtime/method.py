@@ -59,6 +59,12 @@ class Method:
         return {}
 
     @staticmethod
+    def data_memory(cfg: ExperimentConfig) -> list[tuple[str, int]]:
+        """(what, bytes) of the data tensors a run of ``cfg`` holds for its whole life, estimated before they
+        are built (:mod:`predvis.memory`); [] when the size is not known before loading (image folders)."""
+        return []
+
+    @staticmethod
     def check_config(cfg: ExperimentConfig) -> None:
         """Checks across sections of a merged config (one section's own checks are its ``validate``)."""
 

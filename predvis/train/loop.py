@@ -11,28 +11,26 @@ same weights on the CPU.
 from __future__ import annotations
 
 import math
+import os
 import time
 from pathlib import Path
 
 import torch
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from predvis import checkpoint
+from predvis import checkpoint, runlock
+from predvis.train import resume_guards
 from predvis.config import ExperimentConfig, dump_yaml
 from predvis.errors import TrainingDiverged, interrupted
 from predvis.experiment import build_method, describe, load_run_config
 from predvis.figures.training import write_loss_plot
-from predvis.runtime.method import Method
-from predvis.progress import enabled as progress_enabled
+from predvis.progress import console, enabled as progress_enabled  # console: --quiet silences it
 from predvis.runtime import distributed
+from predvis.runtime.method import Method
 from predvis.train import trackers
 from predvis.run import (
-    RunDir, atomic_torch_save, atomic_write_text, command_line, create_run_dir, environment, read_csv, write_csv,
+    RunDir, atomic_torch_save, atomic_write_text, command_line, create_run_dir, environment, write_csv,
 )
-
-console = Console(stderr=True)
-
 
 def train(cfg: ExperimentConfig, root: Path, overrides: dict, dry_run: bool = False) -> Path | None:
     """Build, then (unless ``dry_run``) train a new run; returns the run directory."""
@@ -40,9 +38,8 @@ def train(cfg: ExperimentConfig, root: Path, overrides: dict, dry_run: bool = Fa
     if not dry_run:
         from predvis.run import check_writable
 
-        check_writable(Path(root), "--out")
+        check_writable(Path(root), "--runs")
     method, device = build_method(cfg)
-    console.quiet = not distributed.is_main()
     console.print(f"profile: {cfg.profile}   device: {device}   method: {cfg.method}")
     if dry_run:
         print(describe(cfg, method))
@@ -54,30 +51,58 @@ def train(cfg: ExperimentConfig, root: Path, overrides: dict, dry_run: bool = Fa
         "profile": cfg.profile, "effective_batch": getattr(cfg.train, "batch_size", None),
         "per_rank_batch": -(-getattr(cfg.train, "batch_size", 0) // world)})
     path = None
+    lock = None
     if distributed.is_main():
+        config_text = dump_yaml(cfg.to_dict())
         path = str(create_run_dir(root, cfg.name, {
-            "config.yaml": dump_yaml(cfg.to_dict()),
+            "config.yaml": config_text,
+            resume_guards.CONFIG_HASH: resume_guards.sha256_text(config_text) + "\n",
             "overrides.yaml": dump_yaml(overrides),
             "cmd.txt": command_line(),
             "env.json": _json(env),
+            runlock.LOCK_NAME: runlock.lock_text(),  # held from the moment the run appears
         }).path)
-    run = RunDir(Path(distributed.broadcast_text(path)))
-    console.print(f"run directory: {run.path}" + (f"  (world size {world})" if world > 1 else ""))
-    run_epochs(method, run, start_epoch=0, step=0, best=math.inf)
+        lock = runlock.adopt(Path(path))
+    try:
+        run = RunDir(Path(distributed.broadcast_text(path)))
+        console.print(f"run directory: {run.path}" + (f"  (world size {world})" if world > 1 else ""))
+        run_epochs(method, run, start_epoch=0, step=0, best=math.inf)
+    finally:
+        if lock is not None:
+            lock.release()
     return run.path
 
 
-def resume(run_path: Path, dry_run: bool = False) -> Path | None:
+def resume(run_path: Path, dry_run: bool = False, experiment: str | None = None, profile: str | None = None,
+           force: bool = False) -> Path | None:
     """Continue a run from its ``last.pt`` into the same directory (appending metrics); ``dry_run``: load
-    config and checkpoint, print them and where training would continue, write nothing (returns None)."""
+    config and checkpoint, print them and where training would continue, write nothing (returns None).
+
+    ``experiment`` and ``profile`` (as given on the command line) must be the run's own; a config.yaml
+    edited since the run began is refused unless ``force`` (then recorded in ``resumes.json``). The run is
+    locked (``.lock``) while it trains."""
     run = RunDir(Path(run_path))
     cfg = load_run_config(run.path)
+    edited = resume_guards.check_resumable(run.path, cfg, experiment, profile, force)
     trackers.require(trackers.logger_of(cfg))
+    if dry_run:
+        return _resume(run, cfg, dry_run=True, edited=edited)
+    # the process group does not exist yet: rank 0 of a torchrun launch is told by RANK
+    lock = runlock.acquire(run.path) if int(os.environ.get("RANK", "0")) == 0 else None
+    try:
+        return _resume(run, cfg, dry_run=False, edited=edited)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _resume(run: RunDir, cfg: ExperimentConfig, dry_run: bool, edited: str | None) -> Path | None:
     method, _ = build_method(cfg)
     last = run.checkpoints / "last.pt"
     ckpt = checkpoint.load_checkpoint(last, method.device)
     checkpoint.restore(method, ckpt, last)
     epoch = int(ckpt["epoch"]) + 1
+    rows = resume_guards.check_train_csv(run, epoch)
     if dry_run:
         print(describe(cfg, method))
         console.print(f"would resume {run.path} at epoch {epoch + 1} of {cfg.train.epochs}" if epoch < cfg.train.epochs
@@ -87,8 +112,11 @@ def resume(run_path: Path, dry_run: bool = False) -> Path | None:
         console.print(f"run already finished {epoch} of {cfg.train.epochs} epochs; nothing to do")
         write_loss_plot(run.path)
         return run.path
+    if edited is not None and distributed.is_main():
+        resume_guards.record_forced_resume(run, edited)
+        console.print(f"--force: training on with the edited {run.sub('config.yaml')} (recorded in resumes.json)")
     console.print(f"resuming {run.path} at epoch {epoch + 1} of {cfg.train.epochs}")
-    run_epochs(method, run, start_epoch=epoch, step=int(ckpt["step"]), best=float(ckpt["best_val"]))
+    run_epochs(method, run, start_epoch=epoch, step=int(ckpt["step"]), best=float(ckpt["best_val"]), rows=rows)
     return run.path
 
 
@@ -98,12 +126,13 @@ def _json(data: dict) -> str:
     return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
 
 
-def run_epochs(method: Method, run: RunDir, start_epoch: int, step: int, best: float) -> None:
+def run_epochs(method: Method, run: RunDir, start_epoch: int, step: int, best: float,
+               rows: list[dict] | None = None) -> None:
     """Train epochs start_epoch..epochs-1; an interruption leaves the run resumable from last.pt."""
     tracker = trackers.open_tracker(method.cfg, run.path) if distributed.is_main() else trackers.Tracker()
     ending = "failed"
     try:
-        _run_epochs(method, run, start_epoch, step, best, tracker)
+        _run_epochs(method, run, start_epoch, step, best, tracker, rows or [])
         ending = "done"
     except KeyboardInterrupt:
         ending = "interrupted"
@@ -122,11 +151,12 @@ def run_epochs(method: Method, run: RunDir, start_epoch: int, step: int, best: f
 
 
 def _run_epochs(method: Method, run: RunDir, start_epoch: int, step: int, best: float,
-                tracker: trackers.Tracker) -> None:
+                tracker: trackers.Tracker, rows: list[dict]) -> None:
+    """``rows``: train.csv's rows of the epochs before ``start_epoch`` (checked by
+    :func:`predvis.train.resume_guards.check_train_csv`)."""
     cfg = method.cfg
     epochs = cfg.train.epochs
-    rows = read_csv(run.sub("metrics", "train.csv"))
-    rows = [r for r in rows if int(r["epoch"]) <= start_epoch]
+    rows = list(rows)
     steps = method.steps_per_epoch()
     main = distributed.is_main()
     if main:

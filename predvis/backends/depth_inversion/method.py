@@ -104,6 +104,15 @@ class DepthInversionMethod(AdamMethod):
     EvalConfig = DepthEvalConfig
 
     @staticmethod
+    def data_memory(cfg) -> list[tuple[str, int]]:
+        """The training, validation and four test scene sets (input and target, N x 1 x H x W float32)."""
+        d = cfg.data
+        scene = 2 * d.size * d.size * 4
+        return [(f"{d.train_scenes:,} training scenes", d.train_scenes * scene),
+                (f"{d.val_scenes:,} validation scenes", d.val_scenes * scene),
+                (f"4 test sets of {d.test_scenes:,} scenes", 4 * d.test_scenes * scene)]
+
+    @staticmethod
     def check_config(cfg) -> None:
         if cfg.model.image_size != cfg.data.size:
             raise ConfigError(f"model.image_size ({cfg.model.image_size}) must equal data.size ({cfg.data.size})")

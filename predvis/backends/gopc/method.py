@@ -152,6 +152,16 @@ class GopcMethod(AdamMethod):
     def val_set(self) -> torch.Tensor:
         return self._fixed_set(self.val_digits, self.cfg.data.val_sequences, 1)
 
+    @staticmethod
+    def data_memory(cfg) -> list[tuple[str, int]]:
+        """Validation and test sequences (N x T x 1 x H x W float32) and one training batch."""
+        d = cfg.data
+        frame = d.frames * d.size * d.size * 4
+        batch = cfg.train.batch_size
+        return [(f"{d.val_sequences:,} validation sequences", d.val_sequences * frame),
+                (f"{d.test_sequences:,} test sequences", d.test_sequences * frame),
+                (f"a training batch of {batch:,}", batch * frame)]
+
     def validation_sequences(self) -> torch.Tensor:
         """The validation sequences (N, T, C, H, W) in [0, 1] (predict's mean-frame baseline)."""
         return self.val_set

@@ -124,6 +124,17 @@ class PVMMethod(Method):
     TrainConfig = PVMTrainConfig
     EvalConfig = PVMEvalConfig
 
+    @staticmethod
+    def data_memory(cfg) -> list[tuple[str, int]]:
+        """The held-out video frames and, for photo videos, the training videos (float32)."""
+        d = cfg.data
+        side = cfg.model.layers[0] * cfg.model.patch
+        frame = cfg.model.channels * side * side * 4
+        items = [(f"{d.test_videos:,} x {d.test_frames:,} held-out frames", d.test_videos * d.test_frames * frame)]
+        if d.source == "photos":
+            items.insert(0, (f"{d.videos:,} x {d.frames:,} training frames", d.videos * d.frames * frame))
+        return items
+
     def __init__(self, cfg, device: torch.device):
         super().__init__(cfg, device)
         self.model = cfg.model.build(cfg.seed).to(device)

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from predvis.errors import PredvisError
@@ -29,7 +28,7 @@ from predvis.probes.registry import ProbeSpec, register_probe
 from predvis.progress import enabled as progress_enabled
 from predvis.runtime.capabilities import LabelledTestImages
 
-console = Console(stderr=True)
+from predvis.progress import console  # the one stderr console: --quiet silences it
 
 
 # --------------------------------------------------------------------------- pieces
@@ -50,6 +49,25 @@ def _objective(cfg: DeepdreamConfig, target: Target, dreamer_for: Callable[[list
         return dreamer_for([layer]).features(guide, layer)
 
     return O.parse(spec, guide_features=guide_features)
+
+
+def _check_objective(dreamer: Dreamer, target: Target, objective, image: torch.Tensor | None) -> None:
+    """Evaluate ``objective`` once on the activations of ``image`` (a zero latent for a decoder), before a
+    run directory is made: a channel or unit out of range for its layer is then one error line. A layer
+    schedule (zoom over layers) names whole layers and needs no check."""
+    if not isinstance(objective, O.Objective):
+        return
+    if image is None:
+        z = torch.zeros(1, target.latent_dim, device=dreamer.device)
+        acts = _guarded(lambda: _no_grad(lambda: dreamer.tap.run(z, objective.layers)), "reading a latent vector")
+    else:
+        acts = _guarded(lambda: dreamer.activations(image, objective.layers), f"reading a {tuple(image.shape[2:])} image")
+    _no_grad(lambda: objective(acts))
+
+
+def _no_grad(fn: Callable):
+    with torch.no_grad():
+        return fn()
 
 
 def _start_image(cfg: DeepdreamConfig, target: Target, generator: torch.Generator) -> torch.Tensor:
@@ -149,8 +167,7 @@ def _still(cfg, target, generator, dreamer_for) -> Callable[[Path], dict]:
     objective = _objective(cfg, target, dreamer_for)
     dreamer = dreamer_for(sorted(objective.layers | {OUTPUT}))
     image = None if target.latent_dim else _start_image(cfg, target, generator).to(dreamer.device)
-    if image is not None:  # fail before a run directory is made
-        _guarded(lambda: dreamer.activations(image, objective.layers), f"reading a {tuple(image.shape[2:])} image")
+    _check_objective(dreamer, target, objective, image)  # fail before a run directory is made
 
     def execute(out: Path) -> dict:
         history: list[float] = []
@@ -196,6 +213,7 @@ def _zoom(cfg, target, generator, dreamer_for) -> Callable[[Path], dict]:
         dreamer = dreamer_for(sorted(objective.layers))
     image = image.to(dreamer.device)
     _guarded(lambda: dreamer.activations(image, objective.layers), f"reading a {tuple(image.shape[2:])} image")
+    _check_objective(dreamer, target, objective, image)
 
     def execute(out: Path) -> dict:
         frames, rows = [], []
@@ -238,6 +256,7 @@ def _video(cfg, target, generator, dreamer_for) -> Callable[[Path], dict]:
                       max_frames=cfg.video.max_frames)
     objective = _objective(cfg, target, dreamer_for)
     dreamer = dreamer_for(sorted(objective.layers))
+    _check_objective(dreamer, target, objective, clip[:1].to(dreamer.device))
 
     def execute(out: Path) -> dict:
         frames = []

@@ -7,7 +7,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from rich.console import Console
 
 from predvis import checkpoint
 from predvis.config import from_dict
@@ -21,8 +20,8 @@ from predvis.probes.sleep.settings import SleepOptions, SleepSettings, check_arg
 from predvis.probes.sleep.tables import sleep_markdown, summarise
 from predvis.probes.sleep.write import write_sleep_run
 from predvis.runtime.stepping import Unlearning
+from predvis.progress import console  # the one stderr console: --quiet silences it
 
-console = Console(stderr=True)
 
 
 
@@ -39,7 +38,7 @@ def run_sleep(run_path: Path, cycles: int = 5, dream_steps: int = 100, rate: flo
     run_path = Path(run_path)
     from predvis.run import RunDir, check_writable
 
-    check_writable(Path(out) if out is not None else run_path.parent.parent, "--out")
+    check_writable(Path(out) if out is not None else run_path.parent.parent, "--runs")
     # best.pt (else last.pt) with the optimiser state: wake continues training exactly as train would
     cfg, method, source = load_trained_from(run_path, with_training_state=True)
     ckpt_path = source["path"]

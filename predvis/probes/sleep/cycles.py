@@ -5,19 +5,18 @@ import itertools
 from dataclasses import dataclass
 
 import torch
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from predvis.errors import TrainingDiverged
 from predvis.probes import attractors as A
 from predvis.probes.common import device_of
 from predvis.probes.dream import Settling
+from predvis.progress import console  # the one stderr console: --quiet silences it
 from predvis.progress import enabled as progress_enabled
 from predvis.probes.sleep.measure import training_frames
 from predvis.probes.sleep.settings import SleepSettings
 from predvis.runtime.unlearning import attractor_clip, settling_energy
 
-console = Console(stderr=True)
 
 
 
