@@ -106,12 +106,14 @@ class FeedforwardView:
     module: forward(x (B, C, H, W) in [0, 1]) -> activations, its layers hookable by name.
     default_layer: the layer a dream optimises when none is named.
     fixed_size: the only input side the model accepts (None: any).
+    channels: the channels of the images it reads.
     note: how the view feeds the model (shown in captions), e.g. "static image settled 7 steps".
     """
 
     module: Any
     default_layer: str
     fixed_size: int | None
+    channels: int
     note: str
 
 

@@ -602,5 +602,5 @@ class PVM(nn.Module):
         from predvis.backends.pvm.view import PVMFeedforward
 
         view = PVMFeedforward(self).eval()
-        return FeedforwardView(view, f"state{(self.n_layers - 1) // 2}", self.frame_shape[1],
+        return FeedforwardView(view, f"state{(self.n_layers - 1) // 2}", self.frame_shape[1], self.frame_shape[0],
                                f"static image settled {view.settle} steps")

@@ -98,7 +98,7 @@ def from_run(run: Path, part: str = "") -> Target:
     module = _pick_submodule(mods, name, run).eval()
     if isinstance(module, HasFeedforwardView):
         view = module.feedforward_view()
-        source = S.ModelSource(view.module.eval(), f"run {run} ({name}, {view.note})", module.frame_shape[0],
+        source = S.ModelSource(view.module.eval(), f"run {run} ({name}, {view.note})", view.channels,
                                view.default_layer)
         return Target(source, view.fixed_size, None, method, Path(run))
     if not _has_forward(module):
