@@ -22,6 +22,7 @@ BACKENDS: tuple[str, ...] = (
     "pvm",
     "depth_inversion",
     "classifier",
+    "prednet",
 )
 
 _METHODS: dict[str, "type[Method]"] = {}
