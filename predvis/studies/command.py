@@ -14,14 +14,18 @@ study_app.command("quadratic_probe")(quadratic_probe.command)
 
 def invoke(name: str, argv: list[str]) -> int:
     """Run ``predvis study NAME ARGV`` in this process and return its exit status (the collector runs its
-    study cells this way). Bad options raise a PredvisError, as on the command line."""
+    study cells this way). Bad options raise a PredvisError, as on the command line; Ctrl-C reaches the
+    caller as KeyboardInterrupt (click's own main would turn it into an exit status)."""
     import click
 
     from predvis.errors import PredvisError
 
     command = typer.main.get_command(study_app)
     try:
-        code = command.main(args=[name, *argv], standalone_mode=False)
+        with command.make_context("predvis study", [name, *argv]) as ctx:
+            code = command.invoke(ctx)
+    except click.exceptions.Exit as done:
+        return done.exit_code
     except click.ClickException as err:
         raise PredvisError(err.format_message()) from None
     return code if isinstance(code, int) else 0
