@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import statistics
 import time
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -164,6 +163,58 @@ def bench_pvm(steps: int = 69, ref_steps: int = 5, threads: int | None = None,
     finally:
         torch.set_num_threads(before)
     return out
+
+
+def bench_pvm_paths(streams: int = 64, steps: int = 12, block: int = 3, threads: int | None = None,
+                    layers: tuple[int, ...] = (16, 8, 4, 3, 2, 1)) -> dict:
+    """Old and new unit-input assembly side by side: ``fused_inputs`` False (concatenation) and
+    True (written in place), same seed, ``streams`` streams, every layer and pathway learning.
+
+    Blocks of ``block`` steps alternate between the two models. Returns {'streams', 'threads',
+    'frames_per_s': {'concatenated': .., 'in place': ..} (medians of the blocks; frames = steps x
+    streams), 'max_abs_diff' (largest difference of the two models' predictions and weights after
+    the timed steps: the same arithmetic gives 0), 'floor_frames_per_s' (fastest way of
+    :func:`floor_steps` at batch ``streams``), 'floor_ways'}.
+    """
+    before = torch.get_num_threads()
+    on = PVMSchedule(layer_delay=0, lateral_on=0, feedback_on=0)
+    side = layers[0] * 5
+    frames = torch.rand(4, streams, 3, side, side, generator=torch.Generator().manual_seed(0))
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        models = {"concatenated": PVM(list(layers), schedule=on, seed=0, fused_inputs=False),
+                  "in place": PVM(list(layers), schedule=on, seed=0, fused_inputs=True)}
+        states = {k: m.init_state(streams) for k, m in models.items()}
+        last = {}
+
+        def stepper(name: str):
+            def step(i: int) -> None:
+                out = models[name].step(frames[i % len(frames)], states[name])
+                states[name] = out.state
+                last[name] = out.prediction
+            return step
+
+        fns = {k: stepper(k) for k in models}
+        for fn in fns.values():  # warm-up: caches exist, every layer learns
+            for i in range(3):
+                fn(i)
+        rates: dict[str, list[float]] = {k: [] for k in fns}
+        for r in range(max(1, steps // block)):
+            for name, fn in fns.items():
+                rates[name].extend(_time_blocks(lambda i, fn=fn, r=r: fn(3 + r * block + i), block, block)[0])
+        a, b = models.values()
+        diff = float((last["concatenated"] - last["in place"]).abs().max())
+        for (ka, ta), tb in zip(a.state_dict().items(), b.state_dict().values()):
+            if ta.numel() and ta.is_floating_point():
+                diff = max(diff, float((ta - tb).abs().max()))
+        ways = floor_rates(b, streams, steps, block)
+        return {"streams": streams, "threads": torch.get_num_threads(),
+                "frames_per_s": {k: streams * statistics.median(r) for k, r in rates.items()},
+                "max_abs_diff": diff, "floor_frames_per_s": streams * max(ways.values()),
+                "floor_ways": {k: streams * v for k, v in ways.items()}}
+    finally:
+        torch.set_num_threads(before)
 
 
 def bench_pvm_section(device: torch.device) -> str:

@@ -38,7 +38,7 @@ from typing import Any
 import yaml
 
 from predvis.config import saved_form
-from predvis.errors import PredvisError, TrainingDiverged
+from predvis.errors import PredvisError
 from predvis.parallel import sigterm_as_interrupt
 from predvis.reproduce.cells import Cell
 from predvis.reproduce.tables import TABLES, CellResult, Context, SeedResult
