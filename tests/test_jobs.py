@@ -123,3 +123,35 @@ def test_launcher_options_are_checked_in_one_line():
     got = launcher("slurm", workers=4, folder=Path("/tmp/x"), partition="gpu", gpus=1, cpus=8, time_limit="2:00:00")
     assert got.argv() == ["--workers", "4", "--launcher", "slurm", "--slurm-gpus", "1", "--slurm-cpus", "8",
                           "--slurm-time", "2:00:00", "--slurm-mem", "0", "--slurm-partition", "gpu"]
+
+
+def test_nested_runs_share_one_overall_bar(tmp_path):
+    """predvis reproduce's one bar: a run inside ``overall`` (a study's models) counts on the outer bar;
+    jobs reserved ahead are not counted twice, and jobs beyond the reservation are added."""
+    from predvis.jobs.runner import _OVERALL, overall
+
+    with overall("all", 3) as bar:
+        run(_jobs(tmp_path / "a", (0, 1)), Local(1))
+        assert (bar.total, bar.done, bar.reserved) == (3, 2, 1)
+        run(_jobs(tmp_path / "b", (4, 5)), Local(1))   # one beyond the reservation
+        assert (bar.total, bar.done, bar.reserved) == (4, 4, 0)
+    assert not _OVERALL
+
+
+@pytest.mark.parametrize("argv, text", [
+    (["reproduce", "--profile", "smok"], "did you mean 'smoke'"),
+    (["reproduce", "--launcher", "slurn"], "did you mean 'slurm'"),
+    (["reproduce", "--launcher", "slurm", "--slurm-time", "soon"], "--slurm-time"),
+    (["reproduce", "--workers", "0"], "--workers: must be >= 1"),
+    (["study", "depth_inversion", "--seeds", "0"], "--seeds: must be >= 1"),
+    (["study", "gopc2_stability", "--variants", "thesis,tesis"], "unknown 'tesis'"),
+    (["bench", "--size", "huge"], "--size: must be quick or full"),
+])
+def test_commands_refuse_bad_input_in_one_line(argv, text, tmp_path, capsys, monkeypatch):
+    from predvis.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and text in err and len(err.splitlines()) == 1
+    assert not any(tmp_path.iterdir())   # nothing written

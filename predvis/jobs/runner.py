@@ -1,6 +1,7 @@
 """Plan, claim, run, record and resume a list of jobs through a launcher, under one progress bar."""
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -72,7 +73,14 @@ def run(jobs: list[Job], launcher, on_done: Callable[[Outcome], None] | None = N
 
         console.print(f"{title}: {len(mine)} of {len(jobs)} jobs to run, {max(1, launcher.workers)} at a time",
                       markup=False, highlight=False)
-    bar = _Bar(title, len(jobs), len(done))
+    if _OVERALL:   # a run inside an overall bar (a study run by the collector): its jobs join that bar
+        bar = _OVERALL[-1]
+        bar.grow(len(todo))
+        for _ in range(len(todo) - len(mine)):
+            bar.advance("", False, quiet=True)   # claimed by another runner: not this bar's to wait for
+        shown = contextlib.nullcontext()
+    else:
+        bar = shown = _Bar(title, len(jobs), len(done))
 
     def finished(item: tuple[int, Any], result: Any) -> None:
         job = by_id[item[0]]
@@ -88,7 +96,7 @@ def run(jobs: list[Job], launcher, on_done: Callable[[Outcome], None] | None = N
             on_done(outcome)
 
     try:
-        with bar:
+        with shown:
             launcher.run(_Call(by_id), [(id(job), job.item) for job in mine], finished)
     finally:
         for job in mine:
@@ -122,6 +130,24 @@ def _write_record(path: Path, result: Any) -> None:
     atomic_write_text(path, text + "\n")
 
 
+_OVERALL: list["_Bar"] = []
+
+
+@contextlib.contextmanager
+def overall(title: str, total: int):
+    """One progress bar for every :func:`run` in the block (``predvis reproduce``: its training jobs and
+    the models of its studies). ``total``: the jobs known now (the studies' models still to train are
+    reserved here; a nested run adds only what goes beyond)."""
+    bar = _Bar(title, total, 0)
+    bar.reserved = total
+    with bar:
+        _OVERALL.append(bar)
+        try:
+            yield bar
+        finally:
+            _OVERALL.pop()
+
+
 class _Bar:
     """One rich progress bar over every job (done before counted as done), with the elapsed time and an
     ETA from the jobs finished in this run; a line per finished job when bars are off."""
@@ -131,11 +157,20 @@ class _Bar:
         self.started = time.perf_counter()
         self.progress = None
         self.task = None
+        self.reserved = 0   # jobs counted in ``total`` ahead of the runs that will plan them
+
+    def grow(self, jobs: int) -> None:
+        """A nested run plans ``jobs`` to run: taken from what was reserved, the rest added to the total."""
+        taken = min(jobs, self.reserved)
+        self.reserved -= taken
+        self.total += jobs - taken
+        if self.progress is not None:
+            self.progress.update(self.task, total=self.total)
 
     def __enter__(self):
         from predvis.progress import console, enabled
 
-        if enabled() and self.total > self.done:
+        if enabled() and (self.total > self.done or self.reserved):
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
                 TimeRemainingColumn
 
@@ -146,11 +181,15 @@ class _Bar:
             self.task = self.progress.add_task(self.title, total=self.total, completed=self.done)
         return self
 
-    def advance(self, name: str, failed: bool) -> None:
+    def advance(self, name: str, failed: bool, quiet: bool = False) -> None:
         from predvis.progress import console
 
         self.done += 1
         self.failed += failed
+        if quiet:
+            if self.progress is not None:
+                self.progress.update(self.task, completed=self.done)
+            return
         line = (f"[{self.done}/{self.total}] {name}: {'failed' if failed else 'finished'}  "
                 f"({time.perf_counter() - self.started:.0f} s so far)")
         if self.progress is not None:

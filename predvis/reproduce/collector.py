@@ -386,10 +386,11 @@ def _run(todo: list[Job], root: Path, launcher, started: float, write) -> list[s
     """Every job to run through the job runner (:mod:`predvis.jobs`): first the timing cells (``alone``)
     one at a time, then the other training jobs, grouped by the run they share (one runner job per group,
     so two processes never train the same run), the longest first (the cells' ``minutes``), ``workers`` at a
-    time; then each study, which runs its models through the same launcher. Tables are rewritten after
-    every group and every study."""
+    time; then each study, which runs its models through the same launcher. One progress bar with an ETA
+    covers them all (the groups and the studies' models). Tables are rewritten after every group and
+    every study."""
     from predvis.jobs.runner import Job as RunnerJob
-    from predvis.jobs.runner import run
+    from predvis.jobs.runner import overall, run
     from predvis.progress import console
 
     groups: dict[str, list[Job]] = {}
@@ -409,18 +410,25 @@ def _run(todo: list[Job], root: Path, launcher, started: float, write) -> list[s
     def as_jobs(batch: list[list[Job]]) -> list:
         return [RunnerJob(", ".join(j.label for j in g), _run_group, (g, root)) for g in batch]
 
-    run(as_jobs(alone), launcher.one_at_a_time(), group_done, title="timing cells")   # nothing beside them
-    run(as_jobs(side), launcher, group_done, title=f"reproduce: {len(side)} training jobs")
-    for job in (j for j in todo if j.cell.kind == "study"):
+    studies = [j for j in todo if j.cell.kind == "study"]
+    models = 0   # the studies' models still to train, for the one bar's total
+    for job in studies:
+        study, _ = job.cell.study_spec()
         state = _study_state(job, root)
-        console.print(f"{_status_line(job, state)}, {launcher.workers} models at a time  "
-                      f"({time.perf_counter() - started:.0f} s so far)")
-        try:
-            run_study_job(job, state, root, launcher)
-        except PredvisError as err:
-            failures.append(f"{job.label}: {err}")
-            console.print(f"error: {job.label}: {err}")
-        write()
+        models += study.planned(job.study_meta) - (study.finished(state.path) if state.state == "partial" else 0)
+    with overall("reproduce", len(alone) + len(side) + models):
+        run(as_jobs(alone), launcher.one_at_a_time(), group_done, title="timing cells")   # nothing beside them
+        run(as_jobs(side), launcher, group_done, title="training jobs")
+        for job in studies:
+            state = _study_state(job, root)
+            console.print(f"{_status_line(job, state)}, {launcher.workers} models at a time  "
+                          f"({time.perf_counter() - started:.0f} s so far)")
+            try:
+                run_study_job(job, state, root, launcher)
+            except PredvisError as err:
+                failures.append(f"{job.label}: {err}")
+                console.print(f"error: {job.label}: {err}")
+            write()
     return failures
 
 
