@@ -148,6 +148,31 @@ def test_two_workers_give_the_numbers_of_one(setup, tmp_path, capsys):
     assert main(args) == 0 and "0 to run" in capsys.readouterr().err
 
 
+def test_slurm_launcher_through_submitit_gives_the_numbers_of_local(setup, tmp_path, capsys):
+    """The collector with the SLURM launcher, run by submitit's LocalExecutor (each job a real subprocess):
+    every MSE equals the local collector's, and a rerun has nothing to run."""
+    pytest.importorskip("submitit")
+    from predvis.jobs.launchers import Slurm
+    from predvis.reproduce.cells import load_cells
+    from predvis.reproduce.collector import collect
+
+    assert main(setup["args"]) == 0
+    cells = load_cells(setup["base"] / "cells", "smoke")
+    slurm = Slurm(tmp_path / "runs" / ".submitit", workers=2, time="20", cluster="local")
+    assert collect(cells, tmp_path / "runs", tmp_path / "tables", "smoke", "test", launcher=slurm) == 0
+
+    def mses(tables: Path) -> dict:
+        return {(v["file"], v["row"], v["quantity"], v["seed"]): v["value"] for v in _rows(tables / "values.csv")
+                if v["file"] != "gopc_speed.md"}
+
+    one, other = mses(setup["tables"]), mses(tmp_path / "tables")
+    assert len(one) >= 8 and one == other
+    assert list((tmp_path / "runs" / ".submitit").iterdir())
+    capsys.readouterr()
+    assert collect(cells, tmp_path / "runs", tmp_path / "tables", "smoke", "test", launcher=slurm) == 0
+    assert "0 to run" in capsys.readouterr().err
+
+
 def test_side_by_side_order_timing_cells_first_then_longest(tmp_path, monkeypatch):
     """--workers: the alone cells run first, one at a time; then the others, the longest (minutes) first."""
     from predvis.jobs import launchers
