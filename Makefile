@@ -5,6 +5,10 @@ BIN := $(VENV)/bin
 PROFILE ?= quick
 DEVICE ?= cpu
 BENCH ?= quick
+# where make reproduce-tables runs its jobs: local (processes here) or slurm (SLURM jobs via submitit; SLURM=... adds
+# options such as --slurm-partition gpu --slurm-gpus 1 --slurm-time 4:00:00, docs/scaling.md)
+LAUNCHER ?= local
+SLURM ?=
 # jobs side by side in make reproduce-tables (one thread each): 2 on the CPU profiles, 1 for full (one GPU)
 JOBS ?= $(if $(filter full,$(PROFILE)),1,2)
 STAMP := $(VENV)/.installed
@@ -41,12 +45,13 @@ demo: $(STAMP)
 	echo; echo "report (open in a browser): $$report"
 
 bench: $(STAMP)
-	$(BIN)/python -m predvis.bench --size $(BENCH) --device $(DEVICE)
+	$(BIN)/predvis bench --size $(BENCH) --device $(DEVICE)
 
 # Every paper table (docs/reproduce.md): runs what is missing, resumes what was interrupted, skips what is done;
-# tables/$(PROFILE)/README.md indexes the tables. DRY=1 lists every cell and its status; CELLS=gopc1,vae1 runs some.
+# tables/$(PROFILE)/README.md indexes the tables. DRY=1 lists every cell and its status; CELLS=gopc1,vae1 runs some;
+# LAUNCHER=slurm submits every job to SLURM (JOBS at a time).
 reproduce-tables: $(STAMP)
-	$(BIN)/python -m predvis.reproduce --profile $(PROFILE) --workers $(JOBS) $(if $(filter 1 yes true,$(DRY)),--dry-run) $(if $(filter 1 yes true,$(TABLES_ONLY)),--tables-only) $(if $(CELLS),--only $(CELLS))
+	$(BIN)/predvis reproduce --profile $(PROFILE) --workers $(JOBS) --launcher $(LAUNCHER) $(SLURM) $(if $(filter 1 yes true,$(DRY)),--dry-run) $(if $(filter 1 yes true,$(TABLES_ONLY)),--tables-only) $(if $(CELLS),--only $(CELLS))
 
 clean-venv:
 	rm -rf $(VENV)

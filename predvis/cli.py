@@ -342,6 +342,16 @@ def report(
     print(write_report(path, out))
 
 
+# reproduce, study and bench: their commands live with what they run
+from predvis.bench.command import bench  # noqa: E402
+from predvis.reproduce.command import reproduce  # noqa: E402
+from predvis.studies.command import study_app  # noqa: E402
+
+app.command()(reproduce)
+app.add_typer(study_app, name="study")
+app.command()(bench)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and a non-zero exit status.
 

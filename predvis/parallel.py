@@ -2,7 +2,8 @@
 
 A study (16 depth-inversion models, the GOPC-2 stabilisers) or ``make reproduce-tables`` trains many small
 models that share nothing but the CPU; on a machine with N cores, N single-threaded models at a time keep
-every core busy (docs/reproduce.md). :func:`run_jobs` runs ``fn(item)`` for every item, in order when ``workers <= 1`` (in
+every core busy (docs/reproduce.md). This is the ``local`` launcher of the job runner
+(:class:`predvis.jobs.launchers.Local`). :func:`run_jobs` runs ``fn(item)`` for every item, in order when ``workers <= 1`` (in
 this process), else in ``workers`` spawned processes, and hands each result back to ``on_result`` in the
 parent as soon as it arrives, so the caller can rewrite its table after every model.
 

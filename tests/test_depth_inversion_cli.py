@@ -60,7 +60,9 @@ def test_bad_inputs_exit_2_with_one_line(override, text, capsys, tmp_path):
 
 
 def test_study_collects_a_table(tmp_path, capsys):
-    from predvis.studies.depth_inversion import main as study
+    from predvis.cli import main as cli
+
+    study = lambda argv: cli(["study", "depth_inversion", *argv])  # noqa: E731
 
     assert study(["--profile", "smoke", "--seeds", "1", "--out", str(tmp_path), "--variants", "B-BL",
                   "--additive", "none", "--sweep", "", "--threads", "0"] + SMALL) == 0
@@ -76,7 +78,9 @@ def test_continued_study_records_its_new_plan_and_keeps_its_settings(tmp_path, c
     reproduce collector read) holds the new plan; other overrides or profile are refused in one line."""
     import json
 
-    from predvis.studies.depth_inversion import main as study
+    from predvis.cli import main as cli
+
+    study = lambda argv: cli(["study", "depth_inversion", *argv])  # noqa: E731
 
     base = ["--profile", "smoke", "--out", str(tmp_path), "--variants", "B-B", "--additive", "none", "--sweep", "",
             "--threads", "0"]
@@ -85,7 +89,7 @@ def test_continued_study_records_its_new_plan_and_keeps_its_settings(tmp_path, c
     first = (folder / "jobs" / "occ_B-B_T2_s0.json").read_text()
     capsys.readouterr()
     assert study(base + ["--seeds", "2", "--study", str(folder)] + SMALL) == 0
-    assert "1 of 2 models to train" in capsys.readouterr().err
+    assert "1 of 2 jobs to run" in capsys.readouterr().err
     saved = json.loads((folder / "study.json").read_text())
     assert saved["seeds"] == 2 and [j["tag"] for j in saved["jobs"]] == ["occ_B-B_T2_s0", "occ_B-B_T2_s1"]
     assert (folder / "jobs" / "occ_B-B_T2_s0.json").read_text() == first   # not retrained

@@ -413,7 +413,7 @@ def test_quadratic_probe_finds_an_even_target_that_a_linear_probe_cannot(tmp_pat
 
     from predvis.config import parse_overrides
     from predvis.studies.gopc2_stability import ridge_r2
-    from predvis.studies.quadratic_probe import main as probe_main
+    from predvis.cli import main as cli
     from predvis.studies.quadratic_probe import quadratic, second_moments
 
     rng = np.random.default_rng(0)
@@ -426,12 +426,12 @@ def test_quadratic_probe_finds_an_even_target_that_a_linear_probe_cannot(tmp_pat
     assert second_moments(np.ones((2, 5, 3))).shape == (2, 3 + 6)
     run = loop.train(load_experiment("gopc2", "smoke", SMOKE), tmp_path, parse_overrides(SMOKE))
     out = tmp_path / "probe.json"
-    assert probe_main([str(out), str(run)]) == 0
+    assert cli(["study", "quadratic_probe", str(out), str(run)]) == 0
     res = json.loads(out.read_text())[str(run)]
     assert set(res) == {f"{t}|hyper{v}" for t in ("omega", "amplitude", "speed")
                         for v in ("@end quadratic", "@ctx quadratic", " second moments over frames",
                                   " second moments over context")}
-    assert probe_main([str(tmp_path / "no.json"), str(tmp_path / "missing")]) == 2
+    assert cli(["study", "quadratic_probe", str(tmp_path / "no.json"), str(tmp_path / "missing")]) == 2
     assert "error:" in capsys.readouterr().err and not (tmp_path / "no.json").exists()
 
 

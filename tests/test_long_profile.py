@@ -8,9 +8,15 @@ import sys
 
 import pytest
 
-from predvis.reproduce import main
+from predvis.cli import main as cli
 from predvis.reproduce.curves import Curve, at_step, at_wall, first_below, progress, read_curve
 from predvis.run import write_csv
+
+
+def main(argv: list[str]) -> int:
+    """``predvis reproduce ARGV``: its exit status."""
+    return cli(["reproduce", *argv])
+
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

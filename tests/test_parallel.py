@@ -65,7 +65,9 @@ def test_workers_give_the_sequential_results_in_order_and_failures_as_values():
 
 @pytest.mark.usefixtures("one_thread")
 def test_depth_inversion_study_two_workers_equals_one(tmp_path):
-    from predvis.studies.depth_inversion import main as study
+    from predvis.cli import main as cli
+
+    study = lambda argv: cli(["study", "depth_inversion", *argv])  # noqa: E731
 
     small = ["data.train_scenes=32", "data.val_scenes=16", "data.test_scenes=16", "eval.batch_size=16"]
     folders = {}

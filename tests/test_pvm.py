@@ -165,7 +165,7 @@ def test_separate_target_teaches_the_hidden_part_and_defaults_to_the_frame():
 def test_speed_benchmark_reports_its_ratios_from_one_run():
     """bench_pvm at a tiny size (structure only, no timing assertion): the ratios are quotients of
     the rates it returns, and the floor streams the same model's weights."""
-    from predvis.bench_pvm import bench_pvm
+    from predvis.bench.pvm import bench_pvm
 
     r = bench_pvm(steps=4, ref_steps=1, threads=1, layers=(4, 2, 1), block=2)
     assert r["floor_steps_per_s"] == max(r["floor_ways"].values()) and r["floor_way"] in r["floor_ways"]
@@ -197,7 +197,7 @@ def test_inputs_written_in_place_equal_the_concatenation_exactly(center, batch):
 
 def test_streams_benchmark_runs_both_input_paths_to_the_same_result():
     """bench_pvm_paths at a tiny size (structure only, no timing assertion)."""
-    from predvis.bench_pvm import bench_pvm_paths
+    from predvis.bench.pvm import bench_pvm_paths
 
     r = bench_pvm_paths(streams=2, steps=2, block=1, threads=1, layers=(4, 2, 1))
     assert r["max_abs_diff"] == 0.0 and r["streams"] == 2

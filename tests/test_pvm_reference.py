@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from predvis.backends.pvm.model import PVM, PVMSchedule
-from pvm_reference import ReferencePVM
+from predvis.bench.pvm_reference import ReferencePVM
 
 
 def _small(two_steps: bool, momentum: float = 0.5, center: bool = False, residual: bool = False) -> PVM:

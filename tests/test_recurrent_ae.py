@@ -128,7 +128,7 @@ def test_fused_and_shifted_lrn_models_train_alike():
 def test_training_step_benchmark_compares_losses_with_the_first_row():
     """bench_recurrent_ae at batch 2 (structure only, no timing assertion): every candidate takes the
     same steps; the fused LRN's losses equal the autograd LRN's to float rounding."""
-    from predvis.bench_recurrent_ae import BASELINE, CANDIDATES, bench_recurrent_ae
+    from predvis.bench.recurrent_ae import BASELINE, CANDIDATES, bench_recurrent_ae
 
     pick = {k: CANDIDATES[k] for k in (BASELINE, "fp32, fused LRN (model.lrn=fused)")}
     r = bench_recurrent_ae(batch=2, repeats=1, threads=1, candidates=pick)

@@ -9,8 +9,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from predvis.reproduce import main
+from predvis.cli import main as cli
 from predvis.tables import fmt
+
+
+def main(argv: list[str]) -> int:
+    """``predvis reproduce ARGV``: its exit status."""
+    return cli(["reproduce", *argv])
+
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TINY = ["data.train_sequences=8", "data.val_sequences=4", "data.test_sequences=4", "train.batch_size=4"]
@@ -142,9 +148,34 @@ def test_two_workers_give_the_numbers_of_one(setup, tmp_path, capsys):
     assert main(args) == 0 and "0 to run" in capsys.readouterr().err
 
 
+def test_slurm_launcher_through_submitit_gives_the_numbers_of_local(setup, tmp_path, capsys):
+    """The collector with the SLURM launcher, run by submitit's LocalExecutor (each job a real subprocess):
+    every MSE equals the local collector's, and a rerun has nothing to run."""
+    pytest.importorskip("submitit")
+    from predvis.jobs.launchers import Slurm
+    from predvis.reproduce.cells import load_cells
+    from predvis.reproduce.collector import collect
+
+    assert main(setup["args"]) == 0
+    cells = load_cells(setup["base"] / "cells", "smoke")
+    slurm = Slurm(tmp_path / "runs" / ".submitit", workers=2, time="20", cluster="local")
+    assert collect(cells, tmp_path / "runs", tmp_path / "tables", "smoke", "test", launcher=slurm) == 0
+
+    def mses(tables: Path) -> dict:
+        return {(v["file"], v["row"], v["quantity"], v["seed"]): v["value"] for v in _rows(tables / "values.csv")
+                if v["file"] != "gopc_speed.md"}
+
+    one, other = mses(setup["tables"]), mses(tmp_path / "tables")
+    assert len(one) >= 8 and one == other
+    assert list((tmp_path / "runs" / ".submitit").iterdir())
+    capsys.readouterr()
+    assert collect(cells, tmp_path / "runs", tmp_path / "tables", "smoke", "test", launcher=slurm) == 0
+    assert "0 to run" in capsys.readouterr().err
+
+
 def test_side_by_side_order_timing_cells_first_then_longest(tmp_path, monkeypatch):
     """--workers: the alone cells run first, one at a time; then the others, the longest (minutes) first."""
-    from predvis.reproduce import collector
+    from predvis.jobs import launchers
 
     cells = tmp_path / "cells"
     _cell(cells, "a_short", tables=["gopc_prediction"], row="GOPC-1", experiment="gopc1", profile="smoke",
@@ -154,8 +185,8 @@ def test_side_by_side_order_timing_cells_first_then_longest(tmp_path, monkeypatc
     _cell(cells, "c_timed", tables=["gopc_speed"], row="GOPC-1", experiment="gopc1", profile="smoke",
           seeds=[0], overrides=TINY + ["train.epochs=2"], alone=True)
     calls = []
-    monkeypatch.setattr(collector, "run_jobs", lambda fn, items, workers, on_result: calls.append(
-        (workers, [f"{g[0].cell.id} {g[0].seed}" for g, _ in items])))
+    monkeypatch.setattr(launchers, "run_jobs", lambda fn, items, workers, on_result, threads: calls.append(
+        (workers, [f"{g[0].cell.id} {g[0].seed}" for _, (g, _) in items])))
     args = ["--profile", "smoke", "--cells", str(cells), "--runs", str(tmp_path / "runs"), "--tables",
             str(tmp_path / "t"), "--workers", "2"]
     assert main(args) == 0
@@ -401,7 +432,7 @@ def test_study_cells_with_two_workers_finish_and_link_every_number(tmp_path, cap
 def test_top_index_lists_profile_folders_and_tables_of_studies_run_by_themselves(tmp_path):
     """tables/README.md is rewritten by every collector run: it must keep listing the tables that a study
     wrote there by itself (tables/depth_inversion.md, tables/gopc2_stability.md), not only the profiles."""
-    from predvis.reproduce import _top_index
+    from predvis.reproduce.command import _top_index
 
     (tmp_path / "quick").mkdir()
     (tmp_path / "quick" / "README.md").write_text("# index\n")

@@ -19,7 +19,9 @@ run directory under the collector's run root (``runs/reproduce/<profile>/`` by d
 - ``partial k/n``: a study folder with k of its n models finished (continued with ``--study``;
   the studies are driven through :mod:`predvis.reproduce.studies`).
 
-Only one collector may work on a run root at a time (``.reproduce.lock`` holds its pid).
+Only one collector may work on a run root at a time (``.reproduce.lock`` holds its pid and host).
+The jobs run through the job runner (:mod:`predvis.jobs`) with the launcher the command asks for:
+local processes or SLURM jobs.
 """
 from __future__ import annotations
 
@@ -36,8 +38,8 @@ from typing import Any
 import yaml
 
 from predvis.config import saved_form
-from predvis.errors import PredvisError, TrainingDiverged
-from predvis.parallel import Failed, run_jobs, sigterm_as_interrupt
+from predvis.errors import PredvisError
+from predvis.parallel import sigterm_as_interrupt
 from predvis.reproduce.cells import Cell
 from predvis.reproduce.tables import TABLES, CellResult, Context, SeedResult
 
@@ -304,19 +306,21 @@ def run_probe(kind: str, opts: Any, run: Path, root: Path, cell: Cell) -> Path:
     return get_probe(kind).run(run, opts, root, cell.profile)
 
 
-def run_study_job(job: Job, state: JobState, root: Path, workers: int = 1) -> Path:
-    """Run (``missing``) or continue (``partial``: ``--study DIR``) the cell's study through its ``main``
-    (``workers`` models at a time), then write the done file into its folder once every planned model has
+def run_study_job(job: Job, state: JobState, root: Path, launcher) -> Path:
+    """Run (``missing``) or continue (``partial``: ``--study DIR``) the cell's study through its command
+    (``predvis study NAME``; its models run through ``launcher``), then write the done file into its folder once every planned model has
     a record."""
     from predvis.run import atomic_write_json
 
+    from predvis.studies.command import invoke
+
     study, opts = job.cell.study_spec()
-    args = study.argv(job.cell, opts, root) + ["--workers", str(workers)]
+    args = launcher.argv() + study.argv(job.cell, opts, root)
     before = set(study_folders(root, job))
     if state.state == "partial":
-        args += ["--study", str(state.path)]
+        args = ["--study", str(state.path)] + args
     with contextlib.redirect_stdout(sys.stderr):   # the study prints its table; stdout stays for our summary
-        code = study.module.main(args)
+        code = invoke(study.name, args)
     if code != 0:
         raise PredvisError(f"the {job.name} study stopped with exit status {code}")
     folder = state.path if state.state == "partial" else next(iter(sorted(set(study_folders(root, job)) - before)), None)
@@ -358,43 +362,15 @@ def _run_group(item: tuple[list[Job], Path]) -> list[str]:
     return failures
 
 
-def _run_one_by_one(todo: list[Job], root: Path, started: float, write) -> list[str]:
-    """Every job in this process, in order; the tables are rewritten after each cell."""
-    from predvis.progress import console
-
-    failures: list[str] = []
-    index = RunIndex(root)
-    for i, job in enumerate(todo):
-        state = job_state(job, index)
-        if state.state == "diverged":
-            failures.append(f"{job.label}: diverged earlier ({state.path})")
-            continue
-        if state.state == "training":   # started elsewhere since this invocation planned
-            continue
-        console.print(f"[{i + 1}/{len(todo)}] {_status_line(job, state)}  ({time.perf_counter() - started:.0f} s so far)")
-        try:
-            if job.cell.kind == "study":
-                run_study_job(job, state, root)
-            else:
-                run_train_job(job, state, root)
-        except PredvisError as err:
-            failures.append(f"{job.label}: {err}")
-            if not isinstance(err, TrainingDiverged):
-                console.print(f"error: {job.label}: {err}")
-        if job.cell.kind == "study":
-            index = RunIndex(root)   # a study trains runs of its own experiments
-        else:
-            index.forget(job.name)
-        if i + 1 == len(todo) or todo[i + 1].cell.id != job.cell.id:
-            write()
-    return failures
-
-
-def _run_side_by_side(todo: list[Job], root: Path, workers: int, started: float, write) -> list[str]:
-    """``workers`` jobs at a time: first the timing cells (``alone``) one at a time in this process, then
-    the other training jobs, grouped by the run they share (each group in one worker process), the
-    longest first (the cells' ``minutes``), then each study with ``workers`` models at a time. Tables are
-    rewritten after every group and every study."""
+def _run(todo: list[Job], root: Path, launcher, started: float, write) -> list[str]:
+    """Every job to run through the job runner (:mod:`predvis.jobs`): first the timing cells (``alone``)
+    one at a time, then the other training jobs, grouped by the run they share (one runner job per group,
+    so two processes never train the same run), the longest first (the cells' ``minutes``), ``workers`` at a
+    time; then each study, which runs its models through the same launcher. One progress bar with an ETA
+    covers them all (the groups and the studies' models). Tables are rewritten after every group and
+    every study."""
+    from predvis.jobs.runner import Job as RunnerJob
+    from predvis.jobs.runner import overall, run
     from predvis.progress import console
 
     groups: dict[str, list[Job]] = {}
@@ -405,71 +381,35 @@ def _run_side_by_side(todo: list[Job], root: Path, workers: int, started: float,
     side = [g for g in groups.values() if not any(j.cell.alone for j in g)]
     side.sort(key=lambda g: -sum(j.cell.minutes for j in g))   # longest first: the last jobs are short (stable)
     failures: list[str] = []
-    finished = 0
 
-    def group_done(item, result) -> None:
-        nonlocal finished
-        finished += 1
-        failures.extend([f"{item[0][0].label}: {result.message}"] if isinstance(result, Failed) else result)
-        console.print(f"[{finished}/{len(groups)}] {', '.join(j.label for j in item[0])}: finished  "
-                      f"({time.perf_counter() - started:.0f} s so far)")
+    def group_done(outcome) -> None:
+        group = outcome.job.item[0]
+        failures.extend([f"{group[0].label}: {outcome.message}"] if outcome.state == "failed" else outcome.result)
         write()
 
-    run_jobs(_run_group, [(group, root) for group in alone], 1, group_done)   # timing cells: nothing beside them
-    run_jobs(_run_group, [(group, root) for group in side], workers, group_done)
-    for job in (j for j in todo if j.cell.kind == "study"):
+    def as_jobs(batch: list[list[Job]]) -> list:
+        return [RunnerJob(", ".join(j.label for j in g), _run_group, (g, root)) for g in batch]
+
+    studies = [j for j in todo if j.cell.kind == "study"]
+    models = 0   # the studies' models still to train, for the one bar's total
+    for job in studies:
+        study, _ = job.cell.study_spec()
         state = _study_state(job, root)
-        console.print(f"{_status_line(job, state)}, {workers} models at a time  "
-                      f"({time.perf_counter() - started:.0f} s so far)")
-        try:
-            run_study_job(job, state, root, workers)
-        except PredvisError as err:
-            failures.append(f"{job.label}: {err}")
-            console.print(f"error: {job.label}: {err}")
-        write()
-    return failures
-
-
-# --------------------------------------------------------------------------- lock
-
-@contextlib.contextmanager
-def locked(root: Path):
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / LOCK
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
+        models += study.planned(job.study_meta) - (study.finished(state.path) if state.state == "partial" else 0)
+    with overall("reproduce", len(alone) + len(side) + models):
+        run(as_jobs(alone), launcher.one_at_a_time(), group_done, title="timing cells")   # nothing beside them
+        run(as_jobs(side), launcher, group_done, title="training jobs")
+        for job in studies:
+            state = _study_state(job, root)
+            console.print(f"{_status_line(job, state)}, {launcher.workers} models at a time  "
+                          f"({time.perf_counter() - started:.0f} s so far)")
             try:
-                pid = int(path.read_text().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid and _alive(pid):
-                raise PredvisError(f"another collector (pid {pid}) is working on {root}; wait for it, "
-                                   f"or remove {path} if it is gone") from None
-            path.unlink(missing_ok=True)   # stale lock of a collector that died
-            continue
-        with os.fdopen(fd, "w") as handle:
-            handle.write(str(os.getpid()))
-        break
-    else:
-        raise PredvisError(f"could not take the lock {path}")
-    try:
-        yield
-    finally:
-        path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+                run_study_job(job, state, root, launcher)
+            except PredvisError as err:
+                failures.append(f"{job.label}: {err}")
+                console.print(f"error: {job.label}: {err}")
+            write()
+    return failures
 
 
 # --------------------------------------------------------------------------- tables and index
@@ -633,11 +573,17 @@ def listing(jobs: list[Job], index: RunIndex) -> str:
 
 
 def collect(cells: list[Cell], root: Path, tables_dir: Path, profile: str, command: str,
-            dry: bool = False, workers: int = 1, tables_only: bool = False) -> int:
-    """Run what is missing and write the tables; ``dry``: list the jobs; ``tables_only``: only write the
-    tables of what the runs have reached so far (no lock taken, nothing trained or probed; runs still
-    training elsewhere are read as they are)."""
+            dry: bool = False, launcher=None, tables_only: bool = False) -> int:
+    """Run what is missing through ``launcher`` (:mod:`predvis.jobs.launchers`; default: one local job at a
+    time) and write the tables; ``dry``: list the jobs; ``tables_only``: only write the tables of what the
+    runs have reached so far (no lock taken, nothing trained or probed; runs still training elsewhere are
+    read as they are)."""
+    from predvis.jobs.claim import locked
+    from predvis.jobs.launchers import Local
     from predvis.progress import console
+
+    launcher = launcher if launcher is not None else Local()
+    workers = launcher.workers
 
     jobs = plan(cells)
     index = RunIndex(root)
@@ -651,19 +597,16 @@ def collect(cells: list[Cell], root: Path, tables_dir: Path, profile: str, comma
         return 0
     failures: list[str] = []
     started, started_wall = time.perf_counter(), time.time()
-    with locked(Path(root)), sigterm_as_interrupt():
+    Path(root).mkdir(parents=True, exist_ok=True)
+    with locked(Path(root) / LOCK, "another collector"), sigterm_as_interrupt():
         todo = [j for j in jobs if job_state(j, index).state not in ("done", "placeholder", "training")]
         console.print(f"reproduce-tables ({profile}): {len(jobs)} jobs, {len(todo)} to run, "
                       f"{max(1, workers)} at a time; runs in {root}")
         running = (started, max(1, workers))
         outcome = "interrupted"
         try:
-            if workers > 1:
-                failures = _run_side_by_side(todo, Path(root), workers, started,
-                                             lambda: write_tables(jobs, RunIndex(root), tables_dir, profile, command, running))
-            else:
-                failures = _run_one_by_one(todo, Path(root), started,
-                                           lambda: write_tables(jobs, RunIndex(root), tables_dir, profile, command, running))
+            failures = _run(todo, Path(root), launcher, started,
+                            lambda: write_tables(jobs, RunIndex(root), tables_dir, profile, command, running))
             outcome = f"{len(failures)} failed" if failures else "finished"
         finally:   # also after Ctrl-C: the time spent counts, and the tables show what finished
             if todo:

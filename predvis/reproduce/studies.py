@@ -1,9 +1,9 @@
 """The studies a ``kind: study`` cell can run, and how the collector drives each one.
 
-A study is a module ``predvis.studies.<name>`` with a ``main(argv) -> exit status`` that trains many
-models itself and keeps its own state in a *study folder* ``<runs>/<folder>/<stamp>_<profile>/``:
+A study is a module ``predvis.studies.<name>`` whose ``command`` (``predvis study <name>``) trains many
+models through the job runner and keeps its own state in a *study folder* ``<runs>/<folder>/<stamp>_<profile>/``:
 ``study.json`` (what it plans), ``jobs/<tag>.json`` (one record per finished model) and its table. The
-collector only uses that public surface: it runs ``main`` with the cell's options, finds the study folder
+collector only uses that public surface: it runs the command with the cell's options, finds the study folder
 whose ``study.json`` holds what the cell asks for (:meth:`Study.meta`; other keys of ``study.json`` are
 ignored), continues a partial one with ``--study DIR``, and reads the study's table from the folder.
 
@@ -31,7 +31,7 @@ from predvis.config import ConfigError, from_dict, suggest
 
 @dataclass
 class DepthInversionOptions:
-    """``python -m predvis.studies.depth_inversion`` (docs/depth_inversion.md)."""
+    """``predvis study depth_inversion`` (docs/depth_inversion.md)."""
 
     variants: str = "all"
     additive: Literal["corners", "all", "none"] = "corners"
@@ -43,7 +43,7 @@ class DepthInversionOptions:
 
 @dataclass
 class Gopc2StabilityOptions:
-    """``python -m predvis.studies.gopc2_stability`` (docs/models.md, GOPC-2). The cell's seeds are the
+    """``predvis study gopc2_stability`` (docs/models.md, GOPC-2). The cell's seeds are the
     default GOPC-2's (``--seeds``); the study's own defaults are 5, 1, 1, 2 and every variant."""
 
     ref_seeds: int = 1        # GOPC-1 reference seeds (full schedule)
@@ -79,7 +79,7 @@ class Study:
         raise NotImplementedError
 
     def argv(self, cell, opts, root: Path) -> list[str]:
-        """Arguments of ``main`` for a new study (``--study DIR`` is appended to continue one)."""
+        """Arguments of the study's command for a new study (``--study DIR`` is appended to continue one)."""
         raise NotImplementedError
 
     def planned(self, meta: dict) -> int:
@@ -95,7 +95,9 @@ class Study:
     def read_table(self, folder: Path) -> str:
         path = Path(folder) / self.table
         if not path.exists():   # written after every job; a folder without one gets it rewritten
-            self.module.main(["--study", str(folder), "--table-only"])
+            from predvis.studies.command import invoke
+
+            invoke(self.name, ["--study", str(folder), "--table-only"])
         return path.read_text()
 
     def matches(self, folder: Path, meta: dict) -> bool:

@@ -411,7 +411,7 @@ def write_depth_inversion(ctx: Context, results: list[CellResult]) -> dict[str, 
             text += [f"{res.cell.row}: the study has not finished yet ({res.state}).", ""]
             continue
         study_text = STUDIES["depth_inversion"].read_table(res.study)
-        text += [f"Written by `python -m predvis.studies.depth_inversion` into {ctx.link(res.study, 'its study folder')} "
+        text += [f"Written by `predvis study depth_inversion` into {ctx.link(res.study, 'its study folder')} "
                  "(the study's own table follows, unchanged). Every model is a run directory; the per-model "
                  "numbers below link to the study's record of each model and to its run.", "",
                  "\n".join("#" + line if line.startswith("#") else line for line in study_text.splitlines()),
@@ -473,7 +473,7 @@ def write_gopc2_stability(ctx: Context, results: list[CellResult]) -> dict[str, 
         if res.study is None:
             text += [f"{res.cell.row}: the study has not finished yet ({res.state}).", ""]
             continue
-        text += [f"Written by `python -m predvis.studies.gopc2_stability` into {ctx.link(res.study, 'its study folder')} "
+        text += [f"Written by `predvis study gopc2_stability` into {ctx.link(res.study, 'its study folder')} "
                  f"({study.table} there; the study's own table follows, unchanged, its headings one level down). "
                  "Every model is a run directory; the per-model numbers below link to the study's record of each "
                  "model (`jobs/<tag>.json`) and to its run.", "", _demote(study.read_table(res.study)), "",

@@ -1,11 +1,11 @@
 """The 16-variant depth-inversion study: train every encoder x decoder variant over seeds, then
 write ``tables/depth_inversion.md`` (docs/depth_inversion.md).
 
-    python -m predvis.studies.depth_inversion --profile quick --seeds 2
+    predvis study depth_inversion --profile quick --seeds 2
 
 Every model is a normal run directory under ``--out`` (runs/depth_inversion/...). The study folder
 (``--out``/depth_inversion_study/<stamp>_<profile>/) holds one JSON record per finished model
-(``jobs/``), the per-image test losses (``losses/*.npz``), copies of the figures, and the table, which
+(``jobs/``, written by the job runner, :mod:`predvis.jobs`), the per-image test losses (``losses/*.npz``), copies of the figures, and the table, which
 is rewritten after every model so a partial study still reports what has finished. ``--study DIR``
 continues an interrupted study (finished models are skipped).
 
@@ -16,7 +16,6 @@ the parameter-matched feed-forward control (B-B with ``model.match=BLT``, tagged
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import shutil
@@ -24,12 +23,14 @@ import sys
 import time
 from itertools import product
 from pathlib import Path
+from typing import List, Optional
 
 import numpy as np
+import typer
 
 from predvis.errors import PredvisError
 from predvis.backends.registry import get_method
-from predvis.parallel import Failed, run_jobs
+from predvis.jobs import options as jo
 from predvis.run import atomic_write_text
 
 VARIANTS: tuple[str, ...] = get_method("depth_inversion").VARIANTS  # encoder / decoder wirings
@@ -63,7 +64,8 @@ def plan(seeds: int, additive: str, sweep: list[int], sweep_seeds: int, variants
 
 def run_job(job: dict, profile: str, runs_root: Path, study: Path, threads: int, extra: list[str],
             trained_steps: int = 4) -> dict:
-    """Train one model as a normal run, evaluate it on the test sets, save losses and figures."""
+    """Train one model as a normal run, evaluate it on the test sets, save losses and figures; returns
+    the model's record (the runner writes it to ``jobs/<tag>.json``)."""
     import torch
 
     from predvis.config import parse_overrides
@@ -103,33 +105,33 @@ def run_job(job: dict, profile: str, runs_root: Path, study: Path, threads: int,
     np.savez_compressed(study / "losses" / f"{job['tag']}.npz", **losses)
     record = dict(job, run=str(path), seconds=seconds, params=sum(p.numel() for p in method.model.parameters()),
                   mean_sse=summary)
-    (study / "jobs" / f"{job['tag']}.json").write_text(json.dumps(record, indent=2) + "\n")
     del method
     torch.set_num_threads(threads or torch.get_num_threads())
     return record
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m predvis.studies.depth_inversion", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--profile", default="quick", help="smoke | quick | full")
-    ap.add_argument("--seeds", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=Path("runs"), help="root of run directories")
-    ap.add_argument("--study", type=Path, default=None, help="continue this study folder")
-    ap.add_argument("--variants", default="all", help="all, or a comma list like B-B,BLT-BLT")
-    ap.add_argument("--additive", default="corners", help="corners | all | none")
-    ap.add_argument("--sweep", default="1,2,8", help="unroll steps for B-B and BLT-BLT ('' for none)")
-    ap.add_argument("--sweep-seeds", type=int, default=1)
-    ap.add_argument("--wide", action="store_true", help="also train B-B widened to BLT-BLT's parameter count")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads per model (0: torch's default)")
-    ap.add_argument("--workers", type=int, default=1, help="models trained at a time, each in its own process")
-    ap.add_argument("--table-only", action="store_true", help="rewrite the table of --study and stop")
-    ap.add_argument("overrides", nargs="*", help="KEY=VALUE passed to every model")
-    args = ap.parse_args(argv)
-    try:
-        return _main(args)
-    except PredvisError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
+def command(
+    profile: str = typer.Option("quick", help="smoke | quick | full | long"),
+    seeds: int = typer.Option(2, help="seeds of every variant"),
+    out: Path = typer.Option(Path("runs"), help="root of run directories"),
+    study: Optional[Path] = typer.Option(None, help="continue this study folder"),
+    variants: str = typer.Option("all", help="all, or a comma list like B-B,BLT-BLT"),
+    additive: str = typer.Option("corners", help="corners | all | none"),
+    sweep: str = typer.Option("1,2,8", help="unroll steps for B-B and BLT-BLT ('' for none)"),
+    sweep_seeds: int = typer.Option(1, help="seeds of the unroll sweep"),
+    wide: bool = typer.Option(False, help="also train B-B widened to BLT-BLT's parameter count"),
+    threads: int = typer.Option(1, help="torch threads per model (0: torch's default)"),
+    table_only: bool = typer.Option(False, help="rewrite the table of --study and stop"),
+    overrides: Optional[List[str]] = typer.Argument(None, help="KEY=VALUE passed to every model"),
+    workers: int = jo.WORKERS, launcher: str = jo.LAUNCHER, slurm_partition: str = jo.PARTITION,
+    slurm_gpus: int = jo.GPUS, slurm_cpus: int = jo.CPUS, slurm_time: str = jo.TIME, slurm_mem: int = jo.MEM,
+) -> int:
+    """The 16-variant depth-inversion study (docs/depth_inversion.md): every encoder x decoder variant over
+    seeds, then tables/depth_inversion.md in the study folder."""
+    run_with = jo.launcher_from(launcher, workers, out, slurm_partition, slurm_gpus, slurm_cpus, slurm_time,
+                                slurm_mem, threads=max(threads, 1))
+    return run_study(profile, seeds, out, study, variants, additive, sweep, sweep_seeds, wide, threads, table_only,
+                     list(overrides or []), run_with)
 
 
 def parse_variants(text: str) -> list[tuple[str, str]]:
@@ -140,7 +142,8 @@ def parse_variants(text: str) -> list[tuple[str, str]]:
         parts = item.strip().split("-")
         if len(parts) != 2:
             raise PredvisError(f"--variants: expected ENCODER-DECODER like BL-BLT, got '{item.strip()}'")
-        out.append((get_method("depth_inversion").check_variant(parts[0], "--variants encoder"), get_method("depth_inversion").check_variant(parts[1], "--variants decoder")))
+        check = get_method("depth_inversion").check_variant
+        out.append((check(parts[0], "--variants encoder"), check(parts[1], "--variants decoder")))
     return out
 
 
@@ -162,64 +165,51 @@ def record_plan(study: Path, profile: str, seeds: int, overrides: list[str], job
                                        indent=2))
 
 
-def _main(args) -> int:
+def run_study(profile: str, seeds: int, out: Path, study: Path | None, variants: str, additive: str, sweep: str,
+              sweep_seeds: int, wide: bool, threads: int, table_only: bool, overrides: list[str], launcher) -> int:
+    """Plan the study, run its models through ``launcher`` (:mod:`predvis.jobs`), write its table."""
     from predvis.config import PROFILES
     from predvis.experiment import load_experiment
+    from predvis.jobs.runner import Job, run
     from predvis.studies.depth_inversion_table import write_table
 
-    if args.profile not in PROFILES:
-        raise PredvisError(f"--profile: must be smoke, quick or full, got '{args.profile}'")
-    if args.seeds < 1:
-        raise PredvisError(f"--seeds: must be >= 1, got {args.seeds}")
-    if args.additive not in ("corners", "all", "none"):
-        raise PredvisError(f"--additive: must be corners, all or none, got '{args.additive}'")
+    if profile not in PROFILES:
+        raise PredvisError(f"--profile: must be smoke, quick, full or long, got '{profile}'")
+    if seeds < 1:
+        raise PredvisError(f"--seeds: must be >= 1, got {seeds}")
+    if additive not in ("corners", "all", "none"):
+        raise PredvisError(f"--additive: must be corners, all or none, got '{additive}'")
     try:
-        sweep = [int(s) for s in args.sweep.split(",") if s.strip()]
+        steps = [int(s) for s in sweep.split(",") if s.strip()]
     except ValueError:
-        raise PredvisError(f"--sweep: expected comma-separated step counts, got '{args.sweep}'") from None
-    if any(s < 1 for s in sweep):
-        raise PredvisError(f"--sweep: unroll steps must be >= 1, got {sweep}")
-    variants = parse_variants(args.variants)
-    base = load_experiment(EXPERIMENT, args.profile, list(args.overrides))  # checks overrides once
-    if args.study is not None:
-        study = args.study
+        raise PredvisError(f"--sweep: expected comma-separated step counts, got '{sweep}'") from None
+    if any(s < 1 for s in steps):
+        raise PredvisError(f"--sweep: unroll steps must be >= 1, got {steps}")
+    pairs = parse_variants(variants)
+    base = load_experiment(EXPERIMENT, profile, list(overrides))  # checks overrides once
+    if study is not None:
         if not (study / "study.json").exists():
             raise PredvisError(f"--study: {study} is not a depth-inversion study folder (no study.json)")
     else:
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        study = args.out / "depth_inversion_study" / f"{stamp}_{args.profile}"
+        study = out / "depth_inversion_study" / f"{stamp}_{profile}"
     for sub in ("jobs", "losses", "figures", "tables"):
         (study / sub).mkdir(parents=True, exist_ok=True)
-    if args.table_only:
+    if table_only:
         print(write_table(study))
         return 0
-    jobs = plan(args.seeds, args.additive, sweep, args.sweep_seeds, variants, base.model.steps, args.wide)
-    record_plan(study, args.profile, args.seeds, list(args.overrides), jobs)
+    planned = plan(seeds, additive, steps, sweep_seeds, pairs, base.model.steps, wide)
+    record_plan(study, profile, seeds, list(overrides), planned)
     started = time.perf_counter()
-    todo = [job for job in jobs if not (study / "jobs" / f"{job['tag']}.json").exists()]
-    print(f"{len(todo)} of {len(jobs)} models to train, {max(1, args.workers)} at a time", file=sys.stderr, flush=True)
-
-    count = len(jobs) - len(todo)
-
-    def finished(job: dict, result) -> None:   # in this process, after each model
-        nonlocal count
-        count += 1
-        note = f"failed: {result.message}" if isinstance(result, Failed) else "done"
-        print(f"[{count}/{len(jobs)}] {job['tag']} {note}  ({time.perf_counter() - started:.0f} s so far)",
-              file=sys.stderr, flush=True)
-        write_table(study)
-
-    job_fn = functools.partial(run_job, profile=args.profile, runs_root=args.out, study=study, threads=args.threads,
-                               extra=list(args.overrides), trained_steps=base.model.steps)
-    results = run_jobs(job_fn, todo, args.workers, finished, threads=max(args.threads, 1))
-    failures = [r for r in results if isinstance(r, Failed)]
+    job_fn = functools.partial(run_job, profile=profile, runs_root=out, study=study, threads=threads,
+                               extra=list(overrides), trained_steps=base.model.steps)
+    jobs = [Job(job["tag"], job_fn, job, record=study / "jobs" / f"{job['tag']}.json",
+                claim=study / "jobs" / f"{job['tag']}.claim") for job in planned]
+    outcomes = run(jobs, launcher, on_done=lambda _: write_table(study), title="depth-inversion study")
+    failures = [o for o in outcomes if o.state == "failed"]
     table = write_table(study)
     if failures:
-        raise PredvisError(f"{len(failures)} model(s) failed, first {failures[0].item['tag']}: {failures[0].message}")
-    print(f"{len(jobs)} models in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        raise PredvisError(f"{len(failures)} model(s) failed, first {failures[0].job.name}: {failures[0].message}")
+    print(f"{len(planned)} models in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     print(table)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,8 @@
 """The GOPC-2 stability study: which stabilisers keep GOPC-2 finite, whether the
 default beats GOPC-1's prior, and whether r^H carries the slow variables of the trajectories.
 
-    python -m predvis.studies.gopc2_stability --profile quick --seeds 5
-    python -m predvis.studies.gopc2_stability --study runs/gopc2_study/<stamp>_quick   # continue
+    predvis study gopc2_stability --profile quick --seeds 5
+    predvis study gopc2_stability --study runs/gopc2_study/<stamp>_quick   # continue
 
 Jobs (every one a normal run directory under ``--out``):
 - ``gopc1`` and ``gopc1-open`` (``REFERENCES``): GOPC-1 on the same profile, trained closed-loop (its
@@ -17,8 +17,9 @@ evaluated from that run instead of being trained again (its record says ``reused
 
 The study folder (``--out``/gopc2_study/<stamp>_<profile>/) holds one JSON record per finished job
 (``jobs/``) and ``tables/gopc2_stability.md``, rewritten after every job, so a partial study reports what
-has finished. Several processes may work on one study folder at once (``--study DIR`` in each): a job
-is claimed by creating ``jobs/<tag>.claim``; claims of processes that are gone are taken over.
+has finished. Several processes may work on one study folder at once (``--study DIR`` in each): the job
+runner (:mod:`predvis.jobs`) claims a job with ``jobs/<tag>.claim`` (pid and host); claims of processes
+that are gone are taken over.
 Each record holds the test-set reconstruction and prior MSE (eval.context frames observed, the rest
 predicted), the step at which the loss became NaN/inf (if it did; then the last good checkpoint is
 evaluated) and, for GOPC-1 and the default GOPC-2, the ridge-probe R^2 of the generator's slow
@@ -26,7 +27,6 @@ trajectory parameters from r^H and from the lower latent r_t.
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import os
@@ -34,11 +34,14 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import List, Optional
 
 import numpy as np
+import typer
 
-from predvis.parallel import Failed, run_jobs
+from predvis.errors import PredvisError
 from predvis.experiment import finished_run_like
+from predvis.jobs import options as jo
 from predvis.run import atomic_write_text
 
 DEFAULT_LABEL = "default"
@@ -381,109 +384,76 @@ def write_table(study: Path, jobs: list[dict], profile: str) -> str:
 
 # --------------------------------------------------------------------------- main
 
-def _claim(study: Path, tag: str) -> bool:
-    path = study / "jobs" / f"{tag}.claim"
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            os.write(fd, str(os.getpid()).encode())
-            os.close(fd)
-            return True
-        except FileExistsError:
-            try:
-                pid = int(path.read_text() or "0")
-                os.kill(pid, 0)
-                return False  # a live process has it
-            except (ValueError, ProcessLookupError):
-                path.unlink(missing_ok=True)  # its process is gone: take it over
-            except PermissionError:
-                return False
-    return False
+def command(
+    profile: str = typer.Option("quick", help="smoke | quick | full | long"),
+    seeds: int = typer.Option(5, help="seeds of the default GOPC-2 (full schedule)"),
+    ref_seeds: int = typer.Option(1, help="seeds of the GOPC-1 reference (full schedule)"),
+    short_seeds: int = typer.Option(1, help="seeds of each other stabiliser setting"),
+    short_epochs: int = typer.Option(2, help="epochs of the shortened budget"),
+    variants: str = typer.Option(",".join(VARIANTS), help="comma-separated subset of: " + ", ".join(VARIANTS)),
+    only: str = typer.Option("", help="comma-separated labels to run in this process (others skipped)"),
+    out: Path = typer.Option(Path("runs"), help="root of run directories"),
+    study: Optional[Path] = typer.Option(None, help="continue this study folder"),
+    threads: int = typer.Option(1, help="torch threads per model"),
+    table_only: bool = typer.Option(False, help="only (re)write the table from finished jobs"),
+    publish: Optional[Path] = typer.Option(None, help="also write the table to this path (e.g. tables/gopc2_stability.md)"),
+    extra: Optional[List[str]] = typer.Argument(None, help="KEY=VALUE overrides for every job"),
+    workers: int = jo.WORKERS, launcher: str = jo.LAUNCHER, slurm_partition: str = jo.PARTITION,
+    slurm_gpus: int = jo.GPUS, slurm_cpus: int = jo.CPUS, slurm_time: str = jo.TIME, slurm_mem: int = jo.MEM,
+) -> int:
+    """The GOPC-2 stability study (docs/models.md, GOPC-2): every stabiliser setting beside GOPC-1."""
+    from predvis.config import suggest
 
-
-def run_claimed(job: dict, study: Path, **kwargs) -> dict | None:
-    """:func:`run_job` if this process can claim the model (None if another live process has it; the
-    claim holds this process's pid, so a claim of a process that died is taken over). The record
-    ``jobs/<tag>.json`` is written before the claim is given back."""
-    claim = study / "jobs" / f"{job['tag']}.claim"
-    if (study / "jobs" / f"{job['tag']}.json").exists() or not _claim(study, job["tag"]):
-        return None
-    print(f"job {job['tag']}", file=sys.stderr, flush=True)
-    try:
-        record = run_job(job, **kwargs)
-        atomic_write_text(study / "jobs" / f"{job['tag']}.json", json.dumps(record, indent=2))
-        return record
-    finally:
-        claim.unlink(missing_ok=True)
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m predvis.studies.gopc2_stability", description=__doc__.split("\n")[0])
-    ap.add_argument("--profile", default="quick")
-    ap.add_argument("--seeds", type=int, default=5, help="seeds of the default GOPC-2 (full schedule)")
-    ap.add_argument("--ref-seeds", type=int, default=1, help="seeds of the GOPC-1 reference (full schedule)")
-    ap.add_argument("--short-seeds", type=int, default=1, help="seeds of each other stabiliser setting")
-    ap.add_argument("--short-epochs", type=int, default=2, help="epochs of the shortened budget")
-    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of: " + ", ".join(VARIANTS))
-    ap.add_argument("--only", default="", help="comma-separated labels to run in this process (others skipped)")
-    ap.add_argument("--out", default="runs")
-    ap.add_argument("--study", default="", help="continue this study folder")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--workers", type=int, default=1, help="models trained at a time, each in its own process")
-    ap.add_argument("--table-only", action="store_true", help="only (re)write the table from finished jobs")
-    ap.add_argument("--publish", default="", help="also write the table to this path (e.g. tables/gopc2_stability.md)")
-    ap.add_argument("extra", nargs="*", help="KEY=VALUE overrides for every job")
-    args = ap.parse_args(argv)
-    variants = [v for v in args.variants.split(",") if v]
-    for v in variants:
+    picked = [v for v in variants.split(",") if v]
+    for v in picked:
         if v not in VARIANTS:
-            print(f"error: --variants: unknown '{v}' (known: {', '.join(VARIANTS)})", file=sys.stderr)
-            return 2
-    runs_root = Path(args.out)
-    if args.study:
-        study = Path(args.study)
-        saved = json.loads((study / "study.json").read_text())
-        args.profile, jobs = saved["profile"], saved["jobs"]
+            raise PredvisError(f"--variants: unknown '{v}'{suggest(v, list(VARIANTS))} (known: {', '.join(VARIANTS)})")
+    if min(seeds, ref_seeds, short_seeds) < 0 or short_epochs < 1:
+        raise PredvisError("--seeds, --ref-seeds and --short-seeds must be >= 0 and --short-epochs >= 1")
+    runs_root = Path(out)
+    if study is not None:
+        try:
+            saved = json.loads((study / "study.json").read_text())
+        except (OSError, ValueError):
+            raise PredvisError(f"--study: {study} is not a GOPC-2 study folder (no readable study.json)") from None
+        profile, jobs = saved["profile"], saved["jobs"]
         short_epochs, extra = saved["short_epochs"], saved["extra"]
         runs_root = Path(saved["runs_root"])
     else:
-        study = runs_root / "gopc2_study" / f"{time.strftime('%Y%m%d-%H%M%S')}_{args.profile}"
+        study = runs_root / "gopc2_study" / f"{time.strftime('%Y%m%d-%H%M%S')}_{profile}"
         (study / "jobs").mkdir(parents=True)
-        jobs = plan(args.seeds, args.ref_seeds, args.short_seeds, variants)
-        short_epochs, extra = args.short_epochs, args.extra
-        (study / "study.json").write_text(json.dumps({
-            "profile": args.profile, "jobs": jobs, "short_epochs": short_epochs, "extra": extra,
+        jobs = plan(seeds, ref_seeds, short_seeds, picked)
+        extra = list(extra or [])
+        atomic_write_text(study / "study.json", json.dumps({
+            "profile": profile, "jobs": jobs, "short_epochs": short_epochs, "extra": extra,
             "runs_root": str(runs_root), "argv": sys.argv}, indent=2))
     print(f"study folder: {study}", file=sys.stderr)
-    only = {o for o in args.only.split(",") if o}
+    run_with = jo.launcher_from(launcher, workers, runs_root, slurm_partition, slurm_gpus, slurm_cpus, slurm_time,
+                                slurm_mem, threads=max(threads, 1))
     failures = []
-    if not args.table_only:
-        os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-        todo = [job for job in jobs if (not only or job["label"] in only)
-                and not (study / "jobs" / f"{job['tag']}.json").exists()]
-        print(f"{len(todo)} of {len(jobs)} models to train, {max(1, args.workers)} at a time", file=sys.stderr)
+    if not table_only:
+        from predvis.jobs.runner import Job, run
 
-        def finished(job: dict, record) -> None:   # in this process, after each model
-            if record is None:
-                return   # another process has claimed it
-            if isinstance(record, Failed):
-                failures.append(f"{job['tag']}: {record.message}")
-            print(f"job {job['tag']} {'failed' if isinstance(record, Failed) else 'done'}", file=sys.stderr)
-            write_table(study, jobs, args.profile)
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+        picked_labels = {o for o in only.split(",") if o}
+        job_fn = functools.partial(run_job, profile=profile, runs_root=runs_root, threads=threads,
+                                   short_epochs=short_epochs, extra=extra)
+        todo = [Job(job["tag"], job_fn, job, record=study / "jobs" / f"{job['tag']}.json",
+                    claim=study / "jobs" / f"{job['tag']}.claim")
+                for job in jobs if not picked_labels or job["label"] in picked_labels]
 
-        job_fn = functools.partial(run_claimed, study=study, profile=args.profile, runs_root=runs_root,
-                                   threads=args.threads, short_epochs=short_epochs, extra=extra)
-        run_jobs(job_fn, todo, args.workers, finished, threads=max(args.threads, 1))
-    text = write_table(study, jobs, args.profile)
-    if args.publish:
-        Path(args.publish).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.publish).write_text(text)
+        def finished(outcome) -> None:   # in this process, after each model
+            if outcome.state == "failed":
+                failures.append(f"{outcome.job.name}: {outcome.message}")
+            write_table(study, jobs, profile)
+
+        run(todo, run_with, on_done=finished, title="GOPC-2 stability study")
+    text = write_table(study, jobs, profile)
+    if publish is not None:
+        publish.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(publish, text)
     print(text)
     print(study)
     for line in failures:
         print(f"error: {line}", file=sys.stderr)
     return 1 if failures else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

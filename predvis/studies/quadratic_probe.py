@@ -13,16 +13,16 @@ This asks whether they are there as even functions: ridge regressions (the study
 
 The state is r^H for GOPC-2 and the lower latent r_t for GOPC-1 / VAE-1.
 
-    python -m predvis.studies.quadratic_probe OUT.json RUN [RUN ...]
+    predvis study quadratic_probe OUT.json RUN [RUN ...]
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
+from typing import List
 
 import numpy as np
+import typer
 
 from predvis.studies.gopc2_stability import probe_sets, ridge_r2
 
@@ -66,26 +66,16 @@ def probe_run(run: Path) -> dict[str, float]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m predvis.studies.quadratic_probe", description=__doc__.split("\n")[0])
-    ap.add_argument("out", help="JSON file to write: {run: {'<target>|<view>': R^2}}")
-    ap.add_argument("runs", nargs="+", help="finished GOPC-1 / VAE-1 / GOPC-2 run directories")
-    args = ap.parse_args(argv)
-    from predvis.errors import PredvisError
-
-    results = {}
-    try:
-        for run in args.runs:
-            results[run] = probe_run(Path(run))
-            print(run, json.dumps({k: round(v, 3) for k, v in results[run].items()}), flush=True)
-    except PredvisError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+def command(
+    out: Path = typer.Argument(..., help="JSON file to write: {run: {'<target>|<view>': R^2}}"),
+    runs: List[Path] = typer.Argument(..., help="finished GOPC-1 / VAE-1 / GOPC-2 run directories"),
+) -> int:
+    """Quadratic probes of the generator's per-sequence parameters from a model's state (docs/models.md)."""
     from predvis.run import atomic_write_text
 
-    atomic_write_text(Path(args.out), json.dumps(results, indent=1) + "\n")
+    results = {}
+    for run in runs:
+        results[str(run)] = probe_run(Path(run))
+        print(run, json.dumps({k: round(v, 3) for k, v in results[str(run)].items()}), flush=True)
+    atomic_write_text(Path(out), json.dumps(results, indent=1) + "\n")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

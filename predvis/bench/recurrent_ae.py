@@ -11,14 +11,13 @@ step: the largest relative difference is the "loss difference".
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import os
 import statistics
 
 import torch
 
-from predvis.bench import time_side_by_side
+from predvis.bench.timing import time_side_by_side
 from predvis.experiment import load_experiment
 from predvis.backends.registry import get_method
 from predvis.tables import markdown_table
@@ -85,18 +84,3 @@ def section(repeats: int = 7) -> str:
             "from the same seed on the same batches.\n\n"
             + markdown_table(["step", "min ms", "median ms", "steps/s (median)", "x first row", "loss difference"], rows)
             + "\n")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(section(args.repeats))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,7 +1,7 @@
 """A deliberately plain per-unit PVM: a Python loop over units, one small matrix each.
 
 Used by tests/test_pvm_reference.py to check the batched model in predvis/backends/pvm/model.py (same
-predictions, same weight updates) and by predvis/bench_pvm.py as the speed baseline. It computes
+predictions, same weight updates) and by predvis/bench/pvm.py as the speed baseline. It computes
 its own wiring with loops over the grid and takes only the initial weights from the batched
 model. Single stream (batch 1).
 """

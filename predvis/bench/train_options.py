@@ -11,7 +11,6 @@ on the same global batch (gloo on the CPU, NCCL on CUDA) and comparing steps per
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
@@ -23,7 +22,7 @@ from typing import Callable
 
 import torch
 
-from predvis.bench import time_side_by_side
+from predvis.bench.timing import time_side_by_side
 from predvis.experiment import load_experiment
 from predvis.errors import PredvisError
 from predvis.backends.registry import get_method
@@ -110,7 +109,7 @@ def _threads_per_process(world: int) -> int:
 
 def _ddp_worker(steps: int) -> None:
     """Run under torchrun: time ``steps`` training steps; rank 0 prints a JSON line."""
-    from predvis.runtime import distributed
+    from predvis.train import distributed
 
     device = distributed.init("auto") or torch.device("cpu")
     threads = _threads_per_process(distributed.world_size())
@@ -137,7 +136,7 @@ def bench_ddp(steps: int = 20, rounds: int = 2) -> tuple[str, dict]:
     for _ in range(rounds):
         for world in (1, 2):
             cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world}",
-                   "-m", "predvis.bench_train_options", "--ddp-worker", str(steps)]
+                   "-m", "predvis.bench.train_options", str(steps)]
             env = {**os.environ, "OMP_NUM_THREADS": str(_threads_per_process(world))}
             done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
             line = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
@@ -176,18 +175,5 @@ def run(size: str = "quick", device: torch.device | str = "cpu") -> str:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", choices=["quick", "full"], default="quick")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--ddp-worker", type=int, default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.ddp_worker is not None:
-        _ddp_worker(args.ddp_worker)
-        return 0
-    print(run(args.size, args.device))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":   # the worker torchrun starts for bench_ddp: python -m predvis.bench.train_options STEPS
+    _ddp_worker(int(sys.argv[1]))

@@ -1,7 +1,7 @@
 """PVM speed benchmark: paper-size model, online learning, batch 1 (called by ``make bench``).
 
 Measures steps/s of the batched model (predvis/backends/pvm/model.py) and of the per-unit reference loop
-(tests/pvm_reference.py) on the same model, side by side in one process, and their ratio.
+(:mod:`predvis.bench.pvm_reference`) on the same model, side by side in one process, and their ratio.
 
 Every layer learns and every context pathway is on (the most expensive step). The batched path
 is timed in blocks of steps; the headline is the median block (min and max are returned too),
@@ -11,25 +11,20 @@ alongside wall time: on a shared machine wall time also counts the time other jo
 """
 from __future__ import annotations
 
-import importlib.util
 import statistics
 import time
-from pathlib import Path
 from typing import Callable
 
 import torch
 
 from predvis.backends.pvm.model import PVM, PVMSchedule
+from predvis.tables import markdown_table
 
 
 def _reference_class():
-    path = Path(__file__).resolve().parent.parent / "tests" / "pvm_reference.py"
-    if not path.exists():
-        return None
-    spec = importlib.util.spec_from_file_location("pvm_reference", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.ReferencePVM
+    from predvis.bench.pvm_reference import ReferencePVM
+
+    return ReferencePVM
 
 
 def _time_blocks(step, steps: int, block: int) -> tuple[list[float], float]:
@@ -170,12 +165,6 @@ def bench_pvm(steps: int = 69, ref_steps: int = 5, threads: int | None = None,
     return out
 
 
-if __name__ == "__main__":
-    import json
-
-    print(json.dumps(bench_pvm(), indent=1))
-
-
 def bench_pvm_paths(streams: int = 64, steps: int = 12, block: int = 3, threads: int | None = None,
                     layers: tuple[int, ...] = (16, 8, 4, 3, 2, 1)) -> dict:
     """Old and new unit-input assembly side by side: ``fused_inputs`` False (concatenation) and
@@ -226,3 +215,32 @@ def bench_pvm_paths(streams: int = 64, steps: int = 12, block: int = 3, threads:
                 "floor_ways": {k: streams * v for k, v in ways.items()}}
     finally:
         torch.set_num_threads(before)
+
+
+def bench_pvm_section(device: torch.device) -> str:
+    """Paper-size PVM, online learning: batch 1 (batched path vs the per-unit reference loop, against the
+    weight-streaming floor) and 64 streams (the unit inputs concatenated vs written in place)."""
+    if device.type != "cpu":
+        return "## PVM\n\nPVM on CUDA is measured by issue 10's GPU benchmark, not here.\n"
+    r = bench_pvm()
+    rows = [["batched (per-layer bmm, momentum folded into W1 with a rank-1 ring)", r["batched_steps_per_s"]]]
+    if "reference_steps_per_s" in r:
+        rows.append(["per-unit reference loop", r["reference_steps_per_s"]])
+    for way, rate in r["floor_ways"].items():
+        rows.append([f"floor way: {way} (every W1 and W2 read once, nothing else)", rate])
+    text = (f"## PVM paper model, online learning, batch 1\n\n{r['weights']:,} predictive weights, "
+            f"{r['threads']} threads.\n\n" + markdown_table(["implementation", "steps/s"], rows))
+    text += (f"\n- floor = the fastest way ({r['floor_way']}): {r['floor_steps_per_s']:.0f} steps/s; the batched step "
+             f"runs at **{100 * r['floor_efficiency']:.0f}%** of it\n")
+    if "ratio" in r:
+        text += f"- batched / per-unit: **{r['ratio']:.1f}x** (goal 20x); batched steps/s goal: 120 on an idle machine\n"
+        text += f"- floor / per-unit: {r['floor_ratio']:.1f}x: the ratio of a step that only read its weights once\n"
+    s = bench_pvm_paths(streams=64, threads=r["threads"])
+    rows = [[f"batched step, unit inputs {k}", v] for k, v in s["frames_per_s"].items()]
+    rows += [[f"floor way: {k}", v] for k, v in s["floor_ways"].items()]
+    best = max(s["frames_per_s"].values())
+    text += (f"\n### 64 streams\n\n{s['threads']} threads, interleaved blocks; frames/s = steps/s x 64. The two "
+             f"input paths end with weights and predictions {s['max_abs_diff']:.1g} apart (largest absolute "
+             "difference).\n\n" + markdown_table(["implementation", "frames/s"], rows)
+             + f"\n- best step / floor: **{100 * best / s['floor_frames_per_s']:.0f}%**; goal 1,000 frames/s\n")
+    return text

@@ -132,7 +132,3 @@ def run(size: str = "quick", device: torch.device | str = "cpu") -> str:
         f"median; overhead from the minima (target < 15%; worst here {100 * worst:+.1f}%).\n\n"
         + markdown(rows)
     )
-
-
-if __name__ == "__main__":
-    print(run())

@@ -1,0 +1,1 @@
+"""Benchmarks behind ``predvis bench`` (:mod:`predvis.bench.command`), one module per benchmark."""

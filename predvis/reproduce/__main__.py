@@ -1,5 +1,0 @@
-import sys
-
-from predvis.reproduce import main
-
-sys.exit(main())
