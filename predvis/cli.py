@@ -145,7 +145,7 @@ def predict(
     note = None
     if legacy:
         opts, note = _legacy_predict_options(legacy, opts)
-    result = run_predict(_pick_run(run, runs, "stepper", "predict"), **opts)
+    result = run_predict(_pick_run(run, runs, "predict"), **opts)
     if note:  # after the work, so that a bad value stays a single error line
         from predvis.progress import info
 
@@ -170,10 +170,14 @@ RUN_OPT = typer.Argument(None, help="a run directory (default: the newest finish
                          "command can use, of any model; printed as 'using RUN')")
 
 
-def _pick_run(run: Optional[Path], runs: Optional[Path], needs: str, command: str, pathways: tuple = ()) -> Path:
+def _pick_run(run: Optional[Path], runs: Optional[Path], probe: str, pathways: tuple = ()) -> Path:
+    """``run``, else the newest run under the runs root that the registered ``probe`` can use (its ``needs``)."""
+    from predvis.probes.registry import get_probe
     from predvis.run_choice import pick_run
 
-    return pick_run(run, runs if runs is not None else DEFAULT_RUNS, needs, command, pathways)
+    spec = get_probe(probe)
+    return pick_run(run, runs if runs is not None else DEFAULT_RUNS, spec.needs, spec.command.removeprefix("predvis ").replace(" RUN", ""),
+                    pathways)
 
 
 @app.command()
@@ -195,7 +199,7 @@ def dream(
     from predvis.probes.dream import run_dream
 
     _quiet(quiet)
-    print(run_dream(_pick_run(run, runs, "stepper", "dream"), steps, prime, from_file, frame, spot, size, parse_where(where),
+    print(run_dream(_pick_run(run, runs, "dream"), steps, prime, from_file, frame, spot, size, parse_where(where),
                     every=every))
 
 
@@ -213,7 +217,7 @@ def lesion(
 
     _quiet(quiet)
     names = tuple(n.strip() for n in disable.split(",") if n.strip())
-    print(run_lesion(_pick_run(run, runs, "stepper", "lesion", names), disable, freeze_learning, limit))
+    print(run_lesion(_pick_run(run, runs, "lesion", names), disable, freeze_learning, limit))
 
 
 @app.command()
@@ -237,11 +241,11 @@ def occlude(
         from predvis.probes.depth_invert import run_depth_invert
 
         _quiet(quiet)
-        print(run_depth_invert(_pick_run(run, runs, "scenes", "occlude --mode depth-invert"), test_set, limit))
+        print(run_depth_invert(_pick_run(run, runs, "depth_invert"), test_set, limit))
         return
 
     _quiet(quiet)
-    print(run_occlude(_pick_run(run, runs, "stepper", "occlude"), mode, size, parse_where(where), shape, limit))
+    print(run_occlude(_pick_run(run, runs, "occlude"), mode, size, parse_where(where), shape, limit))
 
 
 @app.command()
@@ -265,7 +269,7 @@ def sleep(
 
     _quiet(quiet)
     root = _runs_root(runs, out, default=None)
-    source = _pick_run(run, root, "unlearning", "sleep")
+    source = _pick_run(run, root, "sleep")
     print(run_sleep(source, cycles, dream_steps, rate, wake, parse_overrides(overrides or []), root))
 
 

@@ -140,4 +140,4 @@ def _run_from_options(run: Path, opts: DepthInvertOptions, root: Path, profile: 
 
 PROBE = register_probe(ProbeSpec("depth_invert", DepthInvertOptions, _run_from_options,
                                  lambda method: isinstance(method, SceneTestSets), "predvis occlude RUN --mode depth-invert",
-                                 lambda method: DepthInvertOptions(limit=4)))
+                                 lambda method: DepthInvertOptions(limit=4), needs="scenes"))

@@ -39,6 +39,8 @@ class ProbeSpec:
     command: the CLI command that runs it (for messages and docs).
     smallest: (a loaded Method) -> the options of the smallest meaningful run of this probe on it (seconds on a
         smoke model; what the registry-wide tests run).
+    needs: what a run must offer, judged from its saved config without loading it (:mod:`predvis.run_choice`:
+        ``stepper``, ``unlearning``, ``scenes``); the CLI takes the newest such run when none is named.
     """
 
     name: str
@@ -47,6 +49,7 @@ class ProbeSpec:
     applies_to: Callable[[Any], bool]
     command: str
     smallest: Callable[[Any], Any] = lambda method: None
+    needs: str = "stepper"
 
 
 def register_probe(spec: ProbeSpec) -> ProbeSpec:

@@ -105,4 +105,5 @@ def _can_unlearn(method) -> bool:
 
 
 PROBE = register_probe(ProbeSpec("sleep", SleepOptions, _run_from_options, _can_unlearn, "predvis sleep RUN",
-                                 lambda method: SleepOptions(cycles=1, dream_steps=6, settings=SMALLEST_SETTINGS)))
+                                 lambda method: SleepOptions(cycles=1, dream_steps=6, settings=SMALLEST_SETTINGS),
+                                 needs="unlearning"))
