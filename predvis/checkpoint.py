@@ -36,6 +36,22 @@ def payload(method: Any, epoch: int, step: int, best: float) -> dict:
     }
 
 
+def estimated_bytes(method: Any) -> int:
+    """Bytes of one checkpoint of ``method`` once it has trained a step: its modules' states plus two moment
+    tensors per trainable parameter of every optimiser (Adam's; online learners without one add nothing)."""
+    state = sum(t.numel() * t.element_size() for module in method.state_modules().values()
+                for t in module.state_dict().values() if torch.is_tensor(t))
+    moments = sum(2 * p.numel() * p.element_size() for opt in method.optimizers().values()
+                  for group in opt.param_groups for p in group["params"] if p.requires_grad)
+    return state + moments
+
+
+def disk_needed(method: Any) -> int:
+    """Disk a training run needs beyond what it has: ``last.pt`` and ``best.pt``, one temporary copy while a
+    checkpoint is written atomically, and 8 MiB for metrics, plots and tables."""
+    return 3 * estimated_bytes(method) + 8 * 2**20
+
+
 def restore(method: Any, ckpt: dict, path: Path, with_training_state: bool = True) -> None:
     """Load a checkpoint's weights (and optimiser / scheduler / scaler / RNG state) into a built method."""
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "modules" not in ckpt:

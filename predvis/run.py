@@ -262,6 +262,21 @@ class StagedDir:
         return False
 
 
+def check_space(path: Path, needed: int, purpose: str, flag: str) -> None:
+    """One line before any work when the file system that will hold ``path`` has fewer than ``needed`` bytes
+    free (the nearest existing folder above ``path`` tells which file system)."""
+    probe = Path(path)
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    try:
+        free = shutil.disk_usage(probe).free
+    except OSError:
+        return  # a file system that cannot say: the atomic writes still never leave half a file
+    if needed > free:
+        raise PredvisError(f"{flag} {path}: {purpose} need about {needed / 2**20:,.1f} MiB of disk, "
+                           f"only {free / 2**20:,.1f} MiB free there")
+
+
 def check_writable(path: Path, what: str = "output folder") -> None:
     """One-line error, before any work, if ``path`` cannot become a writable folder: a file stands where
     it (or a folder above it) should be, or the nearest existing folder is not writable."""

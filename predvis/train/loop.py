@@ -29,7 +29,7 @@ from predvis.runtime import distributed
 from predvis.runtime.method import Method
 from predvis.train import trackers
 from predvis.run import (
-    RunDir, atomic_torch_save, atomic_write_text, command_line, create_run_dir, environment, write_csv,
+    RunDir, atomic_torch_save, atomic_write_text, check_space, command_line, create_run_dir, environment, write_csv,
 )
 
 def train(cfg: ExperimentConfig, root: Path, overrides: dict, dry_run: bool = False) -> Path | None:
@@ -46,6 +46,7 @@ def train(cfg: ExperimentConfig, root: Path, overrides: dict, dry_run: bool = Fa
         return None
     for name, count in method.param_counts().items():
         console.print(f"params: {count:,} ({name})")
+    check_space(Path(root), checkpoint.disk_needed(method), "its checkpoints and metrics", "--runs")
     world = distributed.world_size()
     env = environment(device, cfg.seed, world_size=world, extra={
         "profile": cfg.profile, "effective_batch": getattr(cfg.train, "batch_size", None),
@@ -112,6 +113,7 @@ def _resume(run: RunDir, cfg: ExperimentConfig, dry_run: bool, edited: str | Non
         console.print(f"run already finished {epoch} of {cfg.train.epochs} epochs; nothing to do")
         write_loss_plot(run.path)
         return run.path
+    check_space(run.path, checkpoint.disk_needed(method), "its checkpoints and metrics", "run")
     if edited is not None and distributed.is_main():
         resume_guards.record_forced_resume(run, edited)
         console.print(f"--force: training on with the edited {run.sub('config.yaml')} (recorded in resumes.json)")

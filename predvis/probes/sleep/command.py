@@ -36,7 +36,7 @@ def run_sleep(run_path: Path, cycles: int = 5, dream_steps: int = 100, rate: flo
     s = from_dict(SleepSettings, dict(options or {}), "")
     check_arguments(cycles, dream_steps, 1.0 if rate is None else rate, s.patience)
     run_path = Path(run_path)
-    from predvis.run import RunDir, check_writable
+    from predvis.run import RunDir, check_space, check_writable
 
     check_writable(Path(out) if out is not None else run_path.parent.parent, "--runs")
     # best.pt (else last.pt) with the optimiser state: wake continues training exactly as train would
@@ -54,6 +54,8 @@ def run_sleep(run_path: Path, cycles: int = 5, dream_steps: int = 100, rate: flo
                            "(predvis.runtime.stepping.Unlearning); sleep needs one")
     if rate is None:
         rate = float(stepper.default_unlearn_rate)
+    root = Path(out) if out is not None else run_path.parent.parent
+    check_space(root, checkpoint.disk_needed(method), "the slept run's checkpoints and figures", "--runs")
     seed_everything(s.seed)
     shape = tuple(stepper.frame_shape)
     seqs = method.test_sequences()
