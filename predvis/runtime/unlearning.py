@@ -110,11 +110,15 @@ class GradientUnlearning:
         training step would do with the sign reversed. Parameters the optimiser has no statistics
         for (or no optimiser) take a plain gradient step.
         """
-        params = [p for p in self.unlearn_parameters() if p.requires_grad]
         scale = clip[0, 0].numel() * scored_steps(clip.shape[1], burn_in)
+        self.ascend(lambda: self.differentiable_energy(clip, burn_in).mean() * scale, rate)
+
+    def ascend(self, objective: Callable[[], torch.Tensor], rate: float) -> None:
+        """One gradient-ascent step on the scalar ``objective()`` over ``unlearn_parameters``, preconditioned by
+        the training optimiser's second moments and bounded like an Adam step, at ``rate * learning_rate``."""
+        params = [p for p in self.unlearn_parameters() if p.requires_grad]
         with torch.enable_grad():
-            energy = self.differentiable_energy(clip, burn_in).mean() * scale
-            grads = torch.autograd.grad(energy, params, allow_unused=True)
+            grads = torch.autograd.grad(objective(), params, allow_unused=True)
         pre = self._preconditioners()
         lr = rate * self.learning_rate
         with torch.no_grad():

@@ -89,15 +89,4 @@ class PredNetStepper(GradientUnlearning):
 
     def unlearn_step(self, clip: torch.Tensor, rate: float, burn_in: int) -> None:
         """One ascent step of the PredNet loss on ``clip`` (B, T, C, H, W), steps >= ``burn_in`` scored."""
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        with torch.enable_grad():
-            _, errors = self.model(clip)
-            loss = prednet_loss(errors, self.layer_weights, first=burn_in).mean()
-            grads = torch.autograd.grad(loss, params, allow_unused=True)
-        pre = self._preconditioners()
-        lr = rate * self.learning_rate
-        with torch.no_grad():
-            for p, g in zip(params, grads):
-                if g is not None:
-                    d = pre.get(id(p))
-                    p.add_(g if d is None else (g / d).clamp_(-1.0, 1.0), alpha=lr)
+        self.ascend(lambda: prednet_loss(self.model(clip)[1], self.layer_weights, first=burn_in).mean(), rate)
