@@ -133,6 +133,19 @@ def test_tensorboard_event_files_mirror_train_csv_and_grids(tmp_path, monkeypatc
         assert step == max(expected) and image.encoded_image_string.startswith(b"\x89PNG")
 
 
+def complete_wandb_records(path, timeout: float = 30.0):
+    """The records of a .wandb log once its ``exit`` record is there: W&B's service writes the log
+    asynchronously and may still be writing it just after ``finish()`` returns in the same process."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        records = list(wandb_records(path)) if path.exists() else []
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
+
+
 def wandb_records(path):
     """The protobuf records of a W&B transaction log (.wandb): a 7-byte file header, then LevelDB-style
     chunks (crc32, length, type: full / first / middle / last) in 32 KiB blocks."""
@@ -167,7 +180,7 @@ def test_wandb_offline_runs_mirror_train_csv_and_grids(tmp_path, monkeypatch, of
     assert not list((run / "wandb").glob("run-*"))  # nothing online
     logged, images = {}, {}
     for folder in folders:
-        for record in wandb_records(folder / f"run-{wandb_id}.wandb"):
+        for record in complete_wandb_records(folder / f"run-{wandb_id}.wandb"):
             if record.WhichOneof("record_type") != "history":
                 continue
             items = {}
