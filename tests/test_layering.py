@@ -91,3 +91,33 @@ def test_a_backend_is_named_only_by_its_own_folder(path):
         if len(parts) >= 3 and parts[:2] == ["predvis", "backends"] and parts[2] != "registry" and parts[2] != mine:
             named.append(f"line {line}: imports {name}")
     assert not named, "\n".join(named)
+
+
+def test_module_level_imports_form_no_cycle():
+    """No two modules import each other at import time, directly or round a longer loop (imports inside
+    functions are left out: they run after both modules exist)."""
+    names = {_module(p).removesuffix(".__init__"): p for p in SOURCES}
+    graph: dict[str, set[str]] = {}
+    for name, path in names.items():
+        found = set()
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        graph[name] = {t for t in found if t in names and t != name}
+    state: dict[str, int] = {}   # 1: on the current path, 2: done
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                loop = path[path.index(nxt):] + [nxt]
+                raise AssertionError("import cycle: " + " -> ".join(loop))
+            if nxt not in state:
+                visit(nxt, path + [nxt])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
