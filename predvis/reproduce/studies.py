@@ -127,7 +127,7 @@ class DepthInversion(Study):
         return {"profile": cell.profile, "seeds": len(cell.seeds), "overrides": list(cell.overrides), "jobs": jobs}
 
     def argv(self, cell, opts: DepthInversionOptions, root: Path) -> list[str]:
-        return (["--profile", cell.profile, "--seeds", str(len(cell.seeds)), "--out", str(root),
+        return (["--profile", cell.profile, "--seeds", str(len(cell.seeds)), "--runs", str(root),
                  "--variants", opts.variants, "--additive", opts.additive, "--sweep", opts.sweep,
                  "--sweep-seeds", str(opts.sweep_seeds), "--threads", str(opts.threads)]
                 + (["--wide"] if opts.wide else []) + list(cell.overrides))
@@ -164,7 +164,7 @@ class Gopc2Stability(Study):
         # --out absolute: study.json keeps it, and --study continues from there whatever the working folder
         return ["--profile", cell.profile, "--seeds", str(len(cell.seeds)), "--ref-seeds", str(opts.ref_seeds),
                 "--short-seeds", str(opts.short_seeds), "--short-epochs", str(opts.short_epochs),
-                "--variants", ",".join(self.variants(opts)), "--out", str(Path(root).resolve()),
+                "--variants", ",".join(self.variants(opts)), "--runs", str(Path(root).resolve()),
                 "--threads", str(opts.threads)] + list(cell.overrides)
 
 

@@ -3,8 +3,8 @@ write ``tables/depth_inversion.md`` (docs/depth_inversion.md).
 
     predvis study depth_inversion --profile quick --seeds 2
 
-Every model is a normal run directory under ``--out`` (runs/depth_inversion/...). The study folder
-(``--out``/depth_inversion_study/<stamp>_<profile>/) holds one JSON record per finished model
+Every model is a normal run directory under ``--runs`` (runs/depth_inversion/...). The study folder
+(``--runs``/depth_inversion_study/<stamp>_<profile>/) holds one JSON record per finished model
 (``jobs/``, written by the job runner, :mod:`predvis.jobs`), the per-image test losses (``losses/*.npz``), copies of the figures, and the table, which
 is rewritten after every model so a partial study still reports what has finished. ``--study DIR``
 continues an interrupted study (finished models are skipped).
@@ -113,7 +113,8 @@ def run_job(job: dict, profile: str, runs_root: Path, study: Path, threads: int,
 def command(
     profile: str = typer.Option("quick", help="smoke | quick | full | long"),
     seeds: int = typer.Option(2, help="seeds of every variant"),
-    out: Path = typer.Option(Path("runs"), help="root of run directories"),
+    runs: Path = typer.Option(Path("runs"), "--runs", help="root of run directories"),
+    out: Optional[Path] = typer.Option(None, "--out", hidden=True, help="old name of --runs"),
     study: Optional[Path] = typer.Option(None, help="continue this study folder"),
     variants: str = typer.Option("all", help="all, or a comma list like B-B,BLT-BLT"),
     additive: str = typer.Option("corners", help="corners | all | none"),
@@ -128,6 +129,7 @@ def command(
 ) -> int:
     """The 16-variant depth-inversion study (docs/depth_inversion.md): every encoder x decoder variant over
     seeds, then tables/depth_inversion.md in the study folder."""
+    out = runs if out is None else out
     run_with = jo.launcher_from(launcher, workers, out, slurm_partition, slurm_gpus, slurm_cpus, slurm_time,
                                 slurm_mem, threads=max(threads, 1))
     return run_study(profile, seeds, out, study, variants, additive, sweep, sweep_seeds, wide, threads, table_only,

@@ -4,18 +4,18 @@ default beats GOPC-1's prior, and whether r^H carries the slow variables of the 
     predvis study gopc2_stability --profile quick --seeds 5
     predvis study gopc2_stability --study runs/gopc2_study/<stamp>_quick   # continue
 
-Jobs (every one a normal run directory under ``--out``):
+Jobs (every one a normal run directory under ``--runs``):
 - ``gopc1`` and ``gopc1-open`` (``REFERENCES``): GOPC-1 on the same profile, trained closed-loop (its
   default) and with GOPC-2's open-loop fraction, seeds 0..``--ref-seeds``-1 (the side-by-side references);
 - ``default``: GOPC-2 with the default settings, seeds 0..``--seeds``-1, the full schedule;
 - the other stabiliser settings (``VARIANTS``), seeds 0..``--short-seeds``-1, for ``--short-epochs``
   epochs only (a shortened budget: they are run until they diverge or the budget ends).
 
-A job whose model already has a finished run under ``--out`` with the same merged config (apart from
+A job whose model already has a finished run under ``--runs`` with the same merged config (apart from
 ``train.threads``; e.g. the GOPC-1 reference and make reproduce-tables' ``gopc1`` cell, seed 0) is
 evaluated from that run instead of being trained again (its record says ``reused``).
 
-The study folder (``--out``/gopc2_study/<stamp>_<profile>/) holds one JSON record per finished job
+The study folder (``--runs``/gopc2_study/<stamp>_<profile>/) holds one JSON record per finished job
 (``jobs/``) and ``tables/gopc2_stability.md``, rewritten after every job, so a partial study reports what
 has finished. Several processes may work on one study folder at once (``--study DIR`` in each): the job
 runner (:mod:`predvis.jobs`) claims a job with ``jobs/<tag>.claim`` (pid and host); claims of processes
@@ -392,7 +392,8 @@ def command(
     short_epochs: int = typer.Option(2, help="epochs of the shortened budget"),
     variants: str = typer.Option(",".join(VARIANTS), help="comma-separated subset of: " + ", ".join(VARIANTS)),
     only: str = typer.Option("", help="comma-separated labels to run in this process (others skipped)"),
-    out: Path = typer.Option(Path("runs"), help="root of run directories"),
+    runs: Path = typer.Option(Path("runs"), "--runs", help="root of run directories"),
+    out: Optional[Path] = typer.Option(None, "--out", hidden=True, help="old name of --runs"),
     study: Optional[Path] = typer.Option(None, help="continue this study folder"),
     threads: int = typer.Option(1, help="torch threads per model"),
     table_only: bool = typer.Option(False, help="only (re)write the table from finished jobs"),
@@ -402,6 +403,7 @@ def command(
     slurm_gpus: int = jo.GPUS, slurm_cpus: int = jo.CPUS, slurm_time: str = jo.TIME, slurm_mem: int = jo.MEM,
 ) -> int:
     """The GOPC-2 stability study (docs/models.md, GOPC-2): every stabiliser setting beside GOPC-1."""
+    out = runs if out is None else out
     from predvis.config import suggest
 
     picked = [v for v in variants.split(",") if v]
