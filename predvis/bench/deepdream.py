@@ -25,12 +25,13 @@ from predvis.probes.deepdream import objectives as O
 from predvis.probes.deepdream import transforms as T
 from predvis.probes.deepdream.attacks import LinfBall
 from predvis.probes.deepdream.engine import Dreamer, Recipe
+from predvis.data.images import resize
 
 
 def _bare(dreamer: Dreamer, objective: O.Objective, image: torch.Tensor, recipe: Recipe) -> None:
     """The model's own work for one dream: forward to the hooked layer + backward, at every octave size."""
     sizes = T.octave_sizes(tuple(image.shape[2:]), recipe.octaves, recipe.octave_scale, recipe.min_octave_side)
-    inputs = [T.resize(image, s) for s in sizes]
+    inputs = [resize(image, s) for s in sizes]
     for x in inputs:
         for _ in range(recipe.steps):
             xs = x.detach().requires_grad_(True)

@@ -34,7 +34,7 @@ Training loss per sequence: sum_t ||x_t - G(r_t)||^2 + kl_weight KL(q(r_t) || p_
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Literal
 
 import torch
 import torch.nn as nn

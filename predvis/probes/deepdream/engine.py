@@ -25,6 +25,7 @@ from predvis.errors import PredvisError
 from predvis.probes.deepdream import transforms as T
 from predvis.probes.deepdream.layers import LayerTap
 from predvis.probes.deepdream.objectives import Objective, layer as layer_objective
+from predvis.data.images import resize
 
 Projection = Callable[[torch.Tensor], torch.Tensor]
 ObjectiveAt = Callable[[int], Objective]
@@ -191,11 +192,11 @@ class Dreamer:
             raise PredvisError(f"image must be (B, C, H, W), got shape {tuple(base.shape)}")
         sizes = T.octave_sizes(tuple(base.shape[2:]), recipe.octaves, recipe.octave_scale,
                                recipe.min_octave_side)
-        detail = torch.zeros_like(T.resize(base, sizes[0]))
+        detail = torch.zeros_like(resize(base, sizes[0]))
         x = base
         for level, size in enumerate(sizes):
-            level_base = T.resize(base, size)
-            detail = T.resize(detail, size)
+            level_base = resize(base, size)
+            detail = resize(detail, size)
             x = (level_base + detail).clamp_(0.0, 1.0) if recipe.clip else level_base + detail
             last = level == len(sizes) - 1
             # all jitters of this octave in one draw (one generator call instead of one per step)

@@ -14,7 +14,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-from predvis.data.images import resize  # noqa: F401 (T.resize: the octave pyramid's resize)
 from predvis.errors import PredvisError
 
 
