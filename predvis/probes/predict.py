@@ -94,6 +94,8 @@ def predict(run_path: Path, context: int | None = None, limit: int | None = None
         "copy_last": seqs[:, context - 1:context].expand_as(seqs),
         "mean_frame": mean_frame.expand_as(seqs),
     }
+    if not own_rollout:   # next-frame prediction: its baseline is the frame before (frame 0 has none)
+        predictors["copy_previous"] = torch.cat([seqs[:, :1], seqs[:, :-1]], 1)
     metrics = {name: frame_metrics(pred, seqs) for name, pred in predictors.items()}
 
     n_fig = getattr(cfg.eval, "figures", 4) if figures is None else figures
@@ -102,27 +104,32 @@ def predict(run_path: Path, context: int | None = None, limit: int | None = None
     settings = {"context": context, "limit": limit, "sequences": len(seqs), "figures": n_fig}
     with probe.output() as staged:
         target = staged.path
-        _write_csvs(target, metrics, context)
-        _write_tables(target, cfg, method, metrics, context, len(seqs))
+        _write_csvs(target, metrics, context, not own_rollout)
+        _write_tables(target, cfg, method, metrics, context, len(seqs), not own_rollout)
         _write_figures(target, seqs, out, context, n_fig, f"{getattr(cfg.model, 'kind', cfg.method)} {run_path.name}", notes)
         atomic_write_json(target / "summary.json", probe.summary(settings, {
-            f"{k}_mse": metrics[k]["mse"][:, _frames(k, context, seqs.shape[1])].mean().item() for k in metrics}))
+            f"{k}_mse": metrics[k]["mse"][:, _frames(k, context, seqs.shape[1], not own_rollout)].mean().item()
+            for k in metrics}))
     log_prediction_grids(run_path, cfg, sorted((staged.final / "frames").glob("*.png")))
     return staged.final
 
 
-def _frames(kind: str, context: int, steps: int) -> slice:
-    """Frames a predictor is scored on: all for recon, the predicted ones for the others."""
+def _frames(kind: str, context: int, steps: int, one_step: bool = False) -> slice:
+    """Frames a predictor is scored on: all for recon (from frame 1 when recon is a one-step prediction,
+    whose frame 0 is a copy) and for copy_previous from frame 1; the predicted ones for the others."""
+    if kind == "copy_previous" or (kind == "recon" and one_step):
+        return slice(1, steps)
     return slice(0, steps) if kind == "recon" else slice(context, steps)
 
 
-def _write_csvs(target: Path, metrics: dict, context: int) -> None:
+def _write_csvs(target: Path, metrics: dict, context: int, one_step: bool) -> None:
     rows, horizon = [], []
     for kind, m in metrics.items():
         n, steps = m["mse"].shape
-        frames = _frames(kind, context, steps)
+        frames = _frames(kind, context, steps, one_step)
         for t in range(frames.start, frames.stop):
-            horizon.append({"predictor": kind, "frame": t, "horizon": t - context + 1 if kind != "recon" else 0,
+            horizon.append({"predictor": kind, "frame": t,
+                            "horizon": 0 if kind in ("recon", "copy_previous") else t - context + 1,
                             **{k: v[:, t].mean().item() for k, v in m.items()}})
             for i in range(n):
                 rows.append({"sequence": i, "frame": t, "predictor": kind, **{k: v[i, t].item() for k, v in m.items()}})
@@ -130,7 +137,7 @@ def _write_csvs(target: Path, metrics: dict, context: int) -> None:
     write_csv(target / "metrics" / "horizon.csv", horizon)
 
 
-def _write_tables(target: Path, cfg, method, metrics: dict, context: int, n: int) -> None:
+def _write_tables(target: Path, cfg, method, metrics: dict, context: int, n: int, one_step: bool) -> None:
     kind = getattr(cfg.model, "kind", cfg.method)
     params = sum(method.param_counts().values())
     ref = THESIS_PARAMS.get(kind)
@@ -145,15 +152,18 @@ def _write_tables(target: Path, cfg, method, metrics: dict, context: int, n: int
                 f"{ref_params:,}" if ref_params else "-", "not public" if ref_params else "-"]
 
     headers = ["model", "params", "mean MSE", "std MSE", "PSNR dB", "SSIM", "thesis params", "thesis MSE"]
-    all_f, pred_f = slice(0, steps), slice(context, steps)
-    recon = [row(kind, "recon", all_f, ref), row("mean frame (baseline)", "mean_frame", all_f)]
+    all_f, pred_f = _frames("recon", context, steps, one_step), slice(context, steps)
+    recon = [row(kind, "recon", all_f, ref)]
+    if one_step:
+        recon.append(row("copy previous frame (baseline)", "copy_previous", all_f))
+    recon.append(row("mean frame (baseline)", "mean_frame", all_f))
     prior = [row(kind, "prior", pred_f, ref), row("copy last frame (baseline)", "copy_last", pred_f),
              row("mean frame (baseline)", "mean_frame", pred_f)]
     note = (f"\n{n} test sequences; MSE is the per-pixel mean squared error on the [0, 1] scale, averaged over "
             f"the scored frames of a sequence; mean and std are over sequences (docs/metrics.md).\n")
-    atomic_write_text(target / "tables" / "recon.md",
-                      f"# Posterior reconstruction (thesis Table 3.1), all {steps} frames\n\n"
-                      + markdown_table(headers, recon) + note)
+    title = (f"# Next-frame prediction from the real frames, frames 2-{steps} (each from the frames before it)"
+             if one_step else f"# Posterior reconstruction (thesis Table 3.1), all {steps} frames")
+    atomic_write_text(target / "tables" / "recon.md", title + "\n\n" + markdown_table(headers, recon) + note)
     atomic_write_text(target / "tables" / "prior.md",
                       f"# Prior prediction (thesis Table 3.2), frames {context + 1}-{steps} after {context} context frames\n\n"
                       + markdown_table(headers, prior) + note)
