@@ -1,10 +1,10 @@
 """The probe registry: every probe registered once, with the options a table cell may set and how it runs.
 
 A probe module registers itself with ``PROBE = register_probe(ProbeSpec(...))`` and is listed once in
-:data:`PROBE_MODULES`. The reproduce cells read the
-options dataclass from here (``probes: [{probe: lesion, disable: feedback}]``), the collector runs a
-cell's probes through ``spec.run``, and the registry-wide tests run every probe on every backend that
-``spec.applies_to`` accepts. The modules are imported the first time the registry is read.
+:data:`PROBE_MODULES`; the modules are imported the first time the registry is read. The reproduce cells
+read a probe's options dataclass from here (``probes: [{probe: lesion, disable: feedback}]``), the
+collector runs a cell's probes through ``spec.run``, the CLI picks the run a probe command takes through
+``spec.needs``, and the registry-wide tests run every probe on every backend that ``spec.applies_to`` accepts.
 """
 from __future__ import annotations
 
