@@ -221,7 +221,8 @@ def bench_pvm_section(device: torch.device) -> str:
     """Paper-size PVM, online learning: batch 1 (batched path vs the per-unit reference loop, against the
     weight-streaming floor) and 64 streams (the unit inputs concatenated vs written in place)."""
     if device.type != "cpu":
-        return "## PVM\n\nPVM on CUDA is measured by issue 10's GPU benchmark, not here.\n"
+        return ("## PVM\n\nThe PVM benchmark measures the CPU only (its per-unit reference loop and weight-streaming "
+                "floor are CPU bounds); on a GPU, time `predvis train pvm --profile full` (docs/scaling.md).\n")
     r = bench_pvm()
     rows = [["batched (per-layer bmm, momentum folded into W1 with a rank-1 ring)", r["batched_steps_per_s"]]]
     if "reference_steps_per_s" in r:
