@@ -121,3 +121,20 @@ def test_module_level_imports_form_no_cycle():
     for name in sorted(graph):
         if name not in state:
             visit(name, [name])
+
+
+def test_the_cli_loads_no_backend_until_one_is_asked_for():
+    """`predvis --help` and friends stay light: importing the CLI imports the registry, not the backends."""
+    import subprocess
+    import sys
+
+    code = "import sys, predvis.cli; print(sorted(m for m in sys.modules if m.startswith('predvis.backends.')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['predvis.backends.registry']"
+
+
+def test_the_depth_inversion_study_crosses_the_backends_own_variants():
+    from predvis.backends.registry import get_method
+    from predvis.studies.depth_inversion_table import VARIANTS
+
+    assert VARIANTS == get_method("depth_inversion").VARIANTS

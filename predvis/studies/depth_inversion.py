@@ -32,8 +32,8 @@ from predvis.errors import PredvisError
 from predvis.backends.registry import get_method
 from predvis.jobs import options as jo
 from predvis.run import atomic_write_text
+from predvis.studies.depth_inversion_table import VARIANTS
 
-VARIANTS: tuple[str, ...] = get_method("depth_inversion").VARIANTS  # encoder / decoder wirings
 
 EXPERIMENT = "depth_inversion"
 CORNERS = (("B", "B"), ("B", "BLT"), ("BLT", "B"), ("BLT", "BLT"))

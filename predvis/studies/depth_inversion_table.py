@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from predvis.backends.registry import get_method
-
-VARIANTS: tuple[str, ...] = get_method("depth_inversion").VARIANTS  # encoder / decoder wirings
+# the four encoder / decoder wirings the study crosses (the backend checks each name when it builds a model);
+# written here, not looked up, so importing the CLI does not load every backend
+VARIANTS: tuple[str, ...] = ("B", "BL", "BT", "BLT")
 
 RECURRENT = [(e, d) for e in VARIANTS for d in VARIANTS if (e, d) != ("B", "B")]
 CONTRASTS = [
