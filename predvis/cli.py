@@ -73,7 +73,8 @@ def _quiet(quiet: bool) -> None:
 
 @app.command()
 def train(
-    experiment: str = typer.Argument(..., help="experiment name in experiments/ (e.g. gopc1) or a YAML path"),
+    experiment: Optional[str] = typer.Argument(None, help="experiment name in experiments/ (e.g. gopc1) or a YAML "
+                                               "path; optional with --resume (the run knows its own)"),
     overrides: Optional[List[str]] = OVERRIDES,
     profile: Optional[str] = typer.Option(None, help="smoke | quick | full | long (default: full with CUDA, else quick)"),
     runs: Optional[Path] = RUNS,
@@ -104,6 +105,9 @@ def train(
         return
     if force:
         raise PredvisError("--force only applies with --resume RUN")
+    if experiment is None:
+        raise PredvisError("name an experiment (e.g. predvis train gopc1; list: predvis train -h) or continue a run "
+                           "with --resume RUN")
     chosen = profile or default_profile()
     cfg = load_experiment(experiment, chosen, overrides or [])
     if profile is None:

@@ -159,3 +159,14 @@ def test_sigterm_during_training_marks_the_run_interrupted(tmp_path):
     assert f"interrupted: run {run} can be resumed" in err and "Traceback" not in err
     assert json.loads((run / "status.json").read_text())["state"] == "interrupted"
     assert (run / "checkpoints" / "last.pt").exists() and not (run / ".lock").exists()
+
+
+@pytest.mark.bad_input("accepted")
+def test_resume_needs_no_experiment_name(run, capsys):
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--dry-run"]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.bad_input("refused")
+def test_train_without_experiment_or_resume_is_refused(tmp_path, capsys):
+    refused(capsys, ["train", "--runs", tmp_path], r"name an experiment .* or continue a run with --resume RUN", tmp_path)
