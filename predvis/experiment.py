@@ -25,6 +25,7 @@ from predvis.errors import ConfigError, RunError
 from predvis.progress import console, is_quiet
 from predvis.run import RUNTIME_KEYS, STAMP_FORMAT, config_apart_from, iter_runs
 from predvis.runtime import distributed
+from predvis.runtime.allocator import tune_cpu_allocator
 from predvis.runtime.device import seed_everything, select_device
 from predvis.runtime.method import Method
 
@@ -90,6 +91,7 @@ def build_method(cfg: ExperimentConfig) -> tuple[Method, torch.device]:
     device = distributed.init(cfg.device) or select_device(cfg.device)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    tune_cpu_allocator()  # freed activations are reused, not page-faulted in again (same numbers)
     seed_everything(cfg.seed)
     console.quiet = is_quiet() or not distributed.is_main()
     method_class = get_method(cfg.method)

@@ -33,12 +33,13 @@ def machine_header(device) -> str:
 
 def optional_sections(size: str, device) -> list[str]:
     """Benchmarks of the other backends."""
+    from predvis.bench.allocator import section as bench_allocator
     from predvis.bench.deepdream import run as bench_deepdream
     from predvis.bench.pvm import bench_pvm_section
     from predvis.bench.recurrent_ae import section as bench_recurrent_ae
     from predvis.bench.train_options import run as bench_train_options
 
-    ae = [bench_recurrent_ae()] if device.type == "cpu" else []
+    ae = [bench_recurrent_ae(), bench_allocator(threads=1), bench_allocator(threads=2)] if device.type == "cpu" else []
     return [bench_pvm_section(device), *ae, bench_deepdream(size=size, device=device),
             bench_train_options(size=size, device=device)]
 

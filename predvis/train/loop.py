@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from predvis.runtime.allocator import allocator_state
 from predvis import checkpoint, runlock
 from predvis.train import resume_guards
 from predvis.config import ExperimentConfig, dump_yaml
@@ -49,7 +50,7 @@ def train(cfg: ExperimentConfig, root: Path, overrides: dict, dry_run: bool = Fa
     check_space(Path(root), checkpoint.disk_needed(method), "its checkpoints and metrics", "--runs")
     world = distributed.world_size()
     env = environment(device, cfg.seed, world_size=world, extra={
-        "profile": cfg.profile, "effective_batch": getattr(cfg.train, "batch_size", None),
+        "profile": cfg.profile, "host_allocator": allocator_state(), "effective_batch": getattr(cfg.train, "batch_size", None),
         "per_rank_batch": -(-getattr(cfg.train, "batch_size", 0) // world)})
     path = None
     lock = None

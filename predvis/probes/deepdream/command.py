@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from predvis.runtime.allocator import allocator_state
 from predvis.errors import PredvisError
 from predvis.probes.deepdream import objectives as O
 from predvis.probes.deepdream import sources as S
@@ -326,7 +327,8 @@ def run_deepdream(cfg: DeepdreamConfig, runs_root: Path = Path("runs"), override
         for d in dreamers.values():
             d.close()
         raise
-    env = environment(device, cfg.seed, extra={"profile": cfg.profile, "model": target.source.name})
+    env = environment(device, cfg.seed, extra={"profile": cfg.profile, "model": target.source.name,
+                                                "host_allocator": allocator_state()})
     run = create_run_dir(runs_root, cfg.name, {
         "config.yaml": dump_yaml(cfg.to_dict()),
         "overrides.yaml": dump_yaml(overrides or {}),

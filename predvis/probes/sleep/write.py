@@ -7,6 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 
+from predvis.runtime.allocator import allocator_state
 from predvis.probes import attractors as A
 from predvis.probes.sleep.cycles import CycleRow
 from predvis.probes.sleep.measure import Evaluation
@@ -65,7 +66,8 @@ def write_sleep_run(run_path: Path, out: Path | None, cfg, method, payload: dict
         atomic_write_text(staging / "overrides.yaml", src_over.read_text() if src_over.exists() else "{}\n")
         atomic_write_text(staging / "sleep.yaml", yaml.safe_dump(settings, sort_keys=False, default_flow_style=False))
         atomic_write_text(staging / "cmd.txt", command_line())
-        atomic_write_json(staging / "env.json", environment(method.device, s.seed, extra={"sleep_of": str(run_path)}))
+        atomic_write_json(staging / "env.json", environment(method.device, s.seed, extra={"sleep_of": str(run_path),
+                                                                                   "host_allocator": allocator_state()}))
         if (run_path / "metrics" / "train.csv").exists():
             shutil.copyfile(run_path / "metrics" / "train.csv", staging / "metrics" / "train.csv")
         atomic_torch_save(staging / "checkpoints" / "last.pt", payload)
