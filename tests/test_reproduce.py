@@ -406,6 +406,8 @@ def test_gopc2_study_cell_continues_a_partial_study_and_links_every_number(tmp_p
     for rec in (study / "jobs").glob("*.json"):
         assert Path(json.loads(rec.read_text())["run"]).is_relative_to(runs.resolve())
     assert "gopc2_stability: done" in (tables / "README.md").read_text()
+    for word in ("steps", "wall_time"):   # the study's learning curves, one line per setting
+        assert f"](curves/gopc2_stability_{word}.png)" in text and (tables / "curves" / f"gopc2_stability_{word}.png").stat().st_size
 
     before = _snapshot(runs)
     assert main(args) == 0

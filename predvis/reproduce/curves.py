@@ -173,13 +173,15 @@ def plot(curves: list[Curve], metric: str, path: Path, x: str = "step", ylabel: 
         pts = [p for p in c.points if _finite(p.get(metric))]
         style = styles[seeds.index(c.seed) % len(styles)] if c.seed in seeds else "-"
         name = c.label + (f" s{c.seed}" if c.seed is not None and len(seeds) > 1 else "")
-        ax.plot([p[x] / scale for p in pts], [p[metric] for p in pts], style, color=colours[c.label], label=name, lw=1.4)
+        # markers where a line has few points (a short run's one or two epochs would otherwise not show)
+        ax.plot([p[x] / scale for p in pts], [p[metric] for p in pts], style, color=colours[c.label], label=name, lw=1.4,
+                marker="o" if len(pts) <= 12 else None, ms=4)
     if baseline:
         ref = next((c for c in drawn if c.has(baseline)), None)
         if ref is not None:
             pts = [p for p in ref.points if _finite(p.get(baseline))]
             ax.plot([p[x] / scale for p in pts], [p[baseline] for p in pts], "--", color="grey", lw=1,
-                    label=baseline_label or baseline)
+                    label=baseline_label or baseline, marker="_" if len(pts) <= 12 else None, ms=10)
     if target is not None:
         ax.axhline(target, color="black", ls=":", lw=0.8, label=f"target {target:g}")
     if log_y:

@@ -427,10 +427,27 @@ def write_depth_inversion(ctx: Context, results: list[CellResult]) -> dict[str, 
     return {name: "\n".join(text)}
 
 
+def _curve_figures(ctx: Context, groups: dict[str, list], metric: str, stem: str, ylabel: str, title: str,
+                   baseline: str | None = None, baseline_label: str = "") -> list[str]:
+    """Markdown image lines of ``metric`` against steps and against training wall time, one line per
+    group (its seeds' mean curve), written to ``curves/<stem>_steps.png`` and ``_wall_time.png``."""
+    from predvis.reproduce.curves import mean_curve, plot
+
+    curves = [mean_curve(cs, label) for label, cs in groups.items() if cs]
+    lines = []
+    for x, word in (("step", "steps"), ("wall", "wall_time")):
+        path = plot(curves, metric, ctx.tables_dir / "curves" / f"{stem}_{word}.png", x=x, ylabel=ylabel,
+                    title=f"{title} against {word.replace('_', ' ')} (mean over seeds)", baseline=baseline,
+                    baseline_label=baseline_label)
+        if path is not None:
+            lines.append(f"![{ylabel} against {word.replace('_', ' ')}](curves/{path.name})")
+    return lines
+
+
 def _study_curves(ctx: Context, study: Path) -> list[str]:
     """Figures of every occluded variant's validation SSE (mean over seeds) against steps and against
     training wall time, from the models' ``metrics/train.csv`` (the study scores its test sets only at the end)."""
-    from predvis.reproduce.curves import mean_curve, plot, read_curve
+    from predvis.reproduce.curves import read_curve
 
     groups: dict[str, list] = {}
     trained = None
@@ -441,20 +458,36 @@ def _study_curves(ctx: Context, study: Path) -> list[str]:
         trained = trained or rec["steps"]
         if rec["steps"] == trained and rec["enc"] != "Bw":
             groups.setdefault(f"{rec['enc']}-{rec['dec']}", []).append(read_curve(Path(rec["run"]), seed=rec["seed"]))
-    curves = [mean_curve(cs, label) for label, cs in groups.items()]
-    lines = []
-    for x, word in (("step", "steps"), ("wall", "wall_time")):
-        path = plot(curves, "val_loss", ctx.tables_dir / "curves" / f"depth_inversion_{word}.png", x=x,
-                    ylabel="validation SSE (final step, seen pairs)",
-                    title=f"Depth inversion study: validation SSE against {word.replace('_', ' ')} (mean over seeds)")
-        if path is not None:
-            lines.append(f"![validation SSE against {word.replace('_', ' ')}](curves/{path.name})")
+    lines = _curve_figures(ctx, groups, "val_loss", "depth_inversion", "validation SSE (final step, seen pairs)",
+                           "Depth inversion study: validation SSE")
     if not lines:
         return []
     return ["## Learning curves", "", "Validation SSE (`val_loss`: the validation scenes of seen pairs, final step; the "
             "study scores the held-out pairs only at the end) after every epoch, mean over the seeds of each occluded "
             "variant at its trained unroll, against optimiser steps and against training wall time (validation "
             "excluded; models ran two at a time on a shared CPU, so wall time also reflects the load).", ""] + lines + [""]
+
+
+def _gopc2_curves(ctx: Context, records: list[Path]) -> list[str]:
+    """Figures of every setting's validation prior MSE (mean over seeds) against steps and wall time."""
+    from predvis.reproduce.curves import read_curve
+
+    groups: dict[str, list] = {}
+    for path in records:
+        rec = json.loads(path.read_text())
+        run = Path(rec["run"]) if rec.get("run") else None
+        if run is not None and (run / "metrics" / "train.csv").exists():
+            groups.setdefault(rec["label"], []).append(read_curve(run, seed=rec["seed"]))
+    lines = _curve_figures(ctx, groups, "val_prior_mse", "gopc2_stability", "validation prior MSE",
+                           "GOPC-2 stability: validation prior MSE", baseline="val_mean_frame_mse",
+                           baseline_label="mean frame")
+    if not lines:
+        return []
+    return ["## Learning curves", "", "Validation prior MSE (`val_prior_mse`: the model's own latents fed back after "
+            "the context frames, on the validation sequences; docs/metrics.md) after every epoch, mean over the seeds "
+            "of each setting at the steps all of them reached (a diverged seed ends its setting's line at its last "
+            "finished epoch), against optimiser steps and training wall time; dashed grey: the mean-frame baseline.",
+            ""] + lines + [""]
 
 
 # --------------------------------------------------------------------------- GOPC-2 stability (study)
@@ -493,6 +526,7 @@ def write_gopc2_stability(ctx: Context, results: list[CellResult]) -> dict[str, 
             per.append([label, seed, budget, *cells, rec.get("evaluated") or "-", ctx.link(path, "record"), run])
         text += [markdown_table(["setting", "seed", "budget (steps)", "recon MSE", "prior MSE", "NaN at step",
                                  "evaluated", "record", "run"], per).rstrip(), ""]
+        text += _gopc2_curves(ctx, study.records(res.study))
     return {name: "\n".join(text)}
 
 
