@@ -22,12 +22,15 @@ from predvis.errors import PredvisError
 def machine_header(device) -> str:
     import torch
 
+    from predvis.runtime.allocator import allocator_state
+
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
     return (
         f"# predvis benchmarks\n\n- date: {time.strftime('%Y-%m-%d %H:%M')}\n- device: {device} ({name}), "
         f"{torch.get_num_threads()} CPU threads\n- python {platform.python_version()}, torch {torch.__version__}, "
         f"CUDA {torch.version.cuda}\n- how: `make bench` (`predvis bench`); figures are medians of "
-        f"interleaved rounds in one process; ratios compare figures from the same run only.\n\n"
+        f"interleaved rounds in one process; ratios compare figures from the same run only.\n"
+        f"- host allocator: {allocator_state()} (as in `predvis train`; the allocator section runs child processes)\n\n"
     )
 
 
@@ -64,6 +67,9 @@ def bench(
         raise PredvisError(f"--device: expected cpu, cuda or cuda:N, got '{device}'") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise PredvisError("--device cuda asked for, but CUDA is not available")
+    from predvis.runtime.allocator import tune_cpu_allocator
+
+    tune_cpu_allocator()  # time what predvis train runs; the allocator section compares both in child processes
     full = size == "full" or dev.type == "cuda"
     batch = 50 if full else 10
     rounds = repeats or (10 if dev.type == "cuda" else 3)
