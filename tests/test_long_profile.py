@@ -95,6 +95,13 @@ def test_run_trained_elsewhere_is_left_alone_and_tabled_as_it_stands(tmp_path, c
         assert "B-BL - B-B" in table and "at matched steps" in table
         assert (tmp_path / "t" / "curves" / "depth_long_steps.png").stat().st_size > 0
         assert (tmp_path / "t" / "curves" / "depth_long_wall_time.png").stat().st_size > 0
+        # matched compute: each variant's step cost measured side by side once, kept in the runs root
+        assert "## Contrasts at matched compute" in table
+        assert (tmp_path / "t" / "curves" / "depth_long_compute.png").stat().st_size > 0
+        costs = json.loads((tmp_path / "runs" / "step_costs.json").read_text())
+        assert set(costs["seconds"]) == {"B-B", "B-BL"} and all(v > 0 for v in costs["seconds"].values())
+        assert main(args + ["--tables-only"]) == 0      # a second writing reuses them
+        assert json.loads((tmp_path / "runs" / "step_costs.json").read_text()) == costs
     finally:
         sleeper.kill()
         sleeper.wait()

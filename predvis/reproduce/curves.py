@@ -152,7 +152,7 @@ def mean_curve(curves: list[Curve], label: str) -> Curve:
 def plot(curves: list[Curve], metric: str, path: Path, x: str = "step", ylabel: str = "", title: str = "",
          baseline: str | None = None, baseline_label: str = "", target: float | None = None, log_y: bool = False) -> Path | None:
     """One line per curve (colour per label, line style per seed) of ``metric`` against ``x``
-    (``step`` or ``wall``, drawn in hours); ``baseline``: a metric of the first curve drawn dashed grey;
+    (``step``, or ``wall`` / ``compute`` in seconds, drawn in hours); ``baseline``: a metric of the first curve drawn dashed grey;
     ``target``: a horizontal dotted line. Written atomically; None when no curve has the metric."""
     drawn = [c for c in curves if c.has(metric)]
     if not drawn:
@@ -168,25 +168,26 @@ def plot(curves: list[Curve], metric: str, path: Path, x: str = "step", ylabel: 
     styles = ["-", "--", ":", "-."]
     seeds = sorted({c.seed for c in drawn if c.seed is not None})
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    scale = 3600.0 if x == "wall" else 1.0
+    scale = 3600.0 if x in ("wall", "compute") else 1.0
     for c in drawn:
         pts = [p for p in c.points if _finite(p.get(metric))]
         style = styles[seeds.index(c.seed) % len(styles)] if c.seed in seeds else "-"
         name = c.label + (f" s{c.seed}" if c.seed is not None and len(seeds) > 1 else "")
         # markers where a line has few points (a short run's one or two epochs would otherwise not show)
         ax.plot([p[x] / scale for p in pts], [p[metric] for p in pts], style, color=colours[c.label], label=name, lw=1.4,
-                marker="o" if len(pts) <= 12 else None, ms=4)
+                marker="o" if len(pts) <= 3 else None, ms=4)
     if baseline:
         ref = next((c for c in drawn if c.has(baseline)), None)
         if ref is not None:
             pts = [p for p in ref.points if _finite(p.get(baseline))]
             ax.plot([p[x] / scale for p in pts], [p[baseline] for p in pts], "--", color="grey", lw=1,
-                    label=baseline_label or baseline, marker="_" if len(pts) <= 12 else None, ms=10)
+                    label=baseline_label or baseline, marker="_" if len(pts) <= 3 else None, ms=10)
     if target is not None:
         ax.axhline(target, color="black", ls=":", lw=0.8, label=f"target {target:g}")
     if log_y:
         ax.set_yscale("log")
-    ax.set_xlabel("training steps" if x == "step" else "training wall time (h, validation excluded)")
+    ax.set_xlabel({"step": "training steps", "wall": "training wall time (h, validation excluded)",
+                   "compute": "compute (h of one CPU thread: steps x measured cost per step)"}[x])
     ax.set_ylabel(ylabel or metric)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)

@@ -17,7 +17,7 @@ import math
 from pathlib import Path
 
 from predvis.compare.groups import stats
-from predvis.reproduce.curves import Curve, at_step, at_wall, best, describe_progress, first_below, plot, progress, read_curve
+from predvis.reproduce.curves import Curve, at_step, best, describe_progress, first_below, plot, progress, read_curve
 from predvis.tables import fmt, markdown_table
 
 DEPTH_METRIC = "held_out_sse"
@@ -31,13 +31,6 @@ def _curves(ctx, results) -> list[tuple[object, Curve, dict]]:
         for seed, run in sorted(res.runs, key=lambda t: t[0]):
             out.append((res, read_curve(run, res.cell.row, seed), progress(run)))
     return out
-
-
-def _ms(values: list[float]) -> str:
-    mean, std, n = stats([v for v in values if v is not None and math.isfinite(v)])
-    if n == 0:
-        return "-"
-    return f"{fmt(mean)} ± {fmt(std)} (n={n})" if n > 1 else f"{fmt(mean)} (n=1)"
 
 
 def _figures(ctx, curves: list[Curve], stem: str, metric: str, ylabel: str, title: str, **kw) -> list[str]:
@@ -85,70 +78,140 @@ def write_depth_long(ctx, results) -> dict[str, str]:
                              f"first <= {fmt(DEPTH_TARGET)}", "steps / s", "run"], rows).rstrip(), ""]
     occluded = [(r, c) for r, c, _ in with_points if "additive" not in r.cell.row]
     if occluded:
-        s_match = min(c.steps for _, c in occluded)
-        w_match = min(c.wall for _, c in occluded)
         by_row: dict[str, list[Curve]] = {}
+        cells = {}
         for r, c, _ in with_points:
             by_row.setdefault(r.cell.row, []).append(c)
-        table = [[row, len(cs), _ms([at_step(c, s_match, DEPTH_METRIC) for c in cs]),
-                  _ms([at_wall(c, w_match, DEPTH_METRIC) for c in cs]),
-                  f"{min(c.steps for c in cs):,}-{max(c.steps for c in cs):,}"] for row, cs in by_row.items()]
-        text += ["## Matched steps and matched wall time", "",
-                 f"Every occluded run has reached at least **{s_match:,} steps** and **{w_match / 3600:.2f} h** of "
-                 "training; the values below are each run's held-out SSE at its last point at or before these "
-                 "(mean ± std over seeds). The additive rows use the same points; their task is plain reconstruction "
-                 "(no depth inversion), so they bound what the occluded variants can reach.", "",
-                 markdown_table(["variant", "runs", f"held-out SSE at {s_match:,} steps",
-                                 f"at {w_match / 3600:.2f} h", "steps reached"], table).rstrip(), ""]
-        text += _contrasts(by_row)
+            cells[r.cell.row] = r.cell
+        marks = _milestones(max(c.steps for _, c in occluded), STEP_MARKS)
+        table = [[row, len(cs)] + [_compact([at_step(c, m, DEPTH_METRIC) for c in cs if c.steps >= m]) for m in marks]
+                 for row, cs in by_row.items()]
+        text += ["## Held-out SSE at matched steps", "",
+                 "Each run's held-out SSE at the given optimiser step, mean ± std over the seeds that reached it (their "
+                 "number in brackets; '-': no run there yet). The additive rows train plain reconstruction (no depth "
+                 "inversion), so they bound what the occluded variants can reach.", "",
+                 markdown_table(["variant", "runs"] + [f"{m:,} steps" for m in marks], table).rstrip(), ""]
+        costs = _costs(ctx, cells)
+        text += _contrasts(by_row, costs)
     text += ["## Learning curves", ""]
     text += _figures(ctx, [c for _, c, _ in entries], "depth_long", DEPTH_METRIC, "held-out SSE (final step)",
                      "Depth inversion, held-out SSE", target=DEPTH_TARGET)
+    if occluded and costs:
+        seconds = costs["seconds"]
+        timed = [Curve(c.run, c.label, c.seed, [{**p, "compute": p["step"] * seconds[r.cell.row]} for p in c.points])
+                 for r, c, _ in entries if r.cell.row in seconds]
+        path = plot(timed, DEPTH_METRIC, ctx.tables_dir / "curves" / "depth_long_compute.png", x="compute",
+                    ylabel="held-out SSE (final step)", title="Depth inversion, held-out SSE against compute",
+                    target=DEPTH_TARGET)
+        if path is not None:
+            text.append(f"![Depth inversion, held-out SSE against compute](curves/{path.name})")
     text += [""]
     return {name: "\n".join(text)}
 
 
-def _contrasts(by_row: dict[str, list[Curve]]) -> list[str]:
-    """Paired by seed: variant minus B-B at the steps (and the wall time) both runs of the seed reached."""
+STEP_MARKS = (1_000, 2_500, 5_000, 10_000, 20_000, 30_000, 40_000, 50_000, 60_000)
+HOUR_MARKS = (0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
+
+
+def _milestones(reached: float, marks: tuple) -> list:
+    """The marks up to ``reached``, and ``reached`` itself when it lies more than 10 % past the last of them."""
+    got = [m for m in marks if m <= reached]
+    if not got or reached > 1.1 * got[-1]:
+        got.append(round(reached, 2) if isinstance(reached, float) else reached)
+    return got
+
+
+def _short(v: float) -> str:
+    return f"{v:.1f}" if abs(v) >= 1 else f"{v:.2f}"
+
+
+def _compact(values: list[float | None]) -> str:
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    if not vals:
+        return "-"
+    mean, std, n = stats(vals)
+    return f"{_short(mean)} ± {_short(std)} ({n})" if n > 1 else f"{_short(mean)} (1)"
+
+
+def _costs(ctx, cells: dict) -> dict | None:
+    """:func:`predvis.reproduce.step_cost.step_costs` of every variant (seconds per step on one thread,
+    when and at what load measured), or None without a runs root."""
+    if ctx.runs_root is None:
+        return None
+    from predvis.reproduce.step_cost import step_costs
+
+    variants = {row: (cell.experiment, cell.profile or ctx.profile, list(cell.overrides)) for row, cell in cells.items()}
+    return step_costs(ctx.runs_root, variants)
+
+
+def _contrasts(by_row: dict[str, list[Curve]], costs: dict | None) -> list[str]:
+    """Paired by seed, at step marks and (with ``costs``) at marks of compute: each variant minus B-B
+    (an additive control: its occluded variant minus it)."""
     ref = {c.seed: c for c in by_row.get(REFERENCE, [])}
     if not ref:
         return []
-    rows = []
+    pairs = []   # (label, cost row, [(variant curve, reference curve)], the reference's row, additive)
     for row, cs in by_row.items():
         if row == REFERENCE:
             continue
-        other_ref = ref
-        if "additive" in row:   # the additive control pairs with its own occluded variant
-            base = row.replace(" additive", "")
-            other_ref = {c.seed: c for c in by_row.get(base, [])}
-            label = f"{base} (occluded) - {row}"
-        else:
-            label = f"{row} - {REFERENCE}"
-        d_step, d_wall, where = [], [], []
-        for c in cs:
-            r = other_ref.get(c.seed)
-            if r is None:
-                continue
-            s, w = min(c.steps, r.steps), min(c.wall, r.wall)
-            a, b = at_step(c, s, DEPTH_METRIC), at_step(r, s, DEPTH_METRIC)
-            aw, bw = at_wall(c, w, DEPTH_METRIC), at_wall(r, w, DEPTH_METRIC)
-            if a is not None and b is not None:
-                d_step.append(-(a - b) if "additive" in row else a - b)
-            if aw is not None and bw is not None:
-                d_wall.append(-(aw - bw) if "additive" in row else aw - bw)
-            where.append(f"s{c.seed}: {s:,} steps, {w / 3600:.2f} h")
-        if not where:
-            continue
-        rows.append([label, _ms(d_step), _verdict(d_step, "additive" in row), _ms(d_wall),
-                     _verdict(d_wall, "additive" in row), "; ".join(where)])
-    if not rows:
+        additive = "additive" in row
+        base = row.replace(" additive", "") if additive else REFERENCE
+        other = {c.seed: c for c in by_row.get(base, [])}
+        paired = [(c, other[c.seed]) for c in cs if c.seed in other]
+        if paired:
+            label = f"{base} (occluded) - {row}" if additive else f"{row} - {REFERENCE}"
+            pairs.append((label, row, paired, base, additive))
+    if not pairs:
         return []
-    return ["## Contrasts (paired by seed)", "",
-            "Difference in held-out SSE (negative: the first variant is better), each seed at the steps and at the "
-            "wall time that both of its runs reached. For an additive row: occluded minus additive SSE of the same "
-            "variant, the extra error that depth inversion costs.", "",
-            markdown_table(["contrast", "at matched steps", "verdict", "at matched wall time", "verdict", "matched at"],
-                           rows).rstrip(), ""]
+
+    def diff(a, b, additive):
+        return None if a is None or b is None else (b - a if additive else a - b)
+
+    reached = max(min(c.steps, r.steps) for _, _, paired, _, _ in pairs for c, r in paired)
+    marks = _milestones(reached, STEP_MARKS)
+    rows = []
+    for label, row, paired, base, additive in pairs:
+        cols, last, at = [], [], ""
+        for m in marks:
+            d = [x for c, r in paired if min(c.steps, r.steps) >= m
+                 if (x := diff(at_step(c, m, DEPTH_METRIC), at_step(r, m, DEPTH_METRIC), additive)) is not None]
+            cols.append(_compact(d))
+            if d and len(d) == len(paired):
+                last, at = d, f" (at {m:,} steps)"
+        rows.append([label, len(paired)] + cols + [_verdict(last, additive) + at])
+    text = ["## Contrasts (paired by seed)", "",
+            "Difference in held-out SSE (negative: the first variant is better) at the same optimiser step, mean ± "
+            "std over the seeds where both runs reached it (their number in brackets). For an additive row: occluded "
+            "minus additive SSE of the same variant, the extra error that depth inversion costs. Verdict: at the "
+            "last step that every seed of the contrast reached.", "",
+            markdown_table(["contrast", "seeds"] + [f"{m:,} steps" for m in marks] + ["verdict"], rows).rstrip(), ""]
+    if not costs or any(row not in costs["seconds"] for _, row, _, _, _ in pairs) or REFERENCE not in costs["seconds"]:
+        return text
+    when = f"measured {costs['measured']} at load average {costs['load']}"
+    cost_text = ", ".join(f"{row} {1e3 * v:.0f} ms" for row, v in costs["seconds"].items())
+    costs = costs["seconds"]
+    hours = max(min(c.steps * costs[row], r.steps * costs[base]) for _, row, paired, base, _ in pairs
+                for c, r in paired) / 3600
+    hmarks = _milestones(hours, HOUR_MARKS)
+    rows = []
+    for label, row, paired, base, additive in pairs:
+        cols, last, at = [], [], ""
+        for h in hmarks:
+            sv, sr = h * 3600 / costs[row], h * 3600 / costs[base]
+            d = [x for c, r in paired if c.steps >= sv - 1 and r.steps >= sr - 1
+                 if (x := diff(at_step(c, sv, DEPTH_METRIC), at_step(r, sr, DEPTH_METRIC), additive)) is not None]
+            cols.append(_compact(d))
+            if d and len(d) == len(paired):
+                last, at = d, f" (at {h:g} h)"
+        rows.append([label, len(paired)] + cols + [_verdict(last, additive) + at])
+    text += ["## Contrasts at matched compute", "",
+             "The same differences at equal compute instead of equal steps: each run at the step its variant reaches "
+             "after the given hours of one CPU thread, from each variant's cost per training step (data generation "
+             "included) measured side by side in one process on this machine (`step_costs.json` in the runs root, "
+             f"{when}; CPU time per step: {cost_text}). This replaces the runs' own wall times, which the shared machine's "
+             "load distorts by factors of 2 or more between runs of the same variant.", "",
+             markdown_table(["contrast", "seeds"] + [f"{h:g} h" for h in hmarks] + ["verdict"], rows).rstrip(), ""]
+    return text
 
 
 def _verdict(diffs: list[float], cost: bool) -> str:
