@@ -129,7 +129,7 @@ def test_checkpoint_with_dense_w1_and_momentum_loads_exactly():
         old[f"m1_{l}"] = a.momentum_w1(l).clone()
     b = _momentum_model()
     b.load_state_dict(old)
-    sb = PVMState(st.h_all.clone(), list(st.prev), list(st.integ), [list(c) for c in st.caches])
+    sb = st.clone()
     for f in frames[6:]:
         pa, pb = a.step(f, st).prediction, b.step(f, sb).prediction
         torch.testing.assert_close(pb, pa, rtol=1e-10, atol=1e-12)

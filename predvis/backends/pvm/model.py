@@ -81,12 +81,25 @@ class PVMState:
     prev, integ: per layer (U, B, S) previous signal and leaky integral (None before step 1).
     caches: per forward (newest last, at most 2): per layer (x, h_aug, fp1, fp2, y) with
         x (U, B, n_in + 1), h_aug (U, B, hidden + 1), fp1 (U, B, hidden), fp2 / y (U, B, out).
+    spare: per layer, the inputs x of the forward that last left ``caches`` (or None): a later
+        no_grad step writes its inputs into them instead of allocating (at 64 streams x is 68 MB
+        in layer 0, and a fresh one is paid for in page faults). So a cached x is overwritten two
+        steps after it leaves ``caches``: a copy of a state that is stepped on its own must clone
+        its cache tensors (:meth:`clone`), not share them.
     """
 
     h_all: torch.Tensor
     prev: list[torch.Tensor | None]
     integ: list[torch.Tensor | None]
     caches: list[list[tuple[torch.Tensor, ...]]] = field(default_factory=list)
+    spare: list[torch.Tensor | None] = field(default_factory=list)
+
+    def clone(self) -> "PVMState":
+        """An independent copy (every tensor cloned; no spare buffers shared)."""
+        def c(t):
+            return None if t is None else t.clone()
+        return PVMState(self.h_all.clone(), [c(t) for t in self.prev], [c(t) for t in self.integ],
+                        [[tuple(t.clone() for t in layer) for layer in cache] for cache in self.caches])
 
 
 class _Internals(Mapping):
@@ -378,7 +391,8 @@ class PVM(nn.Module):
             U = sig.shape[0]
             ones = torch.ones(U, B, 1, dtype=sig.dtype, device=sig.device)
             if self.fused_inputs and not torch.is_grad_enabled():
-                x = self._inputs_in_place(l, sig, prev, integ, errs[l], flat, sel)
+                buf = state.spare[l] if l < len(state.spare) else None
+                x = self._inputs_in_place(l, sig, prev, integ, errs[l], flat, sel, buf)
             else:
                 err_feat = 0.5 * errs[l] + 0.5 if errs[l] is not None else torch.full_like(sig, 0.5)
                 ctx = flat.index_select(0, idx.view(-1)).view(U, idx.shape[1], B, -1)
@@ -401,21 +415,30 @@ class PVM(nn.Module):
             state.prev[l], state.integ[l] = sig, integ
         zero = torch.zeros(1, B, self.hidden, dtype=h_all.dtype, device=h_all.device)
         state.h_all = torch.cat(new_h + [zero], dim=0)
-        state.caches = (state.caches + [new_caches])[-2:]
+        kept = state.caches + [new_caches]
+        state.caches = kept[-2:]
+        # the inputs of a forward no longer cached are written over by a later step (no_grad only)
+        state.spare = [c[0] for c in kept[0]] if len(kept) > 2 and not torch.is_grad_enabled() else []
         prediction = self.unpatch(ys[0][..., : sizes[0]]).clamp(0, 1)
         internals = _Internals(self, signals, new_h, ys)
         return StepOutput(prediction=prediction, state=state, layer_errors=layer_errors, internals=internals)
 
     def _inputs_in_place(self, l: int, sig: torch.Tensor, prev: torch.Tensor, integ: torch.Tensor,
-                         err: torch.Tensor | None, flat: torch.Tensor, sel: str) -> torch.Tensor:
+                         err: torch.Tensor | None, flat: torch.Tensor, sel: str,
+                         buf: torch.Tensor | None = None) -> torch.Tensor:
         """The unit inputs x (U, B, n_in + 1) of layer ``l`` written straight into one new tensor:
         the same values as the concatenation in :meth:`differentiable_step`, but the gathered
         context -- the largest part -- is written once instead of copied three times (gather,
-        reorder, shift, concatenate). Needs no_grad (writes into slices)."""
+        reorder, shift, concatenate). Needs no_grad (writes into slices). ``buf``: a tensor to
+        write into if it has the right shape (every element is written)."""
         U, B, S = sig.shape
         idx = getattr(self, f"ctx_idx_{l}_{sel}")
         K, H = idx.shape[1], self.hidden
-        x = torch.empty(U, B, 4 * S + K * H + 1, dtype=sig.dtype, device=sig.device)
+        shape = (U, B, 4 * S + K * H + 1)
+        if buf is not None and buf.shape == shape and buf.dtype == sig.dtype and buf.device == sig.device:
+            x = buf
+        else:
+            x = torch.empty(shape, dtype=sig.dtype, device=sig.device)
         c = 0.5 if self.center else 0.0  # centred: features shifted by -0.5
         torch.sub(sig, c, out=x[..., :S])
         torch.sub(sig, prev, out=x[..., S:2 * S]).mul_(0.5).add_(0.5 - c)
