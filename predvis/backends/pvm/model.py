@@ -40,14 +40,11 @@ from predvis.backends.pvm.wiring import FEEDBACK, LATERAL, build_wiring, count_w
 from predvis.runtime.stepping import FeedforwardView, StepOutput
 
 
-def rational_sigmoid(s: torch.Tensor) -> torch.Tensor:
-    """f(s) = 0.5 + s / (2 (1 + |s|)), values in (0, 1)."""
-    return 0.5 + s / (2.0 * (1.0 + s.abs()))
-
-
-def rational_sigmoid_grad(s: torch.Tensor) -> torch.Tensor:
-    """f'(s) = 1 / (2 (1 + |s|)^2)."""
-    return 0.5 / (1.0 + s.abs()).square()
+def rational_sigmoid_and_grad(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(f(s), f'(s)) of the rational sigmoid f(s) = 0.5 + s / (2 (1 + |s|)), values in (0, 1), and
+    f'(s) = 1 / (2 (1 + |s|)^2), both from one r = 1 / (1 + |s|): f = 0.5 + 0.5 s r, f' = 0.5 r^2."""
+    r = s.abs().add_(1.0).reciprocal_()
+    return torch.addcmul(s.new_tensor(0.5), s, r, value=0.5), r.square().mul_(0.5)
 
 
 @dataclass
@@ -403,13 +400,13 @@ class PVM(nn.Module):
                 else:
                     x = torch.cat([sig, 0.5 * (sig - prev) + 0.5, integ, err_feat, ctx, ones], dim=2)
             s1 = self._w1_forward(l, x)
-            h = rational_sigmoid(s1)
+            h, fp1 = rational_sigmoid_and_grad(s1)
             h_aug = torch.cat([h, ones], dim=2)
             s2 = torch.bmm(h_aug, getattr(self, f"w2_{l}"))
-            y = rational_sigmoid(s2)
+            y, fp2 = rational_sigmoid_and_grad(s2)
             if self.residual:  # the MLP output encodes the change: prediction = signal + 2 (y - 0.5)
                 y = (y - 0.5).mul_(2.0).add_(sig.repeat(1, 1, 2) if self.two_steps else sig)
-            new_caches.append((x, h_aug, rational_sigmoid_grad(s1), rational_sigmoid_grad(s2), y))
+            new_caches.append((x, h_aug, fp1, fp2, y))
             new_h.append(h)
             ys.append(y)
             state.prev[l], state.integ[l] = sig, integ
