@@ -249,7 +249,7 @@ def bench_pvm_section(device: torch.device) -> str:
         rows.append([f"floor way: {way} (every W1 and W2 read once, nothing else)", rate])
     by_t = ", ".join(f"{t} thread{'s' if t > 1 else ''}: {v:.1f}" for t, v in r["by_threads"].items())
     text = (f"## PVM paper model, online learning, batch 1\n\n{r['weights']:,} predictive weights, "
-            f"{r['threads']} threads, load average {os.getloadavg()[0]:.1f} (the machine's other work "
+            f"{r['threads']} thread{'s' if r['threads'] > 1 else ''}, load average {os.getloadavg()[0]:.1f} (the machine's other work "
             "counts in wall time).\n\n" + markdown_table(["implementation", "steps/s"], rows))
     text += (f"\n- batched steps/s by threads: {by_t}; goal **{GOAL_STEPS_PER_S}** steps/s (2 cores, idle): "
              f"{'met' if max(r['by_threads'].values()) >= GOAL_STEPS_PER_S else 'not met'} here\n")

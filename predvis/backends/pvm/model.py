@@ -415,7 +415,8 @@ class PVM(nn.Module):
         kept = state.caches + [new_caches]
         state.caches = kept[-2:]
         # the inputs of a forward no longer cached are written over by a later step (no_grad only)
-        state.spare = [c[0] for c in kept[0]] if len(kept) > 2 and not torch.is_grad_enabled() else []
+        dropped = kept[0] if len(kept) > 2 and not torch.is_grad_enabled() else []
+        state.spare = [None if c[0].requires_grad else c[0] for c in dropped]
         prediction = self.unpatch(ys[0][..., : sizes[0]]).clamp(0, 1)
         internals = _Internals(self, signals, new_h, ys)
         return StepOutput(prediction=prediction, state=state, layer_errors=layer_errors, internals=internals)
