@@ -40,14 +40,11 @@ from predvis.backends.pvm.wiring import FEEDBACK, LATERAL, build_wiring, count_w
 from predvis.runtime.stepping import FeedforwardView, StepOutput
 
 
-def rational_sigmoid(s: torch.Tensor) -> torch.Tensor:
-    """f(s) = 0.5 + s / (2 (1 + |s|)), values in (0, 1)."""
-    return 0.5 + s / (2.0 * (1.0 + s.abs()))
-
-
-def rational_sigmoid_grad(s: torch.Tensor) -> torch.Tensor:
-    """f'(s) = 1 / (2 (1 + |s|)^2)."""
-    return 0.5 / (1.0 + s.abs()).square()
+def rational_sigmoid_and_grad(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(f(s), f'(s)) of the rational sigmoid f(s) = 0.5 + s / (2 (1 + |s|)), values in (0, 1), and
+    f'(s) = 1 / (2 (1 + |s|)^2), both from one r = 1 / (1 + |s|): f = 0.5 + 0.5 s r, f' = 0.5 r^2."""
+    r = s.abs().add_(1.0).reciprocal_()
+    return torch.addcmul(s.new_tensor(0.5), s, r, value=0.5), r.square().mul_(0.5)
 
 
 @dataclass
@@ -81,12 +78,25 @@ class PVMState:
     prev, integ: per layer (U, B, S) previous signal and leaky integral (None before step 1).
     caches: per forward (newest last, at most 2): per layer (x, h_aug, fp1, fp2, y) with
         x (U, B, n_in + 1), h_aug (U, B, hidden + 1), fp1 (U, B, hidden), fp2 / y (U, B, out).
+    spare: per layer, the inputs x of the forward that last left ``caches`` (or None): a later
+        no_grad step writes its inputs into them instead of allocating (at 64 streams x is 68 MB
+        in layer 0, and a fresh one is paid for in page faults). So a cached x is overwritten two
+        steps after it leaves ``caches``: a copy of a state that is stepped on its own must clone
+        its cache tensors (:meth:`clone`), not share them.
     """
 
     h_all: torch.Tensor
     prev: list[torch.Tensor | None]
     integ: list[torch.Tensor | None]
     caches: list[list[tuple[torch.Tensor, ...]]] = field(default_factory=list)
+    spare: list[torch.Tensor | None] = field(default_factory=list)
+
+    def clone(self) -> "PVMState":
+        """An independent copy (every tensor cloned; no spare buffers shared)."""
+        def c(t):
+            return None if t is None else t.clone()
+        return PVMState(self.h_all.clone(), [c(t) for t in self.prev], [c(t) for t in self.integ],
+                        [[tuple(t.clone() for t in layer) for layer in cache] for cache in self.caches])
 
 
 class _Internals(Mapping):
@@ -152,6 +162,7 @@ class PVM(nn.Module):
         residual: bool = False,
         dtype: torch.dtype = torch.float32,
         fused_inputs: bool = True,
+        plain_streams: bool = True,
     ):
         super().__init__()
         for name, v in (("channels", channels), ("patch", patch), ("hidden", hidden)):
@@ -165,6 +176,8 @@ class PVM(nn.Module):
         self.schedule = schedule or PVMSchedule()
         self.center, self.residual = bool(center), bool(residual)
         self.fused_inputs = bool(fused_inputs)  # no_grad steps write unit inputs in place (same values)
+        # several streams keep W1 and its momentum plain (W, M); false: v = W + cM and a pending P (same values)
+        self.plain_streams = bool(plain_streams)
         self.frame_shape = (channels, layers[0] * patch, layers[0] * patch)
         self.disabled: set[str] = set()
         self.learning = True
@@ -217,6 +230,7 @@ class PVM(nn.Module):
         self.register_buffer(f"p1_{l}", torch.zeros(0, dtype=dtype))          # dense pending (U, H, n), lazily
         self.register_buffer(f"pstamp_{l}", torch.zeros((), dtype=torch.long))
         self.register_buffer(f"clock_{l}", torch.zeros((), dtype=torch.long))  # W1 updates applied so far
+        self.register_buffer(f"plain_{l}", torch.zeros((), dtype=torch.bool))  # v1 = W1^T, p1 = its momentum
         self.register_buffer(f"w2_{l}", w2)
         self.register_buffer(f"m2_{l}", torch.zeros_like(w2))
         self.register_buffer(f"ctx_kind_{l}", kind, persistent=False)
@@ -243,6 +257,7 @@ class PVM(nn.Module):
                 one = torch.ones((), dtype=torch.long)
                 state_dict.setdefault(f"{prefix}clock_{l}", one)
                 state_dict.setdefault(f"{prefix}pstamp_{l}", one)
+            state_dict.setdefault(f"{prefix}plain_{l}", torch.zeros((), dtype=torch.bool))  # saved before the plain form
             p = state_dict.get(f"{prefix}p1_{l}")
             mine = getattr(self, f"p1_{l}")
             if p is not None and p.shape != mine.shape:  # the dense pending buffer exists only once used
@@ -273,6 +288,8 @@ class PVM(nn.Module):
         W2 is the buffer itself.
         """
         w = getattr(self, f"v1_{l}").clone()
+        if bool(getattr(self, f"plain_{l}")):  # v1 is W1^T itself
+            return w.transpose(1, 2), getattr(self, f"w2_{l}")
         clock = int(getattr(self, f"clock_{l}"))
         ring = self._ring_sum(l, self._ring_coef(l, clock))
         if ring is not None:
@@ -371,7 +388,8 @@ class PVM(nn.Module):
             U = sig.shape[0]
             ones = torch.ones(U, B, 1, dtype=sig.dtype, device=sig.device)
             if self.fused_inputs and not torch.is_grad_enabled():
-                x = self._inputs_in_place(l, sig, prev, integ, errs[l], flat, sel)
+                buf = state.spare[l] if l < len(state.spare) else None
+                x = self._inputs_in_place(l, sig, prev, integ, errs[l], flat, sel, buf)
             else:
                 err_feat = 0.5 * errs[l] + 0.5 if errs[l] is not None else torch.full_like(sig, 0.5)
                 ctx = flat.index_select(0, idx.view(-1)).view(U, idx.shape[1], B, -1)
@@ -382,33 +400,43 @@ class PVM(nn.Module):
                 else:
                     x = torch.cat([sig, 0.5 * (sig - prev) + 0.5, integ, err_feat, ctx, ones], dim=2)
             s1 = self._w1_forward(l, x)
-            h = rational_sigmoid(s1)
+            h, fp1 = rational_sigmoid_and_grad(s1)
             h_aug = torch.cat([h, ones], dim=2)
             s2 = torch.bmm(h_aug, getattr(self, f"w2_{l}"))
-            y = rational_sigmoid(s2)
+            y, fp2 = rational_sigmoid_and_grad(s2)
             if self.residual:  # the MLP output encodes the change: prediction = signal + 2 (y - 0.5)
                 y = (y - 0.5).mul_(2.0).add_(sig.repeat(1, 1, 2) if self.two_steps else sig)
-            new_caches.append((x, h_aug, rational_sigmoid_grad(s1), rational_sigmoid_grad(s2), y))
+            new_caches.append((x, h_aug, fp1, fp2, y))
             new_h.append(h)
             ys.append(y)
             state.prev[l], state.integ[l] = sig, integ
         zero = torch.zeros(1, B, self.hidden, dtype=h_all.dtype, device=h_all.device)
         state.h_all = torch.cat(new_h + [zero], dim=0)
-        state.caches = (state.caches + [new_caches])[-2:]
+        kept = state.caches + [new_caches]
+        state.caches = kept[-2:]
+        # the inputs of a forward no longer cached are written over by a later step (no_grad only)
+        dropped = kept[0] if len(kept) > 2 and not torch.is_grad_enabled() else []
+        state.spare = [None if c[0].requires_grad else c[0] for c in dropped]
         prediction = self.unpatch(ys[0][..., : sizes[0]]).clamp(0, 1)
         internals = _Internals(self, signals, new_h, ys)
         return StepOutput(prediction=prediction, state=state, layer_errors=layer_errors, internals=internals)
 
     def _inputs_in_place(self, l: int, sig: torch.Tensor, prev: torch.Tensor, integ: torch.Tensor,
-                         err: torch.Tensor | None, flat: torch.Tensor, sel: str) -> torch.Tensor:
+                         err: torch.Tensor | None, flat: torch.Tensor, sel: str,
+                         buf: torch.Tensor | None = None) -> torch.Tensor:
         """The unit inputs x (U, B, n_in + 1) of layer ``l`` written straight into one new tensor:
         the same values as the concatenation in :meth:`differentiable_step`, but the gathered
         context -- the largest part -- is written once instead of copied three times (gather,
-        reorder, shift, concatenate). Needs no_grad (writes into slices)."""
+        reorder, shift, concatenate). Needs no_grad (writes into slices). ``buf``: a tensor to
+        write into if it has the right shape (every element is written)."""
         U, B, S = sig.shape
         idx = getattr(self, f"ctx_idx_{l}_{sel}")
         K, H = idx.shape[1], self.hidden
-        x = torch.empty(U, B, 4 * S + K * H + 1, dtype=sig.dtype, device=sig.device)
+        shape = (U, B, 4 * S + K * H + 1)
+        if buf is not None and buf.shape == shape and buf.dtype == sig.dtype and buf.device == sig.device:
+            x = buf
+        else:
+            x = torch.empty(shape, dtype=sig.dtype, device=sig.device)
         c = 0.5 if self.center else 0.0  # centred: features shifted by -0.5
         torch.sub(sig, c, out=x[..., :S])
         torch.sub(sig, prev, out=x[..., S:2 * S]).mul_(0.5).add_(0.5 - c)
@@ -419,12 +447,20 @@ class PVM(nn.Module):
             e = torch.mul(err, 0.5, out=x[..., 3 * S:4 * S]).add_(0.5)
             if c:
                 e.sub_(c)
-        ctx = flat.index_select(0, idx.view(-1)).view(U, K, B, H).transpose(1, 2)  # (U, B, K, H), a view
         dest = x[..., 4 * S:4 * S + K * H].view(U, B, K, H)
-        if self.center:  # live context slots shifted by -0.5 (lesioned slots stay 0)
-            torch.sub(ctx, getattr(self, f"ctx_half_{l}_{sel}").view(U, 1, K, H), out=dest)
-        else:
-            dest.copy_(ctx)
+        half = getattr(self, f"ctx_half_{l}_{sel}").view(U, 1, K, H)
+        if B == 1:  # one gather of every slot, then one copy into place (fewest calls)
+            ctx = flat.index_select(0, idx.view(-1)).view(U, K, B, H).transpose(1, 2)  # (U, B, K, H), a view
+            if self.center:  # live context slots shifted by -0.5 (lesioned slots stay 0)
+                torch.sub(ctx, half, out=dest)
+            else:
+                dest.copy_(ctx)
+        else:  # several streams: each slot gathered straight into place (no temporary, no second copy)
+            states = flat.view(flat.shape[0], B, H)
+            for k, col in enumerate(idx.t().contiguous()):
+                torch.index_select(states, 0, col, out=dest[:, :, k])
+            if self.center:
+                dest.sub_(half)
         x[..., -1].fill_(1.0)
         return x
 
@@ -437,8 +473,15 @@ class PVM(nn.Module):
     # ("pending", at most K): they are added all at once (one rank-K product) when the ring wraps.
     # So W1_t = v + sum_j (pending_j / (1 - mu) - c mu^age_j) e_j a_j^T, and x W1 costs one read
     # of v plus K dot products per unit -- instead of reading and writing W and M every step
-    # (the step is memory-bound, reference/pvm.md section 9). Several streams update v directly
-    # and keep their momentum as a dense P (W1 -= c mu^age P), the ring staying valid alongside.
+    # (the step is memory-bound, reference/pvm.md section 9).
+    # Several streams ("plain" form, plain_<l> true): the gradient has rank B, so there is no ring;
+    # v1 holds W1^T itself and p1 the momentum M (times mu^age, see _dense_coef): the forward reads
+    # W once, the update is one product into M (M <- mu M + lr g) and one pass W += M. The form
+    # changes when the number of streams does (_to_plain, _to_folded: one pass each). With
+    # plain_streams false several streams keep the folded form instead: v updated by its own
+    # product and a dense pending P beside it (W1 = v - c mu^age P), two products per update and
+    # two reads per forward.
+
     def _ring_coef(self, l: int, clock: int, lag: bool = True) -> torch.Tensor | None:
         """Per ring slot (R,): pending / (1 - mu) - c mu^age (lag) or mu^age (the momentum alone);
         zero for empty slots; None if the ring is empty."""
@@ -467,7 +510,7 @@ class PVM(nn.Module):
         """x (U, B, n_in + 1) -> x W1 (U, B, hidden)."""
         xt = x.transpose(1, 2)
         s = torch.bmm(getattr(self, f"v1_{l}"), xt)  # (U, H, B)
-        if self.momentum:
+        if self.momentum and not bool(getattr(self, f"plain_{l}")):
             clock = int(getattr(self, f"clock_{l}"))
             beta = self._dense_coef(l, clock)
             if beta:
@@ -486,13 +529,35 @@ class PVM(nn.Module):
         v1.baddbmm_((getattr(self, f"re_{l}") * coef).transpose(1, 2), getattr(self, f"ra_{l}"))
         pend.zero_()
 
+    def _to_plain(self, l: int) -> None:
+        """Folded form -> plain form: v1 <- W1^T, p1 <- the momentum (stamped now), ring emptied."""
+        w, _ = self.layer_weights(l)
+        m = self.momentum_w1(l)
+        getattr(self, f"v1_{l}").copy_(w.transpose(1, 2))
+        if self.momentum:
+            self._buffers[f"p1_{l}"] = m.transpose(1, 2).contiguous()
+            getattr(self, f"pstamp_{l}").copy_(getattr(self, f"clock_{l}"))
+        getattr(self, f"rstamp_{l}").zero_()
+        getattr(self, f"rpend_{l}").zero_()
+        getattr(self, f"plain_{l}").fill_(True)
+
+    def _to_folded(self, l: int) -> None:
+        """Plain form -> folded form: v1 <- W1^T + c M; p1 stays as the dense pending momentum."""
+        beta = self._dense_coef(l, int(getattr(self, f"clock_{l}")))
+        if beta:
+            getattr(self, f"v1_{l}").add_(getattr(self, f"p1_{l}"), alpha=self._c * beta)
+        getattr(self, f"plain_{l}").fill_(False)
+
     def _w1_update(self, l: int, x: torch.Tensor, d1: torch.Tensor, lr: float) -> None:
         """One momentum step of W1 with gradient mean_b d1_b x_b^T (x (U, B, n), d1 (U, B, H))."""
         v1, mu = getattr(self, f"v1_{l}"), self.momentum
         clock_t = getattr(self, f"clock_{l}")
         clock = int(clock_t) + 1
         B = x.shape[1]
+        plain = bool(getattr(self, f"plain_{l}"))
         if B == 1 and self.use_ring:
+            if plain:
+                self._to_folded(l)
             slot = (clock - 1) % self.ring_terms  # written ring_terms updates ago: momentum expired
             pend = getattr(self, f"rpend_{l}")
             if bool(pend[slot]):  # not yet in v1: add all pending steps now
@@ -501,7 +566,21 @@ class PVM(nn.Module):
             torch.mul(d1[:, 0], lr, out=getattr(self, f"re_{l}")[:, slot])
             getattr(self, f"rstamp_{l}")[slot] = clock
             pend[slot] = True
+        elif self.plain_streams:
+            if not plain:
+                self._to_plain(l)
+            if mu:  # M <- mu^age M + lr g (one product), W += M (one pass)
+                p = getattr(self, f"p1_{l}")
+                if p.numel() == 0:
+                    p = self._buffers[f"p1_{l}"] = torch.zeros_like(v1)
+                p.baddbmm_(d1.transpose(1, 2), x, beta=self._dense_coef(l, clock), alpha=lr / B)
+                getattr(self, f"pstamp_{l}").fill_(clock)
+                v1.add_(p)
+            else:
+                v1.baddbmm_(d1.transpose(1, 2), x, alpha=lr / B)
         else:
+            if plain:
+                self._to_folded(l)
             if B == 1:
                 v1.addcmul_(d1.transpose(1, 2), x, value=lr / (1 - mu))
             else:
