@@ -46,12 +46,3 @@ def test_runs_record_the_allocator_setting(tmp_path, capsys, monkeypatch):
     env = json.loads((run / "env.json").read_text())
     assert env["host_allocator"].startswith("glibc: mmap threshold" if GLIBC else "system")
 
-
-def test_allocator_bench_times_each_candidate_in_child_processes():
-    from predvis.bench.allocator import Candidate, bench_allocator
-
-    pair = (Candidate("default", "classifier", "smoke", (), False), Candidate("tuned", "classifier", "smoke", (), True))
-    r = bench_allocator(threads=1, rounds=1, steps=2, candidates=pair)
-    assert set(r) == {"default", "tuned"}
-    for v in r.values():
-        assert v["wall_ms"] > 0 and v["cpu_ms"] > 0 and v["faults_per_step"] >= 0

@@ -109,7 +109,7 @@ def _threads_per_process(world: int) -> int:
 
 def _ddp_worker(steps: int) -> None:
     """Run under torchrun: time ``steps`` training steps; rank 0 prints a JSON line."""
-    from predvis.train import distributed
+    from predvis.runtime import distributed
 
     device = distributed.init("auto") or torch.device("cpu")
     threads = _threads_per_process(distributed.world_size())
