@@ -9,6 +9,7 @@ def test_allocator_bench_times_each_candidate_in_child_processes():
     assert set(r) == {"default", "tuned"}
     for v in r.values():
         assert v["wall_ms"] > 0 and v["cpu_ms"] > 0 and v["faults_per_step"] >= 0
+        assert v["same_losses"] is True        # the allocator changes no number
 
 
 def test_data_parallel_bench_runs_one_and_two_processes():

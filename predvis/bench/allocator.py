@@ -57,14 +57,15 @@ def child(experiment: str, profile: str, overrides: list[str], steps: int, threa
     torch.set_num_threads(threads)
     from predvis.bench.train_options import step_timer
 
-    step, _ = step_timer(experiment, profile, overrides, torch.device("cpu"))
+    losses: list[float] = []
+    step, _ = step_timer(experiment, profile, overrides, torch.device("cpu"), losses=losses)
     step()
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(steps):
         step()
     return {"wall_ms": (time.perf_counter() - wall) / steps * 1e3, "cpu_ms": (time.process_time() - cpu) / steps * 1e3,
-            "faults_per_step": (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps}
+            "faults_per_step": (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps, "losses": losses}
 
 
 def _run_child(c: Candidate, steps: int, threads: int) -> dict:
@@ -79,12 +80,21 @@ def _run_child(c: Candidate, steps: int, threads: int) -> dict:
 
 def bench_allocator(threads: int = 1, rounds: int = 3, steps: int = 6,
                     candidates: tuple[Candidate, ...] = CANDIDATES) -> dict:
-    """{label: {'wall_ms', 'cpu_ms', 'faults_per_step'} (medians over ``rounds`` children)}."""
+    """{label: {'wall_ms', 'cpu_ms', 'faults_per_step'} (medians over ``rounds`` children), 'same_losses':
+    True/False/None -- the training losses of every child equal, bit for bit, those of the candidate with
+    the same experiment and overrides and the other allocator setting (None: no such candidate)}."""
     runs: dict[str, list[dict]] = {c.label: [] for c in candidates}
     for _ in range(rounds):
         for c in candidates:
             runs[c.label].append(_run_child(c, steps, threads))
-    return {label: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for label, rs in runs.items()}
+    out = {label: {k: statistics.median(r[k] for r in rs) for k in ("wall_ms", "cpu_ms", "faults_per_step")}
+           for label, rs in runs.items()}
+    for c in candidates:
+        twin = next((o for o in candidates if (o.experiment, o.profile, o.overrides) == (c.experiment, c.profile,
+                     c.overrides) and o.tuned != c.tuned), None)
+        out[c.label]["same_losses"] = None if twin is None else all(
+            r["losses"] == t["losses"] for r in runs[c.label] for t in runs[twin.label])
+    return out
 
 
 def section(threads: int = 1, rounds: int = 3, steps: int = 6) -> str:
@@ -94,14 +104,17 @@ def section(threads: int = 1, rounds: int = 3, steps: int = 6) -> str:
     for c in CANDIDATES:
         v = r[c.label]
         first = base.setdefault(c.experiment, v)
-        rows.append([c.label, v["wall_ms"], v["cpu_ms"], first["wall_ms"] / v["wall_ms"], round(v["faults_per_step"])])
+        same = {True: "identical", False: "DIFFERENT", None: "-"}[v["same_losses"]]
+        rows.append([c.label, v["wall_ms"], v["cpu_ms"], first["wall_ms"] / v["wall_ms"], round(v["faults_per_step"]), same])
     load = os.getloadavg()[0]
     return (f"## Host allocator (glibc thresholds) and the BLT-BLT step against its first implementation\n\n"
             f"Each row is a fresh child process per round ({rounds} rounds, rows alternating), {steps} training "
             f"steps after warm-up, {threads} thread(s), load average {load:.1f} at the end; 'x first row' compares "
             "wall-clock medians with the first row of the same model. Tuned: mmap and trim thresholds raised "
-            "(predvis/runtime/allocator.py), as `predvis train` and every probe set them; the arithmetic is the same.\n\n"
-            + markdown_table(["step", "wall ms", "CPU ms", "x first row", "page faults / step"], rows) + "\n")
+            "(predvis/runtime/allocator.py), as `predvis train` and every probe set them. Last column: every "
+            "child's training losses against those of the same step under the other allocator setting.\n\n"
+            + markdown_table(["step", "wall ms", "CPU ms", "x first row", "page faults / step",
+                              "losses vs the other allocator"], rows) + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,10 +30,11 @@ from predvis.tables import markdown_table
 
 
 def step_timer(experiment: str, profile: str, overrides: list[str], device: torch.device,
-               batches: int = 4) -> tuple[Callable[[], None], float]:
+               batches: int = 4, losses: list | None = None) -> tuple[Callable[[], None], float]:
     """(one training step on the next of ``batches`` cached batches, seconds of the first step).
 
-    The first step is run here: for ``train.compile=true`` it includes the compilation.
+    The first step is run here: for ``train.compile=true`` it includes the compilation. ``losses``:
+    a list that every step's training loss is appended to.
     """
     cfg = load_experiment(experiment, profile, [*overrides, f"device={device.type}"])
     torch.manual_seed(0)
@@ -43,7 +44,9 @@ def step_timer(experiment: str, profile: str, overrides: list[str], device: torc
     cycle = itertools.cycle(cached)
 
     def step() -> None:
-        method.train_step(next(cycle))
+        out = method.train_step(next(cycle))
+        if losses is not None:
+            losses.append(float(out["loss"]))
 
     start = time.perf_counter()
     step()
