@@ -260,16 +260,20 @@ def write_long_curves(ctx, results) -> dict[str, str]:
         for res, c, p in entries:
             last = c.points[-1] if c.points else {}
             reached = _reached(method, c)
-            extra = ""
-            if method == "gopc" and "val_prior_horizons_beaten" in last:
-                extra = f"{int(last['val_prior_horizons_beaten'])}; worst ratio {fmt(last.get('val_prior_worst_ratio', math.nan))}"
+            extra = []
+            if method == "gopc":
+                extra = [f"{int(last['val_prior_horizons_beaten'])}; worst ratio "
+                         f"{fmt(last.get('val_prior_worst_ratio', math.nan))}" if "val_prior_horizons_beaten" in last else "-"]
+            if reached:
+                verdict = f"step {reached['step']:,} ({reached['wall'] / 3600:.2f} h)"
+            else:   # a finished run did not get there; a live or interrupted one may still
+                verdict = f"not reached in {c.steps:,} steps" if p["state"] == "done" else "not yet"
             rows.append([res.cell.row, c.seed, describe_progress(p), fmt(last.get(metric, math.nan)) if last else "-",
-                         fmt(last.get(base, math.nan)) if last and base else "-", extra or "-",
-                         f"step {reached['step']:,} ({reached['wall'] / 3600:.2f} h)" if reached else "not yet",
+                         fmt(last.get(base, math.nan)) if last and base else "-", *extra, verdict,
                          ctx.link(c.run, "run")])
         text += [f"## {', '.join(dict.fromkeys(r.cell.row for r, _, _ in entries))}", "",
                  markdown_table(["model", "seed", "state", f"{metric} now", f"{base} now" if base else "baseline",
-                                 "horizons beaten" if method == "gopc" else "-", goal, "run"], rows).rstrip(), ""]
+                                 *(["horizons beaten"] if method == "gopc" else []), goal, "run"], rows).rstrip(), ""]
         text += _figures(ctx, [c for _, c, _ in entries], f"long_{method}", metric, ylabel,
                          f"{', '.join(dict.fromkeys(r.cell.row for r, _, _ in entries))}", baseline=base,
                          baseline_label=f"{base} (baseline)", log_y=method == "gopc")
