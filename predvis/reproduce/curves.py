@@ -186,6 +186,10 @@ def plot(curves: list[Curve], metric: str, path: Path, x: str = "step", ylabel: 
         ax.axhline(target, color="black", ls=":", lw=0.8, label=f"target {target:g}")
     if log_y:
         ax.set_yscale("log")
+    if x == "step" and max((p[x] for c in drawn for p in c.points), default=0) >= 10_000:
+        from matplotlib.ticker import FuncFormatter
+
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k"))  # 600k, not 600000
     ax.set_xlabel({"step": "training steps", "wall": "training wall time (h, validation excluded)",
                    "compute": "compute (h of one CPU thread: steps x measured cost per step)"}[x])
     ax.set_ylabel(ylabel or metric)

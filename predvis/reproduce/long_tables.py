@@ -238,6 +238,9 @@ CURVES = {
 }
 
 
+BASELINE_NAMES = {"val_copy_last": "copy last frame (baseline)", "val_mean_frame_mse": "mean frame (baseline)"}
+
+
 def write_long_curves(ctx, results) -> dict[str, str]:
     name = "long_curves.md"
     text = [f"# Long CPU runs: learning curves of PVM, GOPC-1 and VAE-1 ({ctx.profile} profile)", "",
@@ -276,7 +279,7 @@ def write_long_curves(ctx, results) -> dict[str, str]:
                                  *(["horizons beaten"] if method == "gopc" else []), goal, "run"], rows).rstrip(), ""]
         text += _figures(ctx, [c for _, c, _ in entries], f"long_{method}", metric, ylabel,
                          f"{', '.join(dict.fromkeys(r.cell.row for r, _, _ in entries))}", baseline=base,
-                         baseline_label=f"{base} (baseline)", log_y=method == "gopc")
+                         baseline_label=BASELINE_NAMES.get(base, f"{base} (baseline)"), log_y=method == "gopc")
         text += [""]
     return {name: "\n".join(text)}
 
