@@ -84,6 +84,27 @@ def test_layers_not_yet_learning_stay_unchanged():
             started = t >= 7 * l
             same = all(torch.equal(w, w0) for w, w0 in zip(m.layer_weights(l), init[l]))
             assert same != started, (t, l)
+    assert len({int(getattr(m, f"clock_{l}")) for l in (1, 2, 3)}) == 1  # learned as one group throughout
+
+
+def test_a_stopped_layer_keeps_its_momentum_frozen():
+    """A layer whose rate drops to 0 after it learned (a changed schedule) is frozen with its
+    momentum, as layer by layer: the group then learns layer by layer."""
+    frames = torch.rand(16, 1, 3, 40, 40, generator=torch.Generator().manual_seed(7))
+    a, b = _model(True, (8, 4, 2, 1), 25, EVERY_LAYER), _model(False, (8, 4, 2, 1), 25, EVERY_LAYER)
+    _, _, sa, _ = _run(a, frames[:8])
+    _, _, sb, _ = _run(b, frames[:8])
+    late = PVMSchedule(**{**EVERY_LAYER, "layer_delay": 1000})  # layers >= 1 at rate 0 from now on
+    a.schedule = b.schedule = late
+    frozen = [tuple(t.clone() for t in a.layer_weights(l)) for l in range(4)]
+    pa, _, _, _ = _run(a, frames[8:], state=sa)
+    pb, _, _, _ = _run(b, frames[8:], state=sb)
+    for l in (1, 2, 3):
+        assert all(torch.equal(w, w0) for w, w0 in zip(a.layer_weights(l), frozen[l]))
+    assert not torch.equal(a.layer_weights(0)[0], frozen[0][0])
+    for x, y in zip(pa, pb):
+        _close(x, y, "prediction")
+    _assert_same_model(a, b)
 
 
 def test_checkpoints_keep_the_per_layer_keys_and_load_both_ways():

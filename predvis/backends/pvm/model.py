@@ -731,9 +731,10 @@ class PVM(nn.Module):
     # stream computes them as one batch of units (:meth:`_build_group`): one gather, one product
     # per weight tensor, one learning update instead of one per layer -- fewer, larger tensor
     # operations for the same values (the step's small operations cost ~2 ms of ~8 at batch 1).
-    # Their W1 rings share one clock while the group learns (all at one rate); steps where they
-    # differ (a layer not yet started, or rates about to change at different steps) learn layer
-    # by layer on the same storage, and the first group update after them re-bases the clocks.
+    # Their W1 rings share one clock while the group learns, each layer at its own rate; a layer
+    # not learning yet joins at rate 0 (its weights do not change) as long as it holds no momentum.
+    # Steps that cannot be grouped learn layer by layer on the same storage, and the next group
+    # update re-bases the clocks.
 
     def _group_ready(self, B: int) -> dict | None:
         """The group's tensors if this step runs the upper layers as one group, else None: one
@@ -801,15 +802,23 @@ class PVM(nn.Module):
                 ps.add_(s)
         g["clock"].fill_(C)
 
-    def _learn_group(self, g: dict, cache: tuple[torch.Tensor, ...], target: torch.Tensor, lr: float) -> None:
-        """One learning step of every group layer at rate ``lr`` (as :meth:`_learn_layer`, one stream)."""
+    def _learn_group(self, g: dict, cache: tuple[torch.Tensor, ...], target: torch.Tensor, lrs: list[float]) -> None:
+        """One learning step of every group layer, the i-th at rate ``lrs[i]`` (as :meth:`_learn_layer`,
+        one stream). A layer at rate 0 holds no momentum (see :meth:`_learn`): its W2 momentum stays
+        zero and its ring slot is written but left unstamped (empty), so its weights do not change."""
         x, h_aug, fp1, fp2, y = cache
         d2 = (target - y) * fp2
         if self.residual:
             d2.mul_(0.5)
         w2, m2 = g["w2"], g["m2"]
         d1 = torch.bmm(d2, w2[:, : self.hidden].transpose(1, 2)) * fp1
-        m2.mul_(self.momentum).addcmul_(h_aug.transpose(1, 2), d2, value=lr)
+        if all(r == lrs[0] for r in lrs):
+            lr = lrs[0]
+            m2.mul_(self.momentum).addcmul_(h_aug.transpose(1, 2), d2, value=lr)
+        else:  # per-unit rates
+            lr = torch.tensor(lrs, dtype=x.dtype, device=x.device)[self.gunit_layer].view(-1, 1, 1)
+            m2.mul_(self.momentum).addcmul_(h_aug.transpose(1, 2), d2 * lr)
+            lr = lr[:, 0]
         w2.add_(m2)
         clocks = g["clock"].tolist()
         if min(clocks) != max(clocks):
@@ -821,8 +830,13 @@ class PVM(nn.Module):
             self._group_flush(g)
         g["ra"][:, slot].copy_(x[:, 0])
         torch.mul(d1[:, 0], lr, out=g["re"][:, slot])
-        g["rstamp"][:, slot] = clock
-        pend[:, slot] = True
+        if all(lrs):
+            g["rstamp"][:, slot] = clock
+            pend[:, slot] = True
+        else:
+            rows = torch.tensor([i for i, r in enumerate(lrs) if r], device=pend.device)
+            g["rstamp"][rows, slot] = clock
+            pend[rows, slot] = True
         g["clock"].fill_(clock)
 
     # ------------------------------------------------------------------ learning
@@ -839,9 +853,11 @@ class PVM(nn.Module):
             cache = state.caches[-1]
         step = int(self.steps)
         lrs = [self.schedule.lr(l, step) * self.lr_scale for l in range(self.n_layers)]
-        group = g is not None and getattr(cache, "group", None) is not None
-        if group:  # one rate for the whole group, and not zero (else layer by layer below)
-            group = lrs[1] != 0.0 and all(lrs[l] == lrs[1] for l in self.group)
+        group = g is not None and getattr(cache, "group", None) is not None and any(lrs[l] for l in self.group)
+        if group:  # a layer not learning now joins at rate 0 only if it holds no momentum to keep frozen
+            stamps = g["rstamp"].tolist()
+            group = not any(any(stamps[i]) or int(getattr(self, f"pstamp_{l}"))
+                            for i, l in enumerate(self.group) if lrs[l] == 0.0)
         for l, sig in enumerate(signals[:1] if group else signals):
             if lrs[l] == 0.0:  # layer not switched on yet: its momentum is still zero
                 continue
@@ -850,7 +866,7 @@ class PVM(nn.Module):
         if group:
             sig = torch.cat(signals[1:])
             target = torch.cat([torch.cat([state.prev[l] for l in self.group]), sig], dim=2) if self.two_steps else sig
-            self._learn_group(g, cache.group, target, lrs[1])
+            self._learn_group(g, cache.group, target, [lrs[l] for l in self.group])
 
     def _learn_layer(self, l: int, cache: tuple[torch.Tensor, ...], target: torch.Tensor, lr: float) -> None:
         """One learning step of layer ``l`` from its cached forward (x, h_aug, fp1, fp2, y)."""
