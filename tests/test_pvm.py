@@ -175,14 +175,19 @@ def test_speed_benchmark_reports_its_ratios_from_one_run():
     assert r["floor_ratio"] == pytest.approx(r["floor_steps_per_s"] / r["reference_steps_per_s"])
     assert r["floor_efficiency"] == pytest.approx(r["batched_steps_per_s"] / r["floor_steps_per_s"])
     assert all(r[k] > 0 for k in ("batched_steps_per_s", "reference_steps_per_s", "floor_steps_per_s"))
+    from predvis.bench.pvm import STEP_PATHS
+
+    per_layer, grouped = (r["paths"][1][k] for k in STEP_PATHS)  # both one-stream paths, side by side
+    assert r["batched_steps_per_s"] == grouped and r["group_speedup"][1] == pytest.approx(grouped / per_layer)
 
 
 @pytest.mark.parametrize("center", [False, True])
 @pytest.mark.parametrize("batch", [1, 3])
 def test_inputs_written_in_place_equal_the_concatenation_exactly(center, batch):
-    """fused_inputs on and off: the same predictions, errors and learned weights, bit for bit."""
+    """fused_inputs on and off: the same predictions, errors and learned weights, bit for bit (layer
+    by layer: the upper-layer group needs the inputs in place, and agrees to rounding, test_pvm_group.py)."""
     models = [PVM([4, 2, 1], channels=1, patch=2, hidden=4, schedule=_on_now(), seed=1, center=center,
-                  fused_inputs=fused) for fused in (True, False)]
+                  fused_inputs=fused, group_layers=False) for fused in (True, False)]
     frames = torch.rand(6, batch, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     states = [m.init_state(batch) for m in models]
     for t in range(6):

@@ -44,6 +44,7 @@ class PVMModelConfig:
     residual: bool = False          # predict the change: prediction = signal + 2 (MLP output - 0.5); paper: off
     fused_inputs: bool = True       # unit inputs written in place (false: concatenated; same values)
     plain_streams: bool = True      # several streams keep W1 and its momentum plain (false: the folded form; same values)
+    group_layers: bool = True       # one stream: layers 1..L-1 run as one batch of units (false: layer by layer; same values)
 
     def validate(self) -> None:
         for key in ("channels", "patch", "hidden"):
@@ -64,7 +65,8 @@ class PVMModelConfig:
                           self.lateral_on, self.feedback_on)
         return PVM(self.layers, self.channels, self.patch, self.hidden, self.lateral_radius,
                    self.top_to_all, self.two_steps, self.momentum, self.tau, sch, seed, center=self.center,
-                   residual=self.residual, fused_inputs=self.fused_inputs, plain_streams=self.plain_streams)
+                   residual=self.residual, fused_inputs=self.fused_inputs, plain_streams=self.plain_streams,
+                   group_layers=self.group_layers)
 
 
 @dataclass
