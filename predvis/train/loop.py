@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from predvis.runtime.allocator import allocator_state
 from predvis import checkpoint, runlock
 from predvis.train import resume_guards
 from predvis.config import ExperimentConfig, dump_yaml
@@ -27,11 +26,13 @@ from predvis.experiment import build_method, describe, load_run_config
 from predvis.figures.training import write_loss_plot
 from predvis.progress import console, enabled as progress_enabled  # console: --quiet silences it
 from predvis.runtime import distributed
+from predvis.runtime.allocator import allocator_state
 from predvis.runtime.method import Method
 from predvis.train import trackers
 from predvis.run import (
     RunDir, atomic_torch_save, atomic_write_text, check_space, command_line, create_run_dir, environment, write_csv,
 )
+
 
 def train(cfg: ExperimentConfig, root: Path, overrides: dict, dry_run: bool = False) -> Path | None:
     """Build, then (unless ``dry_run``) train a new run; returns the run directory."""

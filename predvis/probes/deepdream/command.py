@@ -17,10 +17,10 @@ from typing import Callable
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from predvis.runtime.allocator import allocator_state
 from predvis.errors import PredvisError
 from predvis.probes.deepdream import objectives as O
 from predvis.probes.deepdream import sources as S
+from predvis.runtime.allocator import allocator_state, tune_cpu_allocator
 from predvis.probes.deepdream.engine import Dreamer, LayerSchedule, dream_video, zoom_video
 from predvis.probes.deepdream.layers import OUTPUT, list_layers, spatial_children
 from predvis.probes.deepdream.settings import DeepdreamConfig
@@ -301,6 +301,7 @@ def run_deepdream(cfg: DeepdreamConfig, runs_root: Path = Path("runs"), override
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    tune_cpu_allocator()  # as predvis train: freed buffers reused, same numbers
     torch.manual_seed(cfg.seed)
     device = _device(cfg.device)
     target = resolve_model(cfg, runs_root)

@@ -7,12 +7,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 
-from predvis.runtime.allocator import allocator_state
 from predvis.probes import attractors as A
 from predvis.probes.sleep.cycles import CycleRow
 from predvis.probes.sleep.measure import Evaluation
 from predvis.probes.sleep.settings import SleepSettings
 from predvis.probes.sleep.tables import summary_rows
+from predvis.runtime.allocator import allocator_state
 
 
 
