@@ -15,7 +15,6 @@ leaves the allocator as it is. Other C libraries (musl, macOS, Windows) are left
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import platform
 
@@ -29,10 +28,14 @@ _state: dict[str, str] = {}
 
 
 def _libc():
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    try:
+        glibc = os.confstr("CS_GNU_LIBC_VERSION") or ""   # 'glibc 2.36' where glibc is the C library
+    except (AttributeError, ValueError, OSError):
+        glibc = ""
+    if platform.system() != "Linux" or not glibc.startswith("glibc"):
         return None
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return ctypes.CDLL("libc.so.6")   # glibc's soname on every Linux architecture it supports
     except OSError:
         return None
 
@@ -59,14 +62,3 @@ def tune_cpu_allocator() -> str:
 def allocator_state() -> str:
     """What :func:`tune_cpu_allocator` did in this process ("system" if it was not called)."""
     return _state.get("done", "system")
-
-
-def set_glibc_thresholds(mmap: int, trim: int) -> bool:
-    """Set the two thresholds directly (the benchmark alternates tuned and default settings in one
-    process: glibc's default static values are 128 KiB each). False where glibc is absent."""
-    libc = _libc()
-    if libc is None:
-        return False
-    libc.mallopt(M_MMAP_THRESHOLD, mmap)
-    libc.mallopt(M_TRIM_THRESHOLD, trim)
-    return True
