@@ -6,7 +6,8 @@ Every table comes with figures of the held-out loss against steps and against tr
 (``curves/*.png`` beside the tables), so a reader sees where the lines cross.
 
 - ``depth_long.md``: the depth-inversion variants (B-B, B-BL, BL-B, BLT-BLT and the additive
-  controls): held-out SSE at matched steps and at matched wall time, the step at which each reaches
+  controls): held-out SSE at step marks, contrasts at step marks and at matched compute (each variant's
+  CPU cost per step, :mod:`predvis.reproduce.step_cost`), the step at which each reaches
   the target SSE, and the paired contrasts against B-B;
 - ``long_curves.md``: PVM (one-step error against copy-last) and GOPC-1 / VAE-1 (prior MSE against
   the mean frame, and how many of the predicted horizons the prior beats it at).
