@@ -622,14 +622,30 @@ class PVM(nn.Module):
         stamps = getattr(self, f"rstamp_{l}").tolist()
         if not any(stamps):
             return None
-        mu, c = self.momentum, self._c
         if lag:
-            pend = getattr(self, f"rpend_{l}").tolist()
-            coef = [(p / (1 - mu) - c * mu ** (clock - j)) if j else 0.0 for j, p in zip(stamps, pend)]
+            coef = self._lag_coefs(stamps, getattr(self, f"rpend_{l}").tolist(), clock)
         else:
-            coef = [mu ** (clock - j) if j else 0.0 for j in stamps]
+            coef = [self.momentum ** (clock - j) if j else 0.0 for j in stamps]
         v1 = getattr(self, f"v1_{l}")
         return torch.tensor(coef, dtype=v1.dtype, device=v1.device)
+
+    def _lag_coefs(self, stamps: list[int], pend: list[bool], clock: int) -> list[float]:
+        """Per ring slot: pending / (1 - mu) - c mu^age, 0 for an empty slot (stamp 0)."""
+        mu, c = self.momentum, self._c
+        return [(p / (1 - mu) - c * mu ** (clock - j)) if j else 0.0 for j, p in zip(stamps, pend)]
+
+    @staticmethod
+    def _ring_product(s_t: torch.Tensor, ra: torch.Tensor, re: torch.Tensor, xt: torch.Tensor,
+                      coef: torch.Tensor) -> torch.Tensor:
+        """s_t (U, B, H) plus the ring's share of x W1: sum_j coef_j (a_j . x) e_j, with ra (U, R, n),
+        re (U, R, H), xt (U, n, B) and coef broadcastable to (U, R, 1)."""
+        dots = torch.bmm(ra, xt).mul_(coef)  # (U, R, B)
+        return torch.baddbmm(s_t, dots.transpose(1, 2), re)
+
+    @staticmethod
+    def _add_pending(v1: torch.Tensor, ra: torch.Tensor, re: torch.Tensor, coef: torch.Tensor) -> None:
+        """v1 += (re * coef)^T ra: the ring's pending steps into v1 in one batched rank-R product."""
+        v1.baddbmm_((re * coef).transpose(1, 2), ra)
 
     def _dense_coef(self, l: int, clock: int) -> float:
         """mu^age of the dense pending momentum, 0 if absent or expired."""
@@ -649,8 +665,8 @@ class PVM(nn.Module):
                 s.baddbmm_(getattr(self, f"p1_{l}"), xt, alpha=-self._c * beta)
             coef = self._ring_coef(l, clock)
             if coef is not None:
-                dots = torch.bmm(getattr(self, f"ra_{l}"), xt).mul_(coef.view(1, -1, 1))  # (U, R, B)
-                return torch.baddbmm(s.transpose(1, 2), dots.transpose(1, 2), getattr(self, f"re_{l}"))
+                return self._ring_product(s.transpose(1, 2), getattr(self, f"ra_{l}"), getattr(self, f"re_{l}"), xt,
+                                          coef.view(1, -1, 1))
         return s.transpose(1, 2)
 
     def _flush(self, l: int) -> None:
@@ -658,7 +674,7 @@ class PVM(nn.Module):
         pend = getattr(self, f"rpend_{l}")
         v1 = getattr(self, f"v1_{l}")
         coef = pend.to(v1.dtype).view(1, -1, 1) / (1 - self.momentum)
-        v1.baddbmm_((getattr(self, f"re_{l}") * coef).transpose(1, 2), getattr(self, f"ra_{l}"))
+        self._add_pending(v1, getattr(self, f"ra_{l}"), getattr(self, f"re_{l}"), coef)
         pend.zero_()
 
     def _to_plain(self, l: int) -> None:
@@ -755,12 +771,10 @@ class PVM(nn.Module):
         stamps, pend, clocks = g["rstamp"].tolist(), g["rpend"].tolist(), g["clock"].tolist()
         if not any(any(st) for st in stamps):
             return None
-        mu, c = self.momentum, self._c
         rows, last = [], None
         for key in zip(stamps, pend, clocks):
             if key != last:
-                st, pe, ck = key
-                row = [(p / (1 - mu) - c * mu ** (ck - j)) if j else 0.0 for j, p in zip(st, pe)]
+                row = self._lag_coefs(*key)
                 last = key
             rows.append(row)
         v1 = g["v1"]
@@ -774,14 +788,13 @@ class PVM(nn.Module):
         s = torch.bmm(g["v1"], xt)  # (Ug, H, 1)
         if coef is None:
             return s.transpose(1, 2)
-        dots = torch.bmm(g["ra"], xt).mul_(coef)  # (Ug, R, 1)
-        return torch.baddbmm(s.transpose(1, 2), dots.transpose(1, 2), g["re"])
+        return self._ring_product(s.transpose(1, 2), g["ra"], g["re"], xt, coef)
 
     def _group_flush(self, g: dict) -> None:
         """Add every group layer's pending ring steps to v1 (as :meth:`_flush`)."""
         pend = g["rpend"]
         coef = (pend.to(g["v1"].dtype) / (1 - self.momentum))[self.gunit_layer].unsqueeze(2)
-        g["v1"].baddbmm_((g["re"] * coef).transpose(1, 2), g["ra"])
+        self._add_pending(g["v1"], g["ra"], g["re"], coef)
         pend.zero_()
 
     def _group_rebase(self, g: dict, clocks: list[int]) -> None:
