@@ -204,3 +204,20 @@ def plot(curves: list[Curve], metric: str, path: Path, x: str = "step", ylabel: 
     plt.close(fig)
     os.replace(tmp, path)
     return path
+
+
+AXIS_WORDS = {"step": "steps", "wall": "wall time", "compute": "compute"}
+
+
+def figure_lines(tables_dir: Path, curves: list[Curve], stem: str, metric: str, ylabel: str, title: str,
+                 xs: tuple[str, ...] = ("step", "wall"), suffix: str = "", **kw) -> list[str]:
+    """:func:`plot` of ``metric`` against each of ``xs`` into ``tables_dir/curves/<stem>_<steps|wall_time|compute>.png``
+    (titled "<title> against <x><suffix>"); the markdown image line of each figure written."""
+    lines = []
+    for x in xs:
+        word = AXIS_WORDS[x]
+        path = plot(curves, metric, Path(tables_dir) / "curves" / f"{stem}_{word.replace(' ', '_')}.png", x=x,
+                    ylabel=ylabel, title=f"{title} against {word}{suffix}", **kw)
+        if path is not None:
+            lines.append(f"![{title} against {word}](curves/{path.name})")
+    return lines

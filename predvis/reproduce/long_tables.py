@@ -18,7 +18,7 @@ import math
 from pathlib import Path
 
 from predvis.compare.groups import stats
-from predvis.reproduce.curves import Curve, at_step, best, describe_progress, first_below, plot, progress, read_curve
+from predvis.reproduce.curves import Curve, at_step, best, describe_progress, figure_lines, first_below, progress, read_curve
 from predvis.tables import fmt, markdown_table
 
 DEPTH_METRIC = "held_out_sse"
@@ -32,16 +32,6 @@ def _curves(ctx, results) -> list[tuple[object, Curve, dict]]:
         for seed, run in sorted(res.runs, key=lambda t: t[0]):
             out.append((res, read_curve(run, res.cell.row, seed), progress(run)))
     return out
-
-
-def _figures(ctx, curves: list[Curve], stem: str, metric: str, ylabel: str, title: str, **kw) -> list[str]:
-    lines = []
-    for x, word in (("step", "steps"), ("wall", "wall time")):
-        path = plot(curves, metric, ctx.tables_dir / "curves" / f"{stem}_{word.replace(' ', '_')}.png", x=x,
-                    ylabel=ylabel, title=f"{title} against {word}", **kw)
-        if path is not None:
-            lines.append(f"![{title} against {word}](curves/{path.name})")
-    return lines
 
 
 # --------------------------------------------------------------------------- depth inversion
@@ -78,6 +68,7 @@ def write_depth_long(ctx, results) -> dict[str, str]:
              markdown_table(["variant", "seed", "state", f"held-out SSE now", "best (step)",
                              f"first <= {fmt(DEPTH_TARGET)}", "steps / s", "run"], rows).rstrip(), ""]
     occluded = [(r, c) for r, c, _ in with_points if "additive" not in r.cell.row]
+    costs = None
     if occluded:
         by_row: dict[str, list[Curve]] = {}
         cells = {}
@@ -95,17 +86,14 @@ def write_depth_long(ctx, results) -> dict[str, str]:
         costs = _costs(ctx, cells)
         text += _contrasts(by_row, costs)
     text += ["## Learning curves", ""]
-    text += _figures(ctx, [c for _, c, _ in entries], "depth_long", DEPTH_METRIC, "held-out SSE (final step)",
-                     "Depth inversion, held-out SSE", target=DEPTH_TARGET)
-    if occluded and costs:
+    figure = dict(stem="depth_long", metric=DEPTH_METRIC, ylabel="held-out SSE (final step)",
+                  title="Depth inversion, held-out SSE", target=DEPTH_TARGET)
+    text += figure_lines(ctx.tables_dir, [c for _, c, _ in entries], **figure)
+    if costs:
         seconds = costs["seconds"]
         timed = [Curve(c.run, c.label, c.seed, [{**p, "compute": p["step"] * seconds[r.cell.row]} for p in c.points])
                  for r, c, _ in entries if r.cell.row in seconds]
-        path = plot(timed, DEPTH_METRIC, ctx.tables_dir / "curves" / "depth_long_compute.png", x="compute",
-                    ylabel="held-out SSE (final step)", title="Depth inversion, held-out SSE against compute",
-                    target=DEPTH_TARGET)
-        if path is not None:
-            text.append(f"![Depth inversion, held-out SSE against compute](curves/{path.name})")
+        text += figure_lines(ctx.tables_dir, timed, xs=("compute",), **figure)
     text += [""]
     return {name: "\n".join(text)}
 
@@ -278,9 +266,9 @@ def write_long_curves(ctx, results) -> dict[str, str]:
         text += [f"## {', '.join(dict.fromkeys(r.cell.row for r, _, _ in entries))}", "",
                  markdown_table(["model", "seed", "state", f"{metric} now", f"{base} now" if base else "baseline",
                                  *(["horizons beaten"] if method == "gopc" else []), goal, "run"], rows).rstrip(), ""]
-        text += _figures(ctx, [c for _, c, _ in entries], f"long_{method}", metric, ylabel,
-                         f"{', '.join(dict.fromkeys(r.cell.row for r, _, _ in entries))}", baseline=base,
-                         baseline_label=BASELINE_NAMES.get(base, f"{base} (baseline)"), log_y=method == "gopc")
+        text += figure_lines(ctx.tables_dir, [c for _, c, _ in entries], f"long_{method}", metric, ylabel,
+                             f"{', '.join(dict.fromkeys(r.cell.row for r, _, _ in entries))}", baseline=base,
+                             baseline_label=BASELINE_NAMES.get(base, f"{base} (baseline)"), log_y=method == "gopc")
         text += [""]
     return {name: "\n".join(text)}
 

@@ -428,20 +428,13 @@ def write_depth_inversion(ctx: Context, results: list[CellResult]) -> dict[str, 
 
 
 def _curve_figures(ctx: Context, groups: dict[str, list], metric: str, stem: str, ylabel: str, title: str,
-                   baseline: str | None = None, baseline_label: str = "") -> list[str]:
+                   **kw) -> list[str]:
     """Markdown image lines of ``metric`` against steps and against training wall time, one line per
     group (its seeds' mean curve), written to ``curves/<stem>_steps.png`` and ``_wall_time.png``."""
-    from predvis.reproduce.curves import mean_curve, plot
+    from predvis.reproduce.curves import figure_lines, mean_curve
 
     curves = [mean_curve(cs, label) for label, cs in groups.items() if cs]
-    lines = []
-    for x, word in (("step", "steps"), ("wall", "wall_time")):
-        path = plot(curves, metric, ctx.tables_dir / "curves" / f"{stem}_{word}.png", x=x, ylabel=ylabel,
-                    title=f"{title} against {word.replace('_', ' ')} (mean over seeds)", baseline=baseline,
-                    baseline_label=baseline_label)
-        if path is not None:
-            lines.append(f"![{ylabel} against {word.replace('_', ' ')}](curves/{path.name})")
-    return lines
+    return figure_lines(ctx.tables_dir, curves, stem, metric, ylabel, title, suffix=" (mean over seeds)", **kw)
 
 
 def _study_curves(ctx: Context, study: Path) -> list[str]:
