@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import yaml
 
+from predvis.allocator import tune_cpu_allocator
 from predvis import checkpoint, memory
 from predvis.backends.registry import get_method
 from predvis.config import (
@@ -25,7 +26,6 @@ from predvis.errors import ConfigError, RunError
 from predvis.progress import console, is_quiet
 from predvis.run import RUNTIME_KEYS, STAMP_FORMAT, config_apart_from, iter_runs
 from predvis.runtime import distributed
-from predvis.runtime.allocator import tune_cpu_allocator
 from predvis.runtime.device import seed_everything, select_device
 from predvis.runtime.method import Method
 

@@ -35,6 +35,7 @@ from typing import Any, Iterable
 
 import torch
 
+from predvis.allocator import allocator_state
 from predvis.errors import PredvisError, RunError, interrupted
 
 SUBDIRS = ("metrics", "checkpoints")  # frames/ gifs/ tables/ plots/ appear with their first file
@@ -164,6 +165,7 @@ def environment(device: torch.device, seed: int, world_size: int = 1, extra: dic
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "threads": torch.get_num_threads(),
+        "host_allocator": allocator_state(),
         "seed": seed,
         "world_size": world_size,
         "git": git_state(),

@@ -1,4 +1,4 @@
-"""The host allocator settings (predvis/runtime/allocator.py): a training step's freed activations are
+"""The host allocator settings (predvis/allocator.py): a training step's freed activations are
 reused instead of being page-faulted in again, and runs record what was set."""
 import json
 import platform
@@ -15,7 +15,7 @@ GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 CHILD = """
 import resource, sys, torch
 if sys.argv[1] == "tuned":
-    from predvis.runtime.allocator import tune_cpu_allocator
+    from predvis.allocator import tune_cpu_allocator
     print(tune_cpu_allocator(), file=sys.stderr)
 x = torch.ones(64, 1024, 1024 // 8)            # 32 MiB of activations, as a step allocates and frees them
 for _ in range(3):

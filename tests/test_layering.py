@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "predvis"
 # top-level module or package of predvis -> its layer (higher may import lower or equal)
 LAYERS: dict[str, int] = {
     "errors": 0, "progress": 0, "metrics": 0, "tables": 0,
-    "config": 1, "run": 1, "checkpoint": 1, "parallel": 1, "memory": 1, "runlock": 1,
+    "config": 1, "run": 1, "allocator": 1, "checkpoint": 1, "parallel": 1, "memory": 1, "runlock": 1,
     "runtime": 2, "data": 2, "viz": 2, "figures": 2, "report": 2,
     "backends": 3,
     "experiment": 4,

@@ -1,5 +1,5 @@
 """Host allocator benchmark: training steps with glibc's own settings against the tuned thresholds of
-:mod:`predvis.runtime.allocator`, each candidate in child processes of its own.
+:mod:`predvis.allocator`, each candidate in child processes of its own.
 
 The allocator is a process-wide setting, and glibc's default mmap threshold adapts to what a process
 has freed, so the default cannot be restored inside a process that has changed it: every candidate
@@ -51,7 +51,7 @@ def child(experiment: str, profile: str, overrides: list[str], steps: int, threa
     import torch
 
     if tuned:
-        from predvis.runtime.allocator import tune_cpu_allocator
+        from predvis.allocator import tune_cpu_allocator
 
         tune_cpu_allocator()
     torch.set_num_threads(threads)
@@ -111,7 +111,7 @@ def section(threads: int = 1, rounds: int = 3, steps: int = 6) -> str:
             f"Each row is a fresh child process per round ({rounds} rounds, rows alternating), {steps} training "
             f"steps after warm-up, {threads} thread(s), load average {load:.1f} at the end; 'x first row' compares "
             "wall-clock medians with the first row of the same model. Tuned: mmap and trim thresholds raised "
-            "(predvis/runtime/allocator.py), as `predvis train` and every probe set them. Last column: every "
+            "(predvis/allocator.py), as `predvis train` and every probe set them. Last column: every "
             "child's training losses against those of the same step under the other allocator setting.\n\n"
             + markdown_table(["step", "wall ms", "CPU ms", "x first row", "page faults / step",
                               "losses vs the other allocator"], rows) + "\n")

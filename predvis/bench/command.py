@@ -22,7 +22,7 @@ from predvis.errors import PredvisError
 def machine_header(device) -> str:
     import torch
 
-    from predvis.runtime.allocator import allocator_state
+    from predvis.allocator import allocator_state
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
     return (
@@ -67,7 +67,7 @@ def bench(
         raise PredvisError(f"--device: expected cpu, cuda or cuda:N, got '{device}'") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise PredvisError("--device cuda asked for, but CUDA is not available")
-    from predvis.runtime.allocator import tune_cpu_allocator
+    from predvis.allocator import tune_cpu_allocator
 
     tune_cpu_allocator()  # time what predvis train runs; the allocator section compares both in child processes
     full = size == "full" or dev.type == "cuda"

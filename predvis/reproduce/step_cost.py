@@ -47,7 +47,7 @@ def measure(variants: dict[str, tuple[str, str, list[str]]], rounds: int = 3, st
     profile, overrides)."""
     import torch
 
-    from predvis.runtime.allocator import tune_cpu_allocator
+    from predvis.allocator import tune_cpu_allocator
 
     tune_cpu_allocator()
     before = torch.get_num_threads()

@@ -26,7 +26,6 @@ from predvis.experiment import build_method, describe, load_run_config
 from predvis.figures.training import write_loss_plot
 from predvis.progress import console, enabled as progress_enabled  # console: --quiet silences it
 from predvis.runtime import distributed
-from predvis.runtime.allocator import allocator_state
 from predvis.runtime.method import Method
 from predvis.train import trackers
 from predvis.run import (
@@ -51,7 +50,7 @@ def train(cfg: ExperimentConfig, root: Path, overrides: dict, dry_run: bool = Fa
     check_space(Path(root), checkpoint.disk_needed(method), "its checkpoints and metrics", "--runs")
     world = distributed.world_size()
     env = environment(device, cfg.seed, world_size=world, extra={
-        "profile": cfg.profile, "host_allocator": allocator_state(), "effective_batch": getattr(cfg.train, "batch_size", None),
+        "profile": cfg.profile, "effective_batch": getattr(cfg.train, "batch_size", None),
         "per_rank_batch": -(-getattr(cfg.train, "batch_size", 0) // world)})
     path = None
     lock = None

@@ -17,10 +17,10 @@ from typing import Callable
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from predvis.allocator import tune_cpu_allocator
 from predvis.errors import PredvisError
 from predvis.probes.deepdream import objectives as O
 from predvis.probes.deepdream import sources as S
-from predvis.runtime.allocator import allocator_state, tune_cpu_allocator
 from predvis.probes.deepdream.engine import Dreamer, LayerSchedule, dream_video, zoom_video
 from predvis.probes.deepdream.layers import OUTPUT, list_layers, spatial_children
 from predvis.probes.deepdream.settings import DeepdreamConfig
@@ -328,8 +328,7 @@ def run_deepdream(cfg: DeepdreamConfig, runs_root: Path = Path("runs"), override
         for d in dreamers.values():
             d.close()
         raise
-    env = environment(device, cfg.seed, extra={"profile": cfg.profile, "model": target.source.name,
-                                                "host_allocator": allocator_state()})
+    env = environment(device, cfg.seed, extra={"profile": cfg.profile, "model": target.source.name})
     run = create_run_dir(runs_root, cfg.name, {
         "config.yaml": dump_yaml(cfg.to_dict()),
         "overrides.yaml": dump_yaml(overrides or {}),

@@ -12,7 +12,6 @@ from predvis.probes.sleep.cycles import CycleRow
 from predvis.probes.sleep.measure import Evaluation
 from predvis.probes.sleep.settings import SleepSettings
 from predvis.probes.sleep.tables import summary_rows
-from predvis.runtime.allocator import allocator_state
 
 
 
@@ -66,8 +65,7 @@ def write_sleep_run(run_path: Path, out: Path | None, cfg, method, payload: dict
         atomic_write_text(staging / "overrides.yaml", src_over.read_text() if src_over.exists() else "{}\n")
         atomic_write_text(staging / "sleep.yaml", yaml.safe_dump(settings, sort_keys=False, default_flow_style=False))
         atomic_write_text(staging / "cmd.txt", command_line())
-        atomic_write_json(staging / "env.json", environment(method.device, s.seed, extra={"sleep_of": str(run_path),
-                                                                                   "host_allocator": allocator_state()}))
+        atomic_write_json(staging / "env.json", environment(method.device, s.seed, extra={"sleep_of": str(run_path)}))
         if (run_path / "metrics" / "train.csv").exists():
             shutil.copyfile(run_path / "metrics" / "train.csv", staging / "metrics" / "train.csv")
         atomic_torch_save(staging / "checkpoints" / "last.pt", payload)
