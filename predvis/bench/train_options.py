@@ -30,9 +30,10 @@ from predvis.tables import markdown_table
 
 
 def step_timer(experiment: str, profile: str, overrides: list[str], device: torch.device,
-               batches: int = 4, losses: list | None = None) -> tuple[Callable[[], None], float]:
+               batches: int | None = 4, losses: list | None = None) -> tuple[Callable[[], None], float]:
     """(one training step on the next of ``batches`` cached batches, seconds of the first step).
 
+    ``batches=None``: live batches from ``train_batches``, epoch after epoch (data generation timed too).
     The first step is run here: for ``train.compile=true`` it includes the compilation. ``losses``:
     a list that every step's training loss is appended to.
     """
@@ -40,8 +41,10 @@ def step_timer(experiment: str, profile: str, overrides: list[str], device: torc
     torch.manual_seed(0)
     method = get_method(cfg.method)(cfg, device)
     method.train_mode(True)
-    cached = list(itertools.islice(method.train_batches(0), batches))
-    cycle = itertools.cycle(cached)
+    if batches is None:
+        cycle = itertools.chain.from_iterable(method.train_batches(e) for e in itertools.count())
+    else:
+        cycle = itertools.cycle(list(itertools.islice(method.train_batches(0), batches)))
 
     def step() -> None:
         out = method.train_step(next(cycle))

@@ -18,44 +18,20 @@ from pathlib import Path
 COSTS_FILE = "step_costs.json"
 
 
-def _stepper(experiment: str, profile: str, overrides: list[str]):
-    import torch
-
-    from predvis.backends.registry import get_method
-    from predvis.experiment import load_experiment
-
-    cfg = load_experiment(experiment, profile, [*overrides, "device=cpu"])
-    torch.manual_seed(0)
-    method = get_method(cfg.method)(cfg, torch.device("cpu"))
-    method.train_mode(True)
-    def epochs():
-        epoch = 0
-        while True:                                   # short epochs (smoke) run out: go on to the next
-            yield from method.train_batches(epoch)
-            epoch += 1
-
-    batches = epochs()
-
-    def step() -> None:
-        method.train_step(next(batches))
-
-    return step
-
-
 def measure(variants: dict[str, tuple[str, str, list[str]]], rounds: int = 3, steps: int = 4) -> dict[str, float]:
     """{label: median seconds per training step} at one thread; ``variants``: label -> (experiment,
     profile, overrides)."""
     import torch
 
     from predvis.allocator import tune_cpu_allocator
+    from predvis.bench.train_options import step_timer
 
     tune_cpu_allocator()
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        steppers = {label: _stepper(*v) for label, v in variants.items()}
-        for step in steppers.values():
-            step()                                    # warm-up
+        cpu = torch.device("cpu")   # each stepper's first (warm-up) step runs as it is built
+        steppers = {label: step_timer(*v, cpu, batches=None)[0] for label, v in variants.items()}
         times: dict[str, list[float]] = {label: [] for label in steppers}
         for _ in range(rounds):
             for label, step in steppers.items():
