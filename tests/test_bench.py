@@ -18,3 +18,12 @@ def test_data_parallel_bench_runs_one_and_two_processes():
 
     text, med = bench_ddp(steps=1, rounds=1)
     assert set(med) == {1, 2} and all(v > 0 for v in med.values()), text
+
+
+def test_data_parallel_bench_names_a_failing_worker():
+    """A worker that cannot start (an unknown experiment) gives one line naming the cause, not an empty table."""
+    from predvis.bench.train_options import bench_ddp
+
+    text, med = bench_ddp(steps=1, rounds=1, experiment=("no_such_experiment", "smoke", ()), threads=1)
+    assert med == {} and text.startswith("data-parallel benchmark failed (1 process,")
+    assert "no_such_experiment" in text.splitlines()[0]

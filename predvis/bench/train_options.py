@@ -105,22 +105,28 @@ def bench_options(device: torch.device, repeats: int, gopc_batch: int, with_comp
 
 # ----------------------------------------------------------------------------- data parallel
 
-DDP_EXPERIMENT = ("classifier", "full", ["train.batch_size=256"])
+DDP_EXPERIMENT = ("classifier", "full", ("train.batch_size=256",))
+
+
+def _cores() -> int:
+    """The cores this process may run on (its CPU affinity, which a container or taskset narrows)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _threads_per_process(world: int) -> int:
-    """The machine's cores shared evenly among ``world`` processes (at least 1 each)."""
-    return max(1, (os.cpu_count() or 1) // world)
+    """The cores shared evenly among ``world`` processes (at least 1 each)."""
+    return max(1, _cores() // world)
 
 
-def _ddp_worker(steps: int) -> None:
+def _ddp_worker(steps: int, threads: int, exp: str, profile: str, overrides: list[str]) -> None:
     """Run under torchrun: time ``steps`` training steps; rank 0 prints a JSON line."""
     from predvis.runtime import distributed
 
     device = distributed.init("auto") or torch.device("cpu")
-    threads = _threads_per_process(distributed.world_size())
     torch.set_num_threads(threads)
-    exp, profile, overrides = DDP_EXPERIMENT
     step, _ = step_timer(exp, profile, overrides, device)
     for _ in range(2):
         step()
@@ -131,31 +137,52 @@ def _ddp_worker(steps: int) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = float(distributed.all_average({"s": torch.tensor(time.perf_counter() - start)})["s"])
+    # every rank leaves the last collective together before the group is torn down, as predvis train does
+    distributed.barrier()
     if distributed.is_main():
         print(json.dumps({"world": distributed.world_size(), "threads": threads, "steps_per_s": steps / seconds}))
     distributed.shutdown()
 
 
-def bench_ddp(steps: int = 20, rounds: int = 2) -> tuple[str, dict]:
-    """Steps/s of the same global batch with 1 and 2 processes (gloo on CPU), interleaved rounds."""
+def _failure(stderr: str) -> str:
+    """The most telling line of a failed torchrun: a worker's exception or C++ abort before the agent's summary."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip().strip("=-")]  # no rulers
+    for key in ("what():", "Error:", "Error", "terminate called"):
+        hit = [ln for ln in lines if key in ln and "Signal" not in ln]
+        if hit:
+            return hit[0]
+    return lines[-1] if lines else "no output"
+
+
+def bench_ddp(steps: int = 20, rounds: int = 2, experiment: tuple = DDP_EXPERIMENT,
+              threads: int | None = None) -> tuple[str, dict]:
+    """Steps/s of the same global batch with 1 and 2 processes (gloo on CPU), interleaved rounds.
+
+    ``threads`` per process defaults to the cores shared evenly. The processes meet on the loopback
+    address, so the bench does not depend on the host name resolving (it need not, on one machine).
+    """
+    exp, profile, overrides = experiment
     rates: dict[int, list[float]] = {1: [], 2: []}
     for _ in range(rounds):
         for world in (1, 2):
-            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world}",
-                   "-m", "predvis.bench.train_options", str(steps)]
-            env = {**os.environ, "OMP_NUM_THREADS": str(_threads_per_process(world))}
+            each = threads or _threads_per_process(world)
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--local-addr=127.0.0.1",
+                   f"--nproc_per_node={world}", "-m", "predvis.bench.train_options",
+                   str(steps), str(each), exp, profile, *overrides]
+            env = {**os.environ, "OMP_NUM_THREADS": str(each)}
+            env.setdefault("GLOO_SOCKET_IFNAME", "lo")
             done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
             line = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
             if done.returncode != 0 or not line:
-                said = [ln.strip() for ln in done.stderr.splitlines() if ln.strip().strip("=-")]  # no rulers
-                return (f"data-parallel benchmark failed ({world} processes, exit {done.returncode}): "
-                        f"{said[-1] if said else 'no output'}\n"), {}
+                tail = "\n".join(done.stderr.strip().splitlines()[-20:])
+                return (f"data-parallel benchmark failed ({world} process{'es' if world > 1 else ''}, exit {done.returncode}): "
+                        f"{_failure(done.stderr)}\n\n```\n{tail}\n```\n"), {}
             rates[world].append(json.loads(line[-1])["steps_per_s"])
     med = {w: statistics.median(r) for w, r in rates.items()}
-    exp, profile, overrides = DDP_EXPERIMENT
-    rows = [[w, _threads_per_process(w), min(r), med[w], med[w] / med[1]] for w, r in rates.items()]
+    rows = [[w, threads or _threads_per_process(w), min(r), med[w], med[w] / med[1]] for w, r in rates.items()]
     text = (f"`{exp}` ({profile}, {' '.join(overrides)}), same global batch; each process gets "
-            f"cpu_count / world threads; {rounds} interleaved rounds of {steps} steps.\n\n"
+            f"{'%d thread(s)' % threads if threads else 'cores / world threads'}; {rounds} interleaved rounds of "
+            f"{steps} steps.\n\n"
             + markdown_table(["processes", "threads each", "min steps/s", "median steps/s", "x 1 process"], rows))
     return text, med
 
@@ -181,5 +208,5 @@ def run(size: str = "quick", device: torch.device | str = "cpu") -> str:
     return out
 
 
-if __name__ == "__main__":   # the worker torchrun starts for bench_ddp: python -m predvis.bench.train_options STEPS
-    _ddp_worker(int(sys.argv[1]))
+if __name__ == "__main__":   # bench_ddp's worker: python -m predvis.bench.train_options STEPS THREADS EXP PROFILE [KEY=VALUE ...]
+    _ddp_worker(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5:])
