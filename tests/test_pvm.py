@@ -203,13 +203,15 @@ def test_inputs_written_in_place_equal_the_concatenation_exactly(center, batch):
 def test_streams_benchmark_runs_both_w1_forms_to_the_same_result():
     """bench_pvm_paths at a tiny size (structure only, no timing assertion)."""
 
-    from predvis.bench.pvm import PATHS, bench_pvm_paths
+    from predvis.bench.pvm import DEFAULT_PATH, PATHS, bench_pvm_paths
 
     r = bench_pvm_paths(streams=2, steps=2, block=1, threads=1, layers=(4, 2, 1))
     assert r["max_rel_diff"] < 1e-5 and r["streams"] == 2  # the two forms differ by float rounding only
     assert list(r["frames_per_s"]) == list(PATHS) and all(v > 0 for v in r["frames_per_s"].values())
-    prev, now = r["frames_per_s"].values()
+    prev, now, _ = r["frames_per_s"].values()
     assert r["speedup"] == pytest.approx(now / prev)
+    assert r["diffs"][DEFAULT_PATH] == (0.0, 0.0) and r["diffs"][next(iter(PATHS))][1] == r["max_rel_diff"]
+    assert 0 < r["diffs"][list(PATHS)[2]][1] < 5e-3  # bf16: a real difference, within its tolerance
     assert r["floor_frames_per_s"] == max(r["floor_ways"].values())
 
 

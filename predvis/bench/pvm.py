@@ -9,8 +9,8 @@ is timed in blocks of steps; the headline is the median block (min and max are r
 for 1 and 2 intra-op threads unless ``threads`` is given; the headline thread count is the
 faster one and the reference is timed with it. CPU time per step (``process_time``) is returned
 alongside wall time: on a shared machine wall time also counts the time other jobs hold the core.
-With 64 streams (:func:`bench_pvm_paths`) the previous and the current way of keeping W1 are timed
-side by side in one process, and their results compared.
+With 64 streams (:func:`bench_pvm_paths`) the previous and the current way of keeping W1, and the
+opt-in bf16 precision, are timed side by side in one process, and their results compared.
 """
 from __future__ import annotations
 
@@ -191,22 +191,39 @@ def bench_pvm(steps: int = 69, ref_steps: int = 5, threads: int | None = None,
     return out
 
 
-# the W1 forms bench_pvm_paths times side by side: the earlier one first
+# the W1 forms bench_pvm_paths times side by side: the earlier one first, then the default, then
+# the opt-in reduced-precision path (compared with the default: its difference is its tolerance)
 PATHS = {"previous: folded W1 (v = W + cM, pending P)": {"plain_streams": False},
-         "now: plain W1 and momentum (W += M)": {"plain_streams": True}}
+         "now: plain W1 and momentum (W += M)": {"plain_streams": True},
+         "opt-in: precision bf16 (bf16 inputs and W1 products, fp32 W1 and momentum)": {"precision": "bf16"}}
+DEFAULT_PATH = list(PATHS)[1]
+
+
+def _difference(a: PVM, b: PVM, pa: torch.Tensor, pb: torch.Tensor) -> tuple[float, float]:
+    """Largest difference of two models' predictions (pa, pb) and of their W1 and W2: absolute, and
+    relative to the largest value of its tensor (predictions: the largest prediction)."""
+    diff = float((pa - pb).abs().max())
+    rel = diff / float(pa.abs().max())
+    for l in range(a.n_layers):
+        for wa, wb in zip(a.layer_weights(l), b.layer_weights(l)):
+            d = float((wa - wb).abs().max())
+            diff, rel = max(diff, d), max(rel, d / float(wa.abs().max()))
+    return diff, rel
 
 
 def bench_pvm_paths(streams: int = 64, steps: int = 12, block: int = 3, threads: int | None = None,
                     layers: tuple[int, ...] = (16, 8, 4, 3, 2, 1)) -> dict:
-    """The previous and the current way several streams keep W1 (:data:`PATHS`) side by side: same
-    seed, ``streams`` streams, every layer and pathway learning.
+    """The ways several streams can step (:data:`PATHS`: the previous and the current way to keep W1,
+    and the opt-in bf16 precision) side by side: same seed, ``streams`` streams, every layer and
+    pathway learning.
 
-    Blocks of ``block`` steps alternate between the two models. Returns {'streams', 'threads',
+    Blocks of ``block`` steps alternate between the models. Returns {'streams', 'threads',
     'load' (1-minute load average at the end), 'frames_per_s': {path: median of the blocks} (frames =
     steps x streams), 'speedup' (now / previous), 'max_abs_diff' and 'max_rel_diff' (largest difference
-    of the two models' predictions and W1, W2 after the timed steps, absolute and relative to the
-    largest weight of its tensor), 'floor_frames_per_s' (fastest way of :func:`floor_steps` at batch
-    ``streams``), 'floor_ways'}.
+    of the previous and the current form's predictions and W1, W2 after the timed steps, absolute and
+    relative to the largest value of its tensor), 'diffs' ({path: (abs, rel)}, each path against the
+    default :data:`DEFAULT_PATH` the same way), 'floor_frames_per_s' (fastest way of
+    :func:`floor_steps` at batch ``streams``), 'floor_ways'}.
     """
     before = torch.get_num_threads()
     on = PVMSchedule(layer_delay=0, lateral_on=0, feedback_on=0)
@@ -234,19 +251,14 @@ def bench_pvm_paths(streams: int = 64, steps: int = 12, block: int = 3, threads:
         for r in range(max(1, steps // block)):
             for name, fn in fns.items():
                 rates[name].extend(_time_blocks(lambda i, fn=fn, r=r: fn(3 + r * block + i), block, block)[0])
-        a, b = models.values()
-        pa, pb = last.values()
-        diff = float((pa - pb).abs().max())
-        rel = diff / float(pa.abs().max())
-        for l in range(a.n_layers):
-            for wa, wb in zip(a.layer_weights(l), b.layer_weights(l)):
-                d = float((wa - wb).abs().max())
-                diff, rel = max(diff, d), max(rel, d / float(wa.abs().max()))
-        ways = floor_rates(b, streams, steps, block)
+        first, ref = list(PATHS)[0], DEFAULT_PATH
+        diffs = {k: _difference(models[ref], models[k], last[ref], last[k]) for k in models}
+        diff, rel = diffs[first]
+        ways = floor_rates(models[ref], streams, steps, block)
         fps = {k: streams * statistics.median(r) for k, r in rates.items()}
-        prev, now = fps.values()
         return {"streams": streams, "threads": torch.get_num_threads(), "load": os.getloadavg()[0],
-                "frames_per_s": fps, "speedup": now / prev, "max_abs_diff": diff, "max_rel_diff": rel,
+                "frames_per_s": fps, "speedup": fps[ref] / fps[first], "max_abs_diff": diff, "max_rel_diff": rel,
+                "diffs": diffs,
                 "floor_frames_per_s": streams * max(ways.values()),
                 "floor_ways": {k: streams * v for k, v in ways.items()}}
     finally:
@@ -259,8 +271,8 @@ GOAL_FRAMES_PER_S = 1000    # 64 streams, 2 cores, idle machine
 
 def bench_pvm_section(device: torch.device) -> str:
     """Paper-size PVM, online learning: batch 1 (batched path vs the per-unit reference loop, against the
-    weight-streaming floor) and 64 streams (the previous and the current W1 form, 1 and 2 threads),
-    each against its goal."""
+    weight-streaming floor) and 64 streams (the previous and the current W1 form and the opt-in bf16
+    precision, 1 and 2 threads), each against its goal."""
     if device.type != "cpu":
         return ("## PVM\n\nThe PVM benchmark measures the CPU only (its per-unit reference loop and weight-streaming "
                 "floor are CPU bounds); on a GPU, time `predvis train pvm --profile full` (docs/scaling.md).\n")
@@ -291,12 +303,19 @@ def bench_pvm_section(device: torch.device) -> str:
         rows += [[s["threads"], k, f"{v:.0f}", f"{v / s['frames_per_s'][next(iter(PATHS))]:.2f}x"]
                  for k, v in s["frames_per_s"].items()]
         rows += [[s["threads"], f"floor way: {k}", f"{v:.0f}", ""] for k, v in s["floor_ways"].items()]
-    best = max(max(s["frames_per_s"].values()) for s in runs)
+    best = {k: max(s["frames_per_s"][k] for s in runs) for k in PATHS}
     rel = max(s["max_rel_diff"] for s in runs)
+    low = list(PATHS)[2]
+    low_abs, low_rel = (max(s["diffs"][low][i] for s in runs) for i in (0, 1))
     text += (f"\n### 64 streams\n\nInterleaved blocks, same seed; frames/s = steps/s x 64; load average "
-             f"{runs[-1]['load']:.1f}. After the timed steps the two forms' predictions and weights differ by at most "
-             f"{max(s['max_abs_diff'] for s in runs):.1g} ({rel:.1g} of the largest weight: float rounding).\n\n"
+             f"{runs[-1]['load']:.1f}. After the timed steps the two fp32 forms' predictions and weights differ by at most "
+             f"{max(s['max_abs_diff'] for s in runs):.1g} ({rel:.1g} of the largest weight: float rounding); "
+             f"the opt-in bf16 precision differs from the default by at most {low_abs:.1g} ({low_rel:.1g} of the "
+             "largest value; its tolerance, docs/pvm.md).\n\n"
              + markdown_table(["threads", "implementation", "frames/s", "x previous"], rows)
-             + f"\n- goal **{GOAL_FRAMES_PER_S:,}** frames/s (2 cores, idle): best here {best:.0f}, "
-             f"{'met' if best >= GOAL_FRAMES_PER_S else 'not met'}\n")
+             + f"\n- goal **{GOAL_FRAMES_PER_S:,}** frames/s (2 cores, idle): default (fp32) best here "
+             f"{best[DEFAULT_PATH]:.0f}, {'met' if best[DEFAULT_PATH] >= GOAL_FRAMES_PER_S else 'not met'}; "
+             f"opt-in bf16 best here {best[low]:.0f}, {'met' if best[low] >= GOAL_FRAMES_PER_S else 'not met'}\n"
+             + "- bf16 / default by threads: " + ", ".join(
+                 f"{s['threads']}: {s['frames_per_s'][low] / s['frames_per_s'][DEFAULT_PATH]:.2f}x" for s in runs) + "\n")
     return text

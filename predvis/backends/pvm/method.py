@@ -17,7 +17,7 @@ from predvis.config import ConfigError, TrainConfig
 from predvis.data.photos import default_videos
 from predvis.data.video import load_video
 from predvis.runtime.method import Method
-from predvis.backends.pvm.model import PVM, PVMSchedule, PVMState
+from predvis.backends.pvm.model import PRECISIONS, PVM, PVMSchedule, PVMState
 from predvis.backends.registry import register
 
 
@@ -45,6 +45,7 @@ class PVMModelConfig:
     fused_inputs: bool = True       # unit inputs written in place (false: concatenated; same values)
     plain_streams: bool = True      # several streams keep W1 and its momentum plain (false: the folded form; same values)
     group_layers: bool = True       # one stream: layers 1..L-1 run as one batch of units (false: layer by layer; same values)
+    precision: str = "fp32"         # 'bf16': several streams multiply W1 in bfloat16 (fp32 weights; docs/pvm.md)
 
     def validate(self) -> None:
         for key in ("channels", "patch", "hidden"):
@@ -59,6 +60,8 @@ class PVMModelConfig:
         for key in ("lateral_radius", "layer_delay", "final_delay", "lateral_on", "feedback_on"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"model.{key}: must be >= 0, got {getattr(self, key)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"model.precision: must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
     def build(self, seed: int) -> PVM:
         sch = PVMSchedule(self.lr_initial, self.lr_final, self.layer_delay, self.final_delay,
@@ -66,7 +69,7 @@ class PVMModelConfig:
         return PVM(self.layers, self.channels, self.patch, self.hidden, self.lateral_radius,
                    self.top_to_all, self.two_steps, self.momentum, self.tau, sch, seed, center=self.center,
                    residual=self.residual, fused_inputs=self.fused_inputs, plain_streams=self.plain_streams,
-                   group_layers=self.group_layers)
+                   group_layers=self.group_layers, precision=self.precision)
 
 
 @dataclass

@@ -29,6 +29,7 @@ the forward that predicts the next signals.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -107,6 +108,9 @@ class _Cache(list):
     group: tuple[torch.Tensor, ...] | None = None
 
 
+# model.precision values: "fp32" (every product in the model's dtype) or "bf16" (see PVM._w1_lowp)
+PRECISIONS = ("fp32", "bf16")
+
 # per-layer buffers of the upper layers kept as views of one tensor per name (PVM._group_storage)
 _GROUPED = ("v1", "ra", "re", "w2", "m2", "rstamp", "rpend", "clock")
 
@@ -176,6 +180,7 @@ class PVM(nn.Module):
         fused_inputs: bool = True,
         plain_streams: bool = True,
         group_layers: bool = True,
+        precision: str = "fp32",
     ):
         super().__init__()
         for name, v in (("channels", channels), ("patch", patch), ("hidden", hidden)):
@@ -193,6 +198,12 @@ class PVM(nn.Module):
         self.plain_streams = bool(plain_streams)
         # one stream: layers 1..L-1 (same signal size) computed as one batch of units (same values)
         self.group_layers = bool(group_layers)
+        if precision not in PRECISIONS:
+            raise ConfigError(f"model.precision: must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        # "bf16": with several streams, unit inputs and the two W1 products (forward x W1, gradient
+        # d1^T x) in bfloat16 (fp32 accumulation), W1 and its momentum kept in float32 (_lowp)
+        self.precision = precision
+        self._lowp: dict[int, dict] = {}
         self.frame_shape = (channels, layers[0] * patch, layers[0] * patch)
         self.disabled: set[str] = set()
         self.learning = True
@@ -484,7 +495,7 @@ class PVM(nn.Module):
             integ = sig if state.integ[l] is None else self.tau * state.integ[l] + (1 - self.tau) * sig
             if self.fused_inputs and not torch.is_grad_enabled():
                 buf = state.spare[l] if l < len(state.spare) else None
-                x = self._inputs_in_place(l, sig, prev, integ, errs[l], flat, sel, buf)
+                x = self._inputs_in_place(l, sig, prev, integ, errs[l], flat, sel, buf, self._input_dtype(B, sig.dtype))
             else:
                 x = self._inputs_cat(l, sig, prev, integ, errs[l], flat, sel)
             x, h, h_aug, fp1, fp2, y = self._unit_forward(x, sig, lambda x, l=l: self._w1_forward(l, x),
@@ -550,31 +561,28 @@ class PVM(nn.Module):
 
     def _inputs_in_place(self, l: int | None, sig: torch.Tensor, prev: torch.Tensor, integ: torch.Tensor,
                          err: torch.Tensor | None, flat: torch.Tensor, sel: str,
-                         buf: torch.Tensor | None = None) -> torch.Tensor:
+                         buf: torch.Tensor | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
         """The unit inputs x (U, B, n_in + 1) of layer ``l`` written straight into one new tensor:
         the same values as the concatenation in :meth:`_inputs_cat`, but the gathered
         context -- the largest part -- is written once instead of copied three times (gather,
         reorder, shift, concatenate). Needs no_grad (writes into slices). ``buf``: a tensor to
         write into if it has the right shape (every element is written). ``l`` None: the upper-layer
-        group (:meth:`_build_group`), each unit's bias at its own layer's column."""
+        group (:meth:`_build_group`), each unit's bias at its own layer's column. ``dtype``: of x
+        (default the signals'); a lower one (bf16) gets each value rounded once from the signals' dtype."""
         U, B, S = sig.shape
         idx = getattr(self, f"ctx_idx_{l}_{sel}" if l is not None else f"gctx_idx_{sel}")
         K, H = idx.shape[1], self.hidden
         shape = (U, B, 4 * S + K * H + 1)
-        if buf is not None and buf.shape == shape and buf.dtype == sig.dtype and buf.device == sig.device:
+        dtype = dtype or sig.dtype
+        if buf is not None and buf.shape == shape and buf.dtype == dtype and buf.device == sig.device:
             x = buf
         else:
-            x = torch.empty(shape, dtype=sig.dtype, device=sig.device)
+            x = torch.empty(shape, dtype=dtype, device=sig.device)
         c = 0.5 if self.center else 0.0  # centred: features shifted by -0.5
-        torch.sub(sig, c, out=x[..., :S])
-        torch.sub(sig, prev, out=x[..., S:2 * S]).mul_(0.5).add_(0.5 - c)
-        torch.sub(integ, c, out=x[..., 2 * S:3 * S])
-        if err is None:
-            x[..., 3 * S:4 * S].fill_(0.5 - c)
+        if dtype != sig.dtype:  # features computed in the signals' dtype, rounded once into x
+            self._features_rounded(x, sig, prev, integ, err, c)
         else:
-            e = torch.mul(err, 0.5, out=x[..., 3 * S:4 * S]).add_(0.5)
-            if c:
-                e.sub_(c)
+            self._features(x, sig, prev, integ, err, c)
         dest = x[..., 4 * S:4 * S + K * H].view(U, B, K, H)
         half = getattr(self, f"ctx_half_{l}_{sel}" if l is not None else f"gctx_half_{sel}").view(U, 1, K, H)
         if B == 1:  # one gather of every slot, then one copy into place (fewest calls)
@@ -584,17 +592,51 @@ class PVM(nn.Module):
             else:
                 dest.copy_(ctx)
         else:  # several streams: each slot gathered straight into place (no temporary, no second copy)
-            states = flat.view(flat.shape[0], B, H)
+            states = flat.view(flat.shape[0], B, H).to(dtype)
             for k, col in enumerate(idx.t().contiguous()):
                 torch.index_select(states, 0, col, out=dest[:, :, k])
             if self.center:
-                dest.sub_(half)
+                dest.sub_(half.to(dtype))
         if l is None:  # a unit with fewer slots than the group's widest has its bias inside the padding
             x[..., -1].fill_(0.0)
             x.scatter_(2, self.gbias_col.expand(U, B, 1), 1.0)
         else:
             x[..., -1].fill_(1.0)
         return x
+
+    @staticmethod
+    def _features(x: torch.Tensor, sig: torch.Tensor, prev: torch.Tensor, integ: torch.Tensor,
+                  err: torch.Tensor | None, c: float) -> None:
+        """The four feature blocks of x (signal, change, integral, error; each minus ``c``) written in place."""
+        S = sig.shape[2]
+        torch.sub(sig, c, out=x[..., :S])
+        torch.sub(sig, prev, out=x[..., S:2 * S]).mul_(0.5).add_(0.5 - c)
+        torch.sub(integ, c, out=x[..., 2 * S:3 * S])
+        if err is None:
+            x[..., 3 * S:4 * S].fill_(0.5 - c)
+        else:
+            e = torch.mul(err, 0.5, out=x[..., 3 * S:4 * S]).add_(0.5)
+            if c:
+                e.sub_(c)
+
+    @staticmethod
+    def _features_rounded(x: torch.Tensor, sig: torch.Tensor, prev: torch.Tensor, integ: torch.Tensor,
+                          err: torch.Tensor | None, c: float) -> None:
+        """:meth:`_features` into an x of a lower dtype: each block computed in the signals' dtype and
+        rounded once on the copy into x."""
+        S = sig.shape[2]
+        x[..., :S].copy_(sig - c if c else sig)
+        x[..., S:2 * S].copy_(torch.sub(sig, prev).mul_(0.5).add_(0.5 - c))
+        x[..., 2 * S:3 * S].copy_(integ - c if c else integ)
+        if err is None:
+            x[..., 3 * S:4 * S].fill_(0.5 - c)
+        else:
+            x[..., 3 * S:4 * S].copy_(torch.mul(err, 0.5).add_(0.5 - c))
+
+    def _input_dtype(self, B: int, dtype: torch.dtype) -> torch.dtype:
+        """dtype of the unit inputs x of a no_grad step with ``B`` streams: bfloat16 with
+        ``precision`` bf16 and several streams (:meth:`_w1_lowp`), else the model's ``dtype``."""
+        return torch.bfloat16 if self.precision == "bf16" and B > 1 else dtype
 
     # ------------------------------------------------------------------ W1: stored weights, lazy updates
     # Momentum (M_t = mu M_{t-1} + lr_t g_t, W_t = W_{t-1} + M_t) is kept as v = W + c M with
@@ -657,6 +699,10 @@ class PVM(nn.Module):
     def _w1_forward(self, l: int, x: torch.Tensor) -> torch.Tensor:
         """x (U, B, n_in + 1) -> x W1 (U, B, hidden)."""
         xt = x.transpose(1, 2)
+        if x.dtype != getattr(self, f"v1_{l}").dtype:  # bf16 inputs: the plain form's low-precision copy
+            if not bool(getattr(self, f"plain_{l}")):
+                self._to_plain(l)
+            return torch.bmm(self._w1_lowp(l)["w"], xt).transpose(1, 2).to(getattr(self, f"v1_{l}").dtype)
         s = torch.bmm(getattr(self, f"v1_{l}"), xt)  # (U, H, B)
         if self.momentum and not bool(getattr(self, f"plain_{l}")):
             clock = int(getattr(self, f"clock_{l}"))
@@ -668,6 +714,45 @@ class PVM(nn.Module):
                 return self._ring_product(s.transpose(1, 2), getattr(self, f"ra_{l}"), getattr(self, f"re_{l}"), xt,
                                           coef.view(1, -1, 1))
         return s.transpose(1, 2)
+
+    def _w1_lowp(self, l: int) -> dict:
+        """Layer ``l``'s precision-bf16 tensors: w, W1^T in bfloat16 (U, H, n), rounded from v1
+        whenever v1 changed since (checked by tensor identity and version counter, so any in-place
+        write -- an update, a form change, a load -- is seen); g16 / g (U, H, n): scratch for the
+        gradient product (bfloat16) and its copy in v1's dtype. v1 must hold W1^T (plain form)."""
+        v1 = getattr(self, f"v1_{l}")
+        c = self._lowp.get(l)
+        if c is None or c["src"]() is not v1:
+            c = self._lowp[l] = {"src": weakref.ref(v1), "version": -1,
+                                 "w": torch.empty(v1.shape, dtype=torch.bfloat16, device=v1.device)}
+        if c["version"] != v1._version:
+            c["w"].copy_(v1)
+            c["version"] = v1._version
+        return c
+
+    def _w1_update_lowp(self, l: int, x: torch.Tensor, d1: torch.Tensor, lr: float, clock: int) -> None:
+        """The plain form's update with x (U, B, n) in bfloat16: the gradient lr/B d1^T x as one
+        bfloat16 product (fp32 accumulation, rounded to bfloat16), then in v1's dtype
+        M <- mu^age M + g and W += M, and the bfloat16 copy of W refreshed."""
+        v1 = getattr(self, f"v1_{l}")
+        c = self._w1_lowp(l)
+        if "g" not in c:
+            c["g16"] = torch.empty(v1.shape, dtype=torch.bfloat16, device=v1.device)
+            c["g"] = torch.empty_like(v1)
+        d = (d1 * (lr / x.shape[1])).to(torch.bfloat16)
+        torch.bmm(d.transpose(1, 2), x, out=c["g16"])
+        g = c["g"].copy_(c["g16"])
+        if self.momentum:
+            p = getattr(self, f"p1_{l}")
+            if p.numel() == 0:
+                p = self._buffers[f"p1_{l}"] = torch.zeros_like(v1)
+            torch.add(g, p, alpha=self._dense_coef(l, clock), out=p)
+            getattr(self, f"pstamp_{l}").fill_(clock)
+            v1.add_(p)
+        else:
+            v1.add_(g)
+        c["w"].copy_(v1)
+        c["version"] = v1._version
 
     def _flush(self, l: int) -> None:
         """Add the ring's pending steps to v1 (one batched rank-R product)."""
@@ -714,10 +799,12 @@ class PVM(nn.Module):
             torch.mul(d1[:, 0], lr, out=getattr(self, f"re_{l}")[:, slot])
             getattr(self, f"rstamp_{l}")[slot] = clock
             pend[slot] = True
-        elif self.plain_streams:
+        elif self.plain_streams or x.dtype != v1.dtype:
             if not plain:
                 self._to_plain(l)
-            if mu:  # M <- mu^age M + lr g (one product), W += M (one pass)
+            if x.dtype != v1.dtype:
+                self._w1_update_lowp(l, x, d1, lr, clock)
+            elif mu:  # M <- mu^age M + lr g (one product), W += M (one pass)
                 p = getattr(self, f"p1_{l}")
                 if p.numel() == 0:
                     p = self._buffers[f"p1_{l}"] = torch.zeros_like(v1)
