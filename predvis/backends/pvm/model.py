@@ -41,11 +41,14 @@ from predvis.backends.pvm.wiring import FEEDBACK, LATERAL, build_wiring, count_w
 from predvis.runtime.stepping import FeedforwardView, StepOutput
 
 
-def rational_sigmoid_and_grad(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def rational_sigmoid_and_grad(s: torch.Tensor, out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(f(s), f'(s)) of the rational sigmoid f(s) = 0.5 + s / (2 (1 + |s|)), values in (0, 1), and
-    f'(s) = 1 / (2 (1 + |s|)^2), both from one r = 1 / (1 + |s|): f = 0.5 + 0.5 s r, f' = 0.5 r^2."""
+    f'(s) = 1 / (2 (1 + |s|)^2), both from one r = 1 / (1 + |s|): f = 0.5 + 0.5 s r, f' = 0.5 r^2
+    (each one multiply-add pass: 0.5 s and 0.5 r are exact, so the values are those of the plain
+    expressions). ``out``: where to write f (a tensor of s's shape, e.g. a view into a larger one)."""
     r = s.abs().add_(1.0).reciprocal_()
-    return torch.addcmul(s.new_tensor(0.5), s, r, value=0.5), r.square().mul_(0.5)
+    f = torch.addcmul(s.new_tensor(0.5), s, r, value=0.5, out=out)
+    return f, torch.addcmul(s.new_tensor(0.0), r, r, value=0.5)
 
 
 @dataclass
@@ -426,11 +429,17 @@ class PVM(nn.Module):
         f = frame.to(self.v1_0.dtype).reshape(-1, C, n, p, n, p)
         return f.permute(2, 4, 0, 1, 3, 5).reshape(n * n, -1, C * p * p)  # (r, c, B, C, y, x): one copy
 
-    def unpatch(self, sig: torch.Tensor) -> torch.Tensor:
-        """layer-0 signals (U0, B, C * p * p) -> frame (B, C, H, W)."""
+    def unpatch(self, sig: torch.Tensor, clamp: bool = False) -> torch.Tensor:
+        """layer-0 signals (U0, B, C * p * p) -> frame (B, C, H, W); ``clamp``: values clamped to
+        [0, 1] on the same pass."""
         C, H, W = self.frame_shape
         n, p = self.sides[0], self.patch
-        return sig.reshape(n, n, -1, C, p, p).permute(2, 3, 0, 4, 1, 5).reshape(-1, C, H, W)
+        v = sig.reshape(n, n, -1, C, p, p).permute(2, 3, 0, 4, 1, 5)
+        if not clamp or (torch.is_grad_enabled() and sig.requires_grad):
+            v = v.reshape(-1, C, H, W)
+            return v.clamp(0, 1) if clamp else v
+        out = torch.empty(v.shape, dtype=sig.dtype, device=sig.device)
+        return torch.clamp(v, 0, 1, out=out).view(-1, C, H, W)
 
     @torch.no_grad()
     def step(self, frame: torch.Tensor, state: PVMState, target: torch.Tensor | None = None) -> StepOutput:
@@ -484,8 +493,8 @@ class PVM(nn.Module):
                 means = torch.mm(self.gerr_avg, err_g.abs().sum(dim=2))  # (Lg, B): per-layer mean |error|
                 for i, l in enumerate(self.group):
                     layer_errors[f"L{l}"] = means[i]
-        if self.learning:
-            self._learn(targets, state, g)
+        if self.learning:  # target - y is this step's error where the target is the signal
+            self._learn(targets, state, g, [e if t is s else None for e, t, s in zip(errs, targets, signals)])
             self.steps += 1
         lat, fb = self.factors()
         sel = f"{int(lat)}{int(fb)}"
@@ -528,7 +537,7 @@ class PVM(nn.Module):
         dropped = kept[0] if len(kept) > 2 and not torch.is_grad_enabled() else []
         state.spare = [None if c[0].requires_grad else c[0] for c in dropped]
         state.spare_group = getattr(dropped, "group", None) and dropped.group[0]
-        prediction = self.unpatch(ys[0][..., : sizes[0]]).clamp(0, 1)
+        prediction = self.unpatch(ys[0][..., : sizes[0]], clamp=True)
         if g is not None:
             new_h = [new_h[0]] + [new_h[1][a:b] for a, b in self.group_bounds]
         internals = _Internals(self, signals, new_h, ys)
@@ -552,8 +561,14 @@ class PVM(nn.Module):
         """Units' MLPs on inputs x (U, B, n): (x, h, h_aug, fp1, fp2, y) with h (U, B, hidden) the new
         states and y (U, B, out) the predictions; ``w1_forward(x)`` = x W1 (U, B, hidden)."""
         U, B, _ = x.shape
-        h, fp1 = rational_sigmoid_and_grad(w1_forward(x))
-        h_aug = torch.cat([h, torch.ones(U, B, 1, dtype=x.dtype, device=x.device)], dim=2)
+        s = w1_forward(x)
+        if torch.is_grad_enabled():
+            h, fp1 = rational_sigmoid_and_grad(s)
+            h_aug = torch.cat([h, torch.ones(U, B, 1, dtype=x.dtype, device=x.device)], dim=2)
+        else:  # the states written straight into h_aug (no concatenation pass)
+            h_aug = torch.empty(U, B, self.hidden + 1, dtype=x.dtype, device=x.device)
+            h_aug[..., -1].fill_(1.0)
+            h, fp1 = rational_sigmoid_and_grad(s, out=h_aug[..., :-1])
         y, fp2 = rational_sigmoid_and_grad(torch.bmm(h_aug, w2))
         if self.residual:  # the MLP output encodes the change: prediction = signal + 2 (y - 0.5)
             y = (y - 0.5).mul_(2.0).add_(sig.repeat(1, 1, 2) if self.two_steps else sig)
@@ -610,12 +625,14 @@ class PVM(nn.Module):
         """The four feature blocks of x (signal, change, integral, error; each minus ``c``) written in place."""
         S = sig.shape[2]
         torch.sub(sig, c, out=x[..., :S])
-        torch.sub(sig, prev, out=x[..., S:2 * S]).mul_(0.5).add_(0.5 - c)
+        half = sig.new_tensor(0.5 - c)
+        d = torch.sub(sig, prev, out=x[..., S:2 * S])
+        torch.add(half, d, alpha=0.5, out=d)  # 0.5 d + (0.5 - c): 0.5 d is exact, one rounding as before
         torch.sub(integ, c, out=x[..., 2 * S:3 * S])
         if err is None:
             x[..., 3 * S:4 * S].fill_(0.5 - c)
         else:
-            e = torch.mul(err, 0.5, out=x[..., 3 * S:4 * S]).add_(0.5)
+            e = torch.add(sig.new_tensor(0.5), err, alpha=0.5, out=x[..., 3 * S:4 * S])
             if c:
                 e.sub_(c)
 
@@ -940,9 +957,11 @@ class PVM(nn.Module):
         g["clock"].fill_(clock)
 
     # ------------------------------------------------------------------ learning
-    def _learn(self, signals: list[torch.Tensor], state: PVMState, g: dict | None = None) -> None:
+    def _learn(self, signals: list[torch.Tensor], state: PVMState, g: dict | None = None,
+               errs: list[torch.Tensor | None] | None = None) -> None:
         """Train the forward whose targets are all known now, in place, unit by unit (batched).
-        ``g``: the group's tensors when this step runs the upper layers as one group."""
+        ``g``: the group's tensors when this step runs the upper layers as one group; ``errs``: per
+        layer, signal - the last forward's prediction where already computed (else None)."""
         if self.two_steps:
             if len(state.caches) < 2:
                 return
@@ -962,22 +981,25 @@ class PVM(nn.Module):
             if lrs[l] == 0.0:  # layer not switched on yet: its momentum is still zero
                 continue
             target = torch.cat([state.prev[l], sig], dim=2) if self.two_steps else sig
-            self._learn_layer(l, cache[l], target, lrs[l])
+            diff = errs[l] if errs and not self.two_steps else None
+            self._learn_layer(l, cache[l], target, lrs[l], diff)
         if group:
             sig = torch.cat(signals[1:])
             target = torch.cat([torch.cat([state.prev[l] for l in self.group]), sig], dim=2) if self.two_steps else sig
             self._learn_group(g, cache.group, target, [lrs[l] for l in self.group])
 
-    def _learn_layer(self, l: int, cache: tuple[torch.Tensor, ...], target: torch.Tensor, lr: float) -> None:
-        """One learning step of layer ``l`` from its cached forward (x, h_aug, fp1, fp2, y)."""
+    def _learn_layer(self, l: int, cache: tuple[torch.Tensor, ...], target: torch.Tensor, lr: float,
+                     diff: torch.Tensor | None = None) -> None:
+        """One learning step of layer ``l`` from its cached forward (x, h_aug, fp1, fp2, y);
+        ``diff``: target - y if already computed."""
         x, h_aug, fp1, fp2, y = cache
         mu = self.momentum
         w2, m2 = getattr(self, f"w2_{l}"), getattr(self, f"m2_{l}")
         B = target.shape[1]
-        d2 = (target - y) * fp2  # (U, B, out)
+        d2 = (target - y if diff is None else diff) * fp2  # (U, B, out)
         if self.residual:  # d(prediction)/d(MLP output) = 2; the MLP's own target is 0.5 (target - signal) + 0.5
             d2.mul_(0.5)
-        d1 = torch.bmm(d2, w2[:, : self.hidden].transpose(1, 2)) * fp1  # (U, B, H), before W2 changes
+        d1 = torch.bmm(d2, w2[:, : self.hidden].transpose(1, 2)).mul_(fp1)  # (U, B, H), before W2 changes
         if B == 1:  # rank-1 update: broadcasting multiply-add, no temporary
             m2.mul_(mu).addcmul_(h_aug.transpose(1, 2), d2, value=lr)
         else:
