@@ -184,6 +184,7 @@ class PVM(nn.Module):
         plain_streams: bool = True,
         group_layers: bool = True,
         precision: str = "fp32",
+        compiled_tail: bool = False,
     ):
         super().__init__()
         for name, v in (("channels", channels), ("patch", patch), ("hidden", hidden)):
@@ -207,6 +208,9 @@ class PVM(nn.Module):
         # d1^T x) in bfloat16 (fp32 accumulation), W1 and its momentum kept in float32 (_lowp)
         self.precision = precision
         self._lowp: dict[int, dict] = {}
+        # several streams, no_grad: the step's element-wise parts torch.compile'd (tail.py; values to rounding)
+        self.compiled_tail = bool(compiled_tail)
+        self._tail = None
         self.frame_shape = (channels, layers[0] * patch, layers[0] * patch)
         self.disabled: set[str] = set()
         self.learning = True
@@ -403,6 +407,22 @@ class PVM(nn.Module):
     def signal_sizes(self) -> list[int]:
         return list(self.sizes)
 
+    def _tail_for(self, B: int):
+        """The compiled element-wise functions (:class:`CompiledTail`, built on first use) if this
+        step uses them -- ``compiled_tail``, several streams, no_grad -- else None."""
+        if not self.compiled_tail or B == 1 or torch.is_grad_enabled():
+            return None
+        if self._tail is None:
+            from predvis.backends.pvm.tail import CompiledTail
+
+            self._tail = CompiledTail()
+        return self._tail
+
+    @property
+    def compile_seconds(self) -> float:
+        """Seconds spent compiling the element-wise tail so far (0 without ``compiled_tail``)."""
+        return self._tail.compile_seconds if self._tail is not None else 0.0
+
     # ------------------------------------------------------------------ stepping interface
     def set_learning(self, enabled: bool) -> None:
         self.learning = bool(enabled)
@@ -477,11 +497,16 @@ class PVM(nn.Module):
         targets = signals if target is None else [self.patches(target)] + signals[1:]
         layer_errors: dict[str, torch.Tensor] = {}
         errs: list[torch.Tensor | None] = [None] * self.n_layers
+        d2s: list[torch.Tensor | None] = [None] * self.n_layers  # output deltas computed with the errors
         err_g = None
+        tail = self._tail_for(B)
         if state.caches:
             last = state.caches[-1]
             for l in [0] if g is not None else range(self.n_layers):
                 y = last[l][4]
+                if tail is not None and not self.two_steps and targets[l] is signals[l]:
+                    errs[l], d2s[l], layer_errors[f"L{l}"] = tail.errors(signals[l], y, last[l][3], self.residual)
+                    continue
                 errs[l] = signals[l] - y[..., : sizes[l]]
                 e = errs[l] if targets[l] is signals[l] else targets[l] - y[..., : sizes[l]]
                 layer_errors[f"L{l}"] = e.abs().mean(dim=(0, 2))
@@ -494,7 +519,7 @@ class PVM(nn.Module):
                 for i, l in enumerate(self.group):
                     layer_errors[f"L{l}"] = means[i]
         if self.learning:  # target - y is this step's error where the target is the signal
-            self._learn(targets, state, g, [e if t is s else None for e, t, s in zip(errs, targets, signals)])
+            self._learn(targets, state, g, [e if t is s else None for e, t, s in zip(errs, targets, signals)], d2s)
             self.steps += 1
         lat, fb = self.factors()
         sel = f"{int(lat)}{int(fb)}"
@@ -562,11 +587,17 @@ class PVM(nn.Module):
         states and y (U, B, out) the predictions; ``w1_forward(x)`` = x W1 (U, B, hidden)."""
         U, B, _ = x.shape
         s = w1_forward(x)
+        tail = self._tail_for(B)
+        if tail is not None:  # the two nonlinearities as compiled loops (tail.py)
+            h_aug, fp1 = tail.hidden(s)
+            base = None if not self.residual else sig.repeat(1, 1, 2) if self.two_steps else sig
+            y, fp2 = tail.output(torch.bmm(h_aug, w2), base)
+            return x, h_aug[..., :-1], h_aug, fp1, fp2, y
         if torch.is_grad_enabled():
             h, fp1 = rational_sigmoid_and_grad(s)
             h_aug = torch.cat([h, torch.ones(U, B, 1, dtype=x.dtype, device=x.device)], dim=2)
         else:  # the states written straight into h_aug (no concatenation pass)
-            h_aug = torch.empty(U, B, self.hidden + 1, dtype=x.dtype, device=x.device)
+            h_aug = torch.empty(U, B, self.hidden + 1, dtype=s.dtype, device=s.device)
             h_aug[..., -1].fill_(1.0)
             h, fp1 = rational_sigmoid_and_grad(s, out=h_aug[..., :-1])
         y, fp2 = rational_sigmoid_and_grad(torch.bmm(h_aug, w2))
@@ -958,10 +989,11 @@ class PVM(nn.Module):
 
     # ------------------------------------------------------------------ learning
     def _learn(self, signals: list[torch.Tensor], state: PVMState, g: dict | None = None,
-               errs: list[torch.Tensor | None] | None = None) -> None:
+               errs: list[torch.Tensor | None] | None = None, d2s: list[torch.Tensor | None] | None = None) -> None:
         """Train the forward whose targets are all known now, in place, unit by unit (batched).
         ``g``: the group's tensors when this step runs the upper layers as one group; ``errs``: per
-        layer, signal - the last forward's prediction where already computed (else None)."""
+        layer, signal - the last forward's prediction where already computed (else None); ``d2s``:
+        per layer, the output delta where already computed (else None)."""
         if self.two_steps:
             if len(state.caches) < 2:
                 return
@@ -982,23 +1014,24 @@ class PVM(nn.Module):
                 continue
             target = torch.cat([state.prev[l], sig], dim=2) if self.two_steps else sig
             diff = errs[l] if errs and not self.two_steps else None
-            self._learn_layer(l, cache[l], target, lrs[l], diff)
+            self._learn_layer(l, cache[l], target, lrs[l], diff, d2s[l] if d2s and not self.two_steps else None)
         if group:
             sig = torch.cat(signals[1:])
             target = torch.cat([torch.cat([state.prev[l] for l in self.group]), sig], dim=2) if self.two_steps else sig
             self._learn_group(g, cache.group, target, [lrs[l] for l in self.group])
 
     def _learn_layer(self, l: int, cache: tuple[torch.Tensor, ...], target: torch.Tensor, lr: float,
-                     diff: torch.Tensor | None = None) -> None:
+                     diff: torch.Tensor | None = None, d2: torch.Tensor | None = None) -> None:
         """One learning step of layer ``l`` from its cached forward (x, h_aug, fp1, fp2, y);
-        ``diff``: target - y if already computed."""
+        ``diff``: target - y, ``d2``: the output delta, if already computed."""
         x, h_aug, fp1, fp2, y = cache
         mu = self.momentum
         w2, m2 = getattr(self, f"w2_{l}"), getattr(self, f"m2_{l}")
         B = target.shape[1]
-        d2 = (target - y if diff is None else diff) * fp2  # (U, B, out)
-        if self.residual:  # d(prediction)/d(MLP output) = 2; the MLP's own target is 0.5 (target - signal) + 0.5
-            d2.mul_(0.5)
+        if d2 is None:
+            d2 = (target - y if diff is None else diff) * fp2  # (U, B, out)
+            if self.residual:  # d(prediction)/d(MLP output) = 2; the MLP's own target is 0.5 (target - signal) + 0.5
+                d2.mul_(0.5)
         d1 = torch.bmm(d2, w2[:, : self.hidden].transpose(1, 2)).mul_(fp1)  # (U, B, H), before W2 changes
         if B == 1:  # rank-1 update: broadcasting multiply-add, no temporary
             m2.mul_(mu).addcmul_(h_aug.transpose(1, 2), d2, value=lr)
