@@ -784,11 +784,21 @@ class PVM(nn.Module):
         M <- mu^age M + g and W += M, and the bfloat16 copy of W refreshed."""
         v1 = getattr(self, f"v1_{l}")
         c = self._w1_lowp(l)
-        if "g" not in c:
+        if "g16" not in c:
             c["g16"] = torch.empty(v1.shape, dtype=torch.bfloat16, device=v1.device)
-            c["g"] = torch.empty_like(v1)
         d = (d1 * (lr / x.shape[1])).to(torch.bfloat16)
         torch.bmm(d.transpose(1, 2), x, out=c["g16"])
+        tail = self._tail_for(x.shape[1])
+        if tail is not None and self.momentum:  # the four passes below as one compiled loop (tail.py)
+            p = getattr(self, f"p1_{l}")
+            if p.numel() == 0:
+                p = self._buffers[f"p1_{l}"] = torch.zeros_like(v1)
+            tail.lowp_update(c["g16"], p, v1, c["w"], self._dense_coef(l, clock))
+            getattr(self, f"pstamp_{l}").fill_(clock)
+            c["version"] = v1._version
+            return
+        if "g" not in c:
+            c["g"] = torch.empty_like(v1)
         g = c["g"].copy_(c["g16"])
         if self.momentum:
             p = getattr(self, f"p1_{l}")

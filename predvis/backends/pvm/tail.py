@@ -4,8 +4,9 @@
 Each eager element-wise operation of the step is one pass over its tensors; at 64 streams the
 layer-0 tensors are ~5 MB each and the step is memory-bound, so the passes, not the arithmetic,
 cost. Here each group of operations that runs back to back -- the error and the output delta of a
-layer, the rational sigmoid of the states (written with the bias column) and of the outputs -- is
-one function that inductor fuses into one loop. The products (``bmm``) stay eager.
+layer, the rational sigmoid of the states (written with the bias column) and of the outputs, and
+precision bf16's W1 update after its gradient product (W1 is 52 MB in layer 0) -- is one function
+that inductor fuses into one loop. The products (``bmm``) stay eager.
 
 Values agree with the eager step to float rounding only: inductor may contract a multiply and an
 add into one fused multiply-add and sums the mean in its own order. Shapes are static: one
@@ -44,6 +45,16 @@ def _output(z: torch.Tensor, base: torch.Tensor | None):
     return y, 0.5 * r * r
 
 
+def _lowp_update(g16: torch.Tensor, p: torch.Tensor, v1: torch.Tensor, w16: torch.Tensor, beta: torch.Tensor) -> None:
+    """precision bf16's W1 update after its gradient product, in place: M <- beta M + g (g16 read as
+    float32), W += M, and W's bfloat16 copy rounded from the new W (four passes eager, one here)."""
+    m = g16.float() + beta * p
+    w = v1 + m
+    p.copy_(m)
+    v1.copy_(w)
+    w16.copy_(w)
+
+
 class CompiledTail:
     """The compiled functions and the seconds their compilations took (sum over every shape)."""
 
@@ -52,7 +63,8 @@ class CompiledTail:
         self._seen: set = set()
         opts = {"dynamic": False}
         self._fns = {"errors": torch.compile(_errors, **opts), "hidden": torch.compile(_hidden, **opts),
-                     "output": torch.compile(_output, **opts)}
+                     "output": torch.compile(_output, **opts),
+                     "lowp_update": torch.compile(_lowp_update, **opts)}
 
     def _call(self, name: str, *args):
         key = (name,) + tuple((tuple(a.shape), a.dtype) if isinstance(a, torch.Tensor) else a for a in args)
@@ -72,3 +84,6 @@ class CompiledTail:
 
     def output(self, z, base):
         return self._call("output", z, base)
+
+    def lowp_update(self, g16, p, v1, w16, beta: float) -> None:
+        self._call("lowp_update", g16, p, v1, w16, torch.tensor(beta, dtype=p.dtype, device=p.device))
