@@ -6,7 +6,9 @@ import shutil
 import pytest
 import torch
 
+from predvis.backends.pvm import tail
 from predvis.backends.pvm.model import PVM, PVMSchedule
+from predvis.backends.pvm.tail import CompiledTail
 
 pytestmark = [pytest.mark.slow,  # inductor compiles each function once per layer shape (seconds each)
               pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
@@ -24,6 +26,7 @@ def test_compiled_tail_matches_the_eager_step(kw):
     on = PVMSchedule(layer_delay=0, lateral_on=0, feedback_on=0)  # every layer and pathway learning
     eager = PVM([4, 2, 1], schedule=on, seed=0, **kw)
     comp = PVM([4, 2, 1], schedule=on, seed=0, compiled_tail=True, **kw)
+    comp._tail = CompiledTail(min_rows=0)  # every layer compiled (at this size none would pay)
     frames = torch.rand(6, 3, 3, 20, 20, generator=torch.Generator().manual_seed(0))
     se, sc = eager.init_state(3), comp.init_state(3)
     for f in frames:
@@ -42,6 +45,18 @@ def test_compiled_tail_matches_the_eager_step(kw):
     assert ran == {"errors", "hidden", "output"} | ({"lowp_update"} if kw.get("precision") == "bf16" else set())
 
 
+def test_only_layers_with_enough_rows_compile():
+    """The default threshold: at 64 streams the paper model's layers 0 and 1 (256 and 64 units) pay,
+    its upper layers (16 units and fewer) run eager; 3 streams of a small model run all eager."""
+    t = CompiledTail()
+    assert t.pays(256, 64) and t.pays(64, 64) and not t.pays(16, 64) and not t.pays(16, 3)
+    m = PVM([4, 2, 1], seed=0, compiled_tail=True)
+    s = m.init_state(3)
+    for f in torch.rand(3, 3, 3, 20, 20, generator=torch.Generator().manual_seed(0)):
+        s = m.step(f, s).state
+    assert m.compile_seconds == 0.0
+
+
 def test_one_stream_and_gradients_stay_eager():
     """One stream (the ring form) and a differentiable step never build the compiled functions."""
     m = PVM([4, 2, 1], seed=0, compiled_tail=True)
@@ -53,9 +68,10 @@ def test_one_stream_and_gradients_stay_eager():
     assert m._tail is None and m.compile_seconds == 0.0
 
 
-def test_bench_shows_the_compiled_paths_side_by_side():
+def test_bench_shows_the_compiled_paths_side_by_side(monkeypatch):
     from predvis.bench.pvm import DEFAULT_PATH, OPT_IN, PATHS, bench_pvm_paths
 
+    monkeypatch.setattr(tail, "MIN_ROWS", 0)  # every layer compiled at this small size
     r = bench_pvm_paths(streams=2, steps=2, block=1, threads=1, layers=(4, 2, 1))
     assert list(r["frames_per_s"]) == list(PATHS)
     compiled = [k for k in PATHS if PATHS[k].get("compiled_tail")]

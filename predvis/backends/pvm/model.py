@@ -407,16 +407,17 @@ class PVM(nn.Module):
     def signal_sizes(self) -> list[int]:
         return list(self.sizes)
 
-    def _tail_for(self, B: int):
+    def _tail_for(self, B: int, units: int | None = None):
         """The compiled element-wise functions (:class:`CompiledTail`, built on first use) if this
-        step uses them -- ``compiled_tail``, several streams, no_grad -- else None."""
+        step uses them -- ``compiled_tail``, several streams, no_grad, and (with ``units``) a layer
+        of that many units large enough to pay (``CompiledTail.pays``) -- else None."""
         if not self.compiled_tail or B == 1 or torch.is_grad_enabled():
             return None
         if self._tail is None:
             from predvis.backends.pvm.tail import CompiledTail
 
             self._tail = CompiledTail()
-        return self._tail
+        return self._tail if units is None or self._tail.pays(units, B) else None
 
     @property
     def compile_seconds(self) -> float:
@@ -504,7 +505,8 @@ class PVM(nn.Module):
             last = state.caches[-1]
             for l in [0] if g is not None else range(self.n_layers):
                 y = last[l][4]
-                if tail is not None and not self.two_steps and targets[l] is signals[l]:
+                if (tail is not None and tail.pays(y.shape[0], B) and not self.two_steps
+                        and targets[l] is signals[l]):
                     errs[l], d2s[l], layer_errors[f"L{l}"] = tail.errors(signals[l], y, last[l][3], self.residual)
                     continue
                 errs[l] = signals[l] - y[..., : sizes[l]]
@@ -587,7 +589,7 @@ class PVM(nn.Module):
         states and y (U, B, out) the predictions; ``w1_forward(x)`` = x W1 (U, B, hidden)."""
         U, B, _ = x.shape
         s = w1_forward(x)
-        tail = self._tail_for(B)
+        tail = self._tail_for(B, U)
         if tail is not None:  # the two nonlinearities as compiled loops (tail.py)
             h_aug, fp1 = tail.hidden(s)
             base = None if not self.residual else sig.repeat(1, 1, 2) if self.two_steps else sig
@@ -788,7 +790,7 @@ class PVM(nn.Module):
             c["g16"] = torch.empty(v1.shape, dtype=torch.bfloat16, device=v1.device)
         d = (d1 * (lr / x.shape[1])).to(torch.bfloat16)
         torch.bmm(d.transpose(1, 2), x, out=c["g16"])
-        tail = self._tail_for(x.shape[1])
+        tail = self._tail_for(x.shape[1], x.shape[0])
         if tail is not None and self.momentum:  # the four passes below as one compiled loop (tail.py)
             p = getattr(self, f"p1_{l}")
             if p.numel() == 0:
