@@ -499,6 +499,7 @@ class PVM(nn.Module):
         layer_errors: dict[str, torch.Tensor] = {}
         errs: list[torch.Tensor | None] = [None] * self.n_layers
         d2s: list[torch.Tensor | None] = [None] * self.n_layers  # output deltas computed with the errors
+        integs: list[torch.Tensor | None] = [None] * self.n_layers  # ... and the new leaky integrals
         err_g = None
         tail = self._tail_for(B)
         if state.caches:
@@ -506,8 +507,9 @@ class PVM(nn.Module):
             for l in [0] if g is not None else range(self.n_layers):
                 y = last[l][4]
                 if (tail is not None and tail.pays(y.shape[0], B) and not self.two_steps
-                        and targets[l] is signals[l]):
-                    errs[l], d2s[l], layer_errors[f"L{l}"] = tail.errors(signals[l], y, last[l][3], self.residual)
+                        and targets[l] is signals[l] and state.integ[l] is not None):
+                    errs[l], d2s[l], layer_errors[f"L{l}"], integs[l] = tail.errors(
+                        signals[l], y, last[l][3], self.residual, state.integ[l], self.tau)
                     continue
                 errs[l] = signals[l] - y[..., : sizes[l]]
                 e = errs[l] if targets[l] is signals[l] else targets[l] - y[..., : sizes[l]]
@@ -528,7 +530,9 @@ class PVM(nn.Module):
         new_caches, new_h, ys = _Cache(), [], []
         for l, sig in enumerate(signals if g is None else signals[:1]):
             prev = sig if state.prev[l] is None else state.prev[l]
-            integ = sig if state.integ[l] is None else self.tau * state.integ[l] + (1 - self.tau) * sig
+            integ = integs[l]
+            if integ is None:
+                integ = sig if state.integ[l] is None else self.tau * state.integ[l] + (1 - self.tau) * sig
             if self.fused_inputs and not torch.is_grad_enabled():
                 buf = state.spare[l] if l < len(state.spare) else None
                 x = self._inputs_in_place(l, sig, prev, integ, errs[l], flat, sel, buf, self._input_dtype(B, sig.dtype))

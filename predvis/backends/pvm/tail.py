@@ -3,8 +3,8 @@
 
 Each eager element-wise operation of the step is one pass over its tensors; at 64 streams the
 layer-0 tensors are ~5 MB each and the step is memory-bound, so the passes, not the arithmetic,
-cost. Here each group of operations that runs back to back -- the error and the output delta of a
-layer, the rational sigmoid of the states (written with the bias column) and of the outputs, and
+cost. Here each group of operations that runs back to back -- the error, the output delta and the
+leaky integral of a layer, the rational sigmoid of the states (written with the bias column) and of the outputs, and
 precision bf16's W1 update after its gradient product (W1 is 52 MB in layer 0) -- is one function
 that inductor fuses into one loop. The products (``bmm``) stay eager.
 
@@ -21,13 +21,14 @@ import types
 import torch
 
 
-def _errors(sig: torch.Tensor, y: torch.Tensor, fp2: torch.Tensor, half: bool):
-    """(err = sig - y, the output delta err * f'(out) (halved for residual), per-stream mean |err|)."""
+def _errors(sig: torch.Tensor, y: torch.Tensor, fp2: torch.Tensor, half: bool, integ: torch.Tensor, tau: float):
+    """(err = sig - y, the output delta err * f'(out) (halved for residual), per-stream mean |err|,
+    the new leaky integral tau integ + (1 - tau) sig): one read of the signal for all four."""
     err = sig - y
     d2 = err * fp2
     if half:
         d2 = d2 * 0.5
-    return err, d2, err.abs().mean(dim=(0, 2))
+    return err, d2, err.abs().mean(dim=(0, 2)), tau * integ + (1 - tau) * sig
 
 
 def _hidden(s: torch.Tensor):
@@ -94,8 +95,8 @@ class CompiledTail:
         out = fn(*args)
         self.compile_seconds += time.perf_counter() - t0
         return out
-    def errors(self, sig, y, fp2, half: bool):
-        return self._call("errors", sig, y, fp2, half)
+    def errors(self, sig, y, fp2, half: bool, integ, tau: float):
+        return self._call("errors", sig, y, fp2, half, integ, tau)
 
     def hidden(self, s):
         return self._call("hidden", s)
