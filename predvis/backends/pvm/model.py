@@ -679,13 +679,15 @@ class PVM(nn.Module):
         """:meth:`_features` into an x of a lower dtype: each block computed in the signals' dtype and
         rounded once on the copy into x."""
         S = sig.shape[2]
+        half = sig.new_tensor(0.5 - c)  # 0.5 d + half in one multiply-add (0.5 d is exact), as in _features
         x[..., :S].copy_(sig - c if c else sig)
-        x[..., S:2 * S].copy_(torch.sub(sig, prev).mul_(0.5).add_(0.5 - c))
+        d = torch.sub(sig, prev)
+        x[..., S:2 * S].copy_(torch.add(half, d, alpha=0.5, out=d))
         x[..., 2 * S:3 * S].copy_(integ - c if c else integ)
         if err is None:
             x[..., 3 * S:4 * S].fill_(0.5 - c)
         else:
-            x[..., 3 * S:4 * S].copy_(torch.mul(err, 0.5).add_(0.5 - c))
+            x[..., 3 * S:4 * S].copy_(torch.add(half, err, alpha=0.5))
 
     def _input_dtype(self, B: int, dtype: torch.dtype) -> torch.dtype:
         """dtype of the unit inputs x of a no_grad step with ``B`` streams: bfloat16 with
