@@ -294,3 +294,17 @@ def test_reused_input_buffers_change_nothing(two_steps):
     for f in frames[:3]:
         sa = a.step(f, sa).state
     assert all(torch.equal(t, u) for t, u in zip(copy.caches[-1][0], before))
+
+
+def test_sigmoid_slope_as_one_multiply_add_equals_square_then_half_bit_for_bit():
+    """f' = 0.5 r^2 as one multiply-add (0 + (0.5 r) r; 0.5 r is exact) gives the bits of r^2 then
+    times 0.5, over 13 decades of s; f written into a view gives the bits of f written fresh."""
+    from predvis.backends.pvm.model import rational_sigmoid_and_grad
+
+    s = torch.cat([torch.randn(10_000, generator=torch.Generator().manual_seed(0)) * 10 ** k for k in range(-6, 7)])
+    r = s.abs().add_(1.0).reciprocal_()
+    out = torch.empty(2, s.numel())
+    f, fp = rational_sigmoid_and_grad(s, out=out[1])
+    assert f.data_ptr() == out[1].data_ptr()
+    assert torch.equal(fp, r.square().mul_(0.5)) and torch.equal(f, rational_sigmoid_and_grad(s)[0])
+    assert f.min() >= 0 and f.max() <= 1

@@ -43,9 +43,9 @@ from predvis.runtime.stepping import FeedforwardView, StepOutput
 
 def rational_sigmoid_and_grad(s: torch.Tensor, out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(f(s), f'(s)) of the rational sigmoid f(s) = 0.5 + s / (2 (1 + |s|)), values in (0, 1), and
-    f'(s) = 1 / (2 (1 + |s|)^2), both from one r = 1 / (1 + |s|): f = 0.5 + 0.5 s r, f' = 0.5 r^2
-    (each one multiply-add pass: 0.5 s and 0.5 r are exact, so the values are those of the plain
-    expressions). ``out``: where to write f (a tensor of s's shape, e.g. a view into a larger one)."""
+    f'(s) = 1 / (2 (1 + |s|)^2), both from one r = 1 / (1 + |s|): f = 0.5 + 0.5 s r, f' = 0.5 r^2,
+    each one multiply-add pass (f' = 0 + (0.5 r) r: 0.5 r is exact, so the bits of r^2 times 0.5).
+    ``out``: where to write f (a tensor of s's shape, e.g. a view into a larger one)."""
     r = s.abs().add_(1.0).reciprocal_()
     f = torch.addcmul(s.new_tensor(0.5), s, r, value=0.5, out=out)
     return f, torch.addcmul(s.new_tensor(0.0), r, r, value=0.5)
