@@ -528,6 +528,7 @@ class PVM(nn.Module):
         lat, fb = self.factors()
         sel = f"{int(lat)}{int(fb)}"
         new_caches, new_h, ys = _Cache(), [], []
+        flat_x = None  # flat in the inputs' dtype where that differs (precision bf16)
         for l, sig in enumerate(signals if g is None else signals[:1]):
             prev = sig if state.prev[l] is None else state.prev[l]
             integ = integs[l]
@@ -535,7 +536,11 @@ class PVM(nn.Module):
                 integ = sig if state.integ[l] is None else self.tau * state.integ[l] + (1 - self.tau) * sig
             if self.fused_inputs and not torch.is_grad_enabled():
                 buf = state.spare[l] if l < len(state.spare) else None
-                x = self._inputs_in_place(l, sig, prev, integ, errs[l], flat, sel, buf, self._input_dtype(B, sig.dtype))
+                dtype = self._input_dtype(B, sig.dtype)
+                if dtype != flat.dtype:  # the states rounded to the inputs' dtype once per step, not per layer
+                    flat_x = flat_x if flat_x is not None and flat_x.dtype == dtype else flat.to(dtype)
+                x = self._inputs_in_place(l, sig, prev, integ, errs[l], flat if dtype == flat.dtype else flat_x,
+                                          sel, buf, dtype)
             else:
                 x = self._inputs_cat(l, sig, prev, integ, errs[l], flat, sel)
             x, h, h_aug, fp1, fp2, y = self._unit_forward(x, sig, lambda x, l=l: self._w1_forward(l, x),
