@@ -147,8 +147,9 @@ class PVMMethod(Method):
         self.model = cfg.model.build(cfg.seed).to(device)
         # train.compile: several streams run the step's element-wise parts compiled (docs/pvm.md)
         self.model.compiled_tail = bool(cfg.train.compile)
-        if cfg.train.compile and cfg.train.streams == 1:
-            console.print("train.compile: PVM with one stream runs eager (the compiled tail needs train.streams > 1)")
+        if cfg.train.compile and (cfg.train.streams == 1 or device.type != "cpu"):
+            console.print("train.compile: this PVM step runs eager (the compiled tail needs train.streams > 1 "
+                          "and the CPU)")
         self._compile_reported = 0.0
         self.size = self.model.frame_shape[1:]
         self.state: PVMState | None = None

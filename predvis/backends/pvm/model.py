@@ -409,9 +409,10 @@ class PVM(nn.Module):
 
     def _tail_for(self, B: int, units: int | None = None):
         """The compiled element-wise functions (:class:`CompiledTail`, built on first use) if this
-        step uses them -- ``compiled_tail``, several streams, no_grad, and (with ``units``) a layer
-        of that many units large enough to pay (``CompiledTail.pays``) -- else None."""
-        if not self.compiled_tail or B == 1 or torch.is_grad_enabled():
+        step uses them -- ``compiled_tail``, several streams, no_grad, on the CPU (the only device it
+        was measured on), and (with ``units``) a layer of that many units large enough to pay
+        (``CompiledTail.pays``) -- else None."""
+        if not self.compiled_tail or B == 1 or torch.is_grad_enabled() or self.v1_0.device.type != "cpu":
             return None
         if self._tail is None:
             from predvis.backends.pvm.tail import CompiledTail
