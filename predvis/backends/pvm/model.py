@@ -451,17 +451,11 @@ class PVM(nn.Module):
         f = frame.to(self.v1_0.dtype).reshape(-1, C, n, p, n, p)
         return f.permute(2, 4, 0, 1, 3, 5).reshape(n * n, -1, C * p * p)  # (r, c, B, C, y, x): one copy
 
-    def unpatch(self, sig: torch.Tensor, clamp: bool = False) -> torch.Tensor:
-        """layer-0 signals (U0, B, C * p * p) -> frame (B, C, H, W); ``clamp``: values clamped to
-        [0, 1] on the same pass."""
+    def unpatch(self, sig: torch.Tensor) -> torch.Tensor:
+        """layer-0 signals (U0, B, C * p * p) -> frame (B, C, H, W)."""
         C, H, W = self.frame_shape
         n, p = self.sides[0], self.patch
-        v = sig.reshape(n, n, -1, C, p, p).permute(2, 3, 0, 4, 1, 5)
-        if not clamp or (torch.is_grad_enabled() and sig.requires_grad):
-            v = v.reshape(-1, C, H, W)
-            return v.clamp(0, 1) if clamp else v
-        out = torch.empty(v.shape, dtype=sig.dtype, device=sig.device)
-        return torch.clamp(v, 0, 1, out=out).view(-1, C, H, W)
+        return sig.reshape(n, n, -1, C, p, p).permute(2, 3, 0, 4, 1, 5).reshape(-1, C, H, W)
 
     @torch.no_grad()
     def step(self, frame: torch.Tensor, state: PVMState, target: torch.Tensor | None = None) -> StepOutput:
@@ -574,7 +568,7 @@ class PVM(nn.Module):
         dropped = kept[0] if len(kept) > 2 and not torch.is_grad_enabled() else []
         state.spare = [None if c[0].requires_grad else c[0] for c in dropped]
         state.spare_group = getattr(dropped, "group", None) and dropped.group[0]
-        prediction = self.unpatch(ys[0][..., : sizes[0]], clamp=True)
+        prediction = self.unpatch(ys[0][..., : sizes[0]]).clamp(0, 1)
         if g is not None:
             new_h = [new_h[0]] + [new_h[1][a:b] for a, b in self.group_bounds]
         internals = _Internals(self, signals, new_h, ys)
