@@ -9,8 +9,9 @@ is timed in blocks of steps; the headline is the median block (min and max are r
 for 1 and 2 intra-op threads unless ``threads`` is given; the headline thread count is the
 faster one and the reference is timed with it. CPU time per step (``process_time``) is returned
 alongside wall time: on a shared machine wall time also counts the time other jobs hold the core.
-With 64 streams (:func:`bench_pvm_paths`) the previous and the current way of keeping W1, and the
-opt-in bf16 precision, are timed side by side in one process, and their results compared.
+With 64 streams (:func:`bench_pvm_paths`) the previous and the current way of keeping W1, the
+opt-in bf16 precision and the opt-in compiled element-wise tail (``train.compile``) are timed side by
+side in one process, and their results compared.
 """
 from __future__ import annotations
 
@@ -217,7 +218,7 @@ def _difference(a: PVM, b: PVM, pa: torch.Tensor, pb: torch.Tensor) -> tuple[flo
 def bench_pvm_paths(streams: int = 64, steps: int = 12, block: int = 3, threads: int | None = None,
                     layers: tuple[int, ...] = (16, 8, 4, 3, 2, 1), paths: list[str] | None = None) -> dict:
     """The ways several streams can step (:data:`PATHS`: the previous and the current way to keep W1,
-    and the opt-in bf16 precision) side by side: same seed, ``streams`` streams, every layer and
+    the opt-in bf16 precision and compiled element-wise tail, and both) side by side: same seed, ``streams`` streams, every layer and
     pathway learning. ``paths``: the names of :data:`PATHS` to time (default all; the first and the
     default are always timed).
 
@@ -320,7 +321,7 @@ def bench_pvm_section(device: torch.device) -> str:
              f"{runs[-1]['load']:.1f}. After the timed steps the two fp32 forms' predictions and weights differ by at most "
              f"{max(s['max_abs_diff'] for s in runs):.1g} ({rel:.1g} of the largest weight: float rounding); "
              f"the opt-in paths differ from the default: {opt} (their tolerances, docs/pvm.md). "
-             f"Compiling (in the warm-up, not timed; the larger of the two thread counts): {comp}.\n\n"
+             f"Compiling (in the warm-up, not timed; the larger of the 1- and 2-thread runs): {comp}.\n\n"
              + markdown_table(["threads", "implementation", "frames/s", "x previous"], rows)
              + f"\n- goal **{GOAL_FRAMES_PER_S:,}** frames/s (2 cores, idle), best here: "
              + "; ".join(f"{'default (fp32)' if k == DEFAULT_PATH else k.removeprefix('opt-in: ')} {best[k]:.0f}, "

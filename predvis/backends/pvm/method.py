@@ -15,8 +15,8 @@ import torch
 
 from predvis.config import ConfigError, TrainConfig
 from predvis.data.photos import default_videos
-from predvis.progress import console
 from predvis.data.video import load_video
+from predvis.progress import console
 from predvis.runtime.method import Method
 from predvis.backends.pvm.model import PRECISIONS, PVM, PVMSchedule, PVMState
 from predvis.backends.registry import register
