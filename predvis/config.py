@@ -65,7 +65,7 @@ class TrainConfig:
     threads: int = 0                # torch intra-op threads on CPU; 0 keeps torch's default
     nan_check_every: int = 1        # read the on-device finite flag every N steps
     channels_last: bool = False     # convolution weights and image batches in NHWC memory layout
-    compile: bool = False           # torch.compile the training forward (feed-forward models only)
+    compile: bool = False           # torch.compile the training forward (feed-forward models; PVM: its step's element-wise parts)
     pin_memory: bool = False        # batches built on the host go to CUDA from pinned memory, asynchronously
     logger: Literal["none", "tensorboard", "wandb", "mlflow"] = "none"  # experiment tracker (predvis.train.trackers)
 

@@ -9,8 +9,9 @@ is timed in blocks of steps; the headline is the median block (min and max are r
 for 1 and 2 intra-op threads unless ``threads`` is given; the headline thread count is the
 faster one and the reference is timed with it. CPU time per step (``process_time``) is returned
 alongside wall time: on a shared machine wall time also counts the time other jobs hold the core.
-With 64 streams (:func:`bench_pvm_paths`) the previous and the current way of keeping W1, and the
-opt-in bf16 precision, are timed side by side in one process, and their results compared.
+With 64 streams (:func:`bench_pvm_paths`) the previous and the current way of keeping W1, the
+opt-in bf16 precision and the opt-in compiled element-wise tail (``train.compile``) are timed side by
+side in one process, and their results compared.
 """
 from __future__ import annotations
 
@@ -192,11 +193,14 @@ def bench_pvm(steps: int = 69, ref_steps: int = 5, threads: int | None = None,
 
 
 # the W1 forms bench_pvm_paths times side by side: the earlier one first, then the default, then
-# the opt-in reduced-precision path (compared with the default: its difference is its tolerance)
+# the opt-in paths (compared with the default: each difference is that path's tolerance)
 PATHS = {"previous: folded W1 (v = W + cM, pending P)": {"plain_streams": False},
          "now: plain W1 and momentum (W += M)": {"plain_streams": True},
-         "opt-in: precision bf16 (bf16 inputs and W1 products, fp32 W1 and momentum)": {"precision": "bf16"}}
+         "opt-in: precision bf16 (bf16 inputs and W1 products, fp32 W1 and momentum)": {"precision": "bf16"},
+         "opt-in: train.compile (element-wise tail compiled, fp32)": {"compiled_tail": True},
+         "opt-in: precision bf16 + train.compile": {"precision": "bf16", "compiled_tail": True}}
 DEFAULT_PATH = list(PATHS)[1]
+OPT_IN = list(PATHS)[2:]
 
 
 def _difference(a: PVM, b: PVM, pa: torch.Tensor, pb: torch.Tensor) -> tuple[float, float]:
@@ -212,18 +216,20 @@ def _difference(a: PVM, b: PVM, pa: torch.Tensor, pb: torch.Tensor) -> tuple[flo
 
 
 def bench_pvm_paths(streams: int = 64, steps: int = 12, block: int = 3, threads: int | None = None,
-                    layers: tuple[int, ...] = (16, 8, 4, 3, 2, 1)) -> dict:
+                    layers: tuple[int, ...] = (16, 8, 4, 3, 2, 1), paths: list[str] | None = None) -> dict:
     """The ways several streams can step (:data:`PATHS`: the previous and the current way to keep W1,
-    and the opt-in bf16 precision) side by side: same seed, ``streams`` streams, every layer and
-    pathway learning.
+    the opt-in bf16 precision and compiled element-wise tail, and both) side by side: same seed, ``streams`` streams, every layer and
+    pathway learning. ``paths``: the names of :data:`PATHS` to time (default all; the first and the
+    default are always timed).
 
     Blocks of ``block`` steps alternate between the models. Returns {'streams', 'threads',
     'load' (1-minute load average at the end), 'frames_per_s': {path: median of the blocks} (frames =
     steps x streams), 'speedup' (now / previous), 'max_abs_diff' and 'max_rel_diff' (largest difference
     of the previous and the current form's predictions and W1, W2 after the timed steps, absolute and
     relative to the largest value of its tensor), 'diffs' ({path: (abs, rel)}, each path against the
-    default :data:`DEFAULT_PATH` the same way), 'floor_frames_per_s' (fastest way of
-    :func:`floor_steps` at batch ``streams``), 'floor_ways'}.
+    default :data:`DEFAULT_PATH` the same way), 'compile_seconds' ({compiled path: seconds its
+    warm-up spent compiling}), 'floor_frames_per_s' (fastest way of :func:`floor_steps` at batch
+    ``streams``), 'floor_ways'}.
     """
     before = torch.get_num_threads()
     on = PVMSchedule(layer_delay=0, lateral_on=0, feedback_on=0)
@@ -232,7 +238,8 @@ def bench_pvm_paths(streams: int = 64, steps: int = 12, block: int = 3, threads:
     try:
         if threads:
             torch.set_num_threads(threads)
-        models = {k: PVM(list(layers), schedule=on, seed=0, **kw) for k, kw in PATHS.items()}
+        names = [k for k in PATHS if paths is None or k in paths or k in (next(iter(PATHS)), DEFAULT_PATH)]
+        models = {k: PVM(list(layers), schedule=on, seed=0, **PATHS[k]) for k in names}
         states = {k: m.init_state(streams) for k, m in models.items()}
         last = {}
 
@@ -244,9 +251,10 @@ def bench_pvm_paths(streams: int = 64, steps: int = 12, block: int = 3, threads:
             return step
 
         fns = {k: stepper(k) for k in models}
-        for fn in fns.values():  # warm-up: caches exist, every layer learns
+        for fn in fns.values():  # warm-up: caches exist, every layer learns, compiled paths compiled
             for i in range(3):
                 fn(i)
+        compile_s = {k: m.compile_seconds for k, m in models.items() if m.compiled_tail}
         rates: dict[str, list[float]] = {k: [] for k in fns}
         for r in range(max(1, steps // block)):
             for name, fn in fns.items():
@@ -258,7 +266,7 @@ def bench_pvm_paths(streams: int = 64, steps: int = 12, block: int = 3, threads:
         fps = {k: streams * statistics.median(r) for k, r in rates.items()}
         return {"streams": streams, "threads": torch.get_num_threads(), "load": os.getloadavg()[0],
                 "frames_per_s": fps, "speedup": fps[ref] / fps[first], "max_abs_diff": diff, "max_rel_diff": rel,
-                "diffs": diffs,
+                "diffs": diffs, "compile_seconds": compile_s,
                 "floor_frames_per_s": streams * max(ways.values()),
                 "floor_ways": {k: streams * v for k, v in ways.items()}}
     finally:
@@ -305,17 +313,21 @@ def bench_pvm_section(device: torch.device) -> str:
         rows += [[s["threads"], f"floor way: {k}", f"{v:.0f}", ""] for k, v in s["floor_ways"].items()]
     best = {k: max(s["frames_per_s"][k] for s in runs) for k in PATHS}
     rel = max(s["max_rel_diff"] for s in runs)
-    low = list(PATHS)[2]
-    low_abs, low_rel = (max(s["diffs"][low][i] for s in runs) for i in (0, 1))
+    opt = "; ".join(f"{k.removeprefix('opt-in: ')} by at most {max(s['diffs'][k][0] for s in runs):.1g} "
+                    f"({max(s['diffs'][k][1] for s in runs):.1g} of the largest value)" for k in OPT_IN)
+    comp = ", ".join(f"{k.removeprefix('opt-in: ')} {max(s['compile_seconds'][k] for s in runs):.1f} s"
+                     for k in runs[0]["compile_seconds"])
     text += (f"\n### 64 streams\n\nInterleaved blocks, same seed; frames/s = steps/s x 64; load average "
              f"{runs[-1]['load']:.1f}. After the timed steps the two fp32 forms' predictions and weights differ by at most "
              f"{max(s['max_abs_diff'] for s in runs):.1g} ({rel:.1g} of the largest weight: float rounding); "
-             f"the opt-in bf16 precision differs from the default by at most {low_abs:.1g} ({low_rel:.1g} of the "
-             "largest value; its tolerance, docs/pvm.md).\n\n"
+             f"the opt-in paths differ from the default: {opt} (their tolerances, docs/pvm.md). "
+             f"Compiling (in the warm-up, not timed; the larger of the 1- and 2-thread runs): {comp}.\n\n"
              + markdown_table(["threads", "implementation", "frames/s", "x previous"], rows)
-             + f"\n- goal **{GOAL_FRAMES_PER_S:,}** frames/s (2 cores, idle): default (fp32) best here "
-             f"{best[DEFAULT_PATH]:.0f}, {'met' if best[DEFAULT_PATH] >= GOAL_FRAMES_PER_S else 'not met'}; "
-             f"opt-in bf16 best here {best[low]:.0f}, {'met' if best[low] >= GOAL_FRAMES_PER_S else 'not met'}\n"
-             + "- bf16 / default by threads: " + ", ".join(
-                 f"{s['threads']}: {s['frames_per_s'][low] / s['frames_per_s'][DEFAULT_PATH]:.2f}x" for s in runs) + "\n")
+             + f"\n- goal **{GOAL_FRAMES_PER_S:,}** frames/s (2 cores, idle), best here: "
+             + "; ".join(f"{'default (fp32)' if k == DEFAULT_PATH else k.removeprefix('opt-in: ')} {best[k]:.0f}, "
+                         f"{'met' if best[k] >= GOAL_FRAMES_PER_S else 'not met'}" for k in [DEFAULT_PATH] + OPT_IN)
+             + "\n- opt-in / default by threads: " + "; ".join(
+                 f"{k.removeprefix('opt-in: ')}: " + ", ".join(
+                     f"{s['threads']}: {s['frames_per_s'][k] / s['frames_per_s'][DEFAULT_PATH]:.2f}x" for s in runs)
+                 for k in OPT_IN) + "\n")
     return text

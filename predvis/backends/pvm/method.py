@@ -16,6 +16,7 @@ import torch
 from predvis.config import ConfigError, TrainConfig
 from predvis.data.photos import default_videos
 from predvis.data.video import load_video
+from predvis.progress import console
 from predvis.runtime.method import Method
 from predvis.backends.pvm.model import PRECISIONS, PVM, PVMSchedule, PVMState
 from predvis.backends.registry import register
@@ -144,6 +145,12 @@ class PVMMethod(Method):
     def __init__(self, cfg, device: torch.device):
         super().__init__(cfg, device)
         self.model = cfg.model.build(cfg.seed).to(device)
+        # train.compile: several streams run the step's element-wise parts compiled (docs/pvm.md)
+        self.model.compiled_tail = bool(cfg.train.compile)
+        if cfg.train.compile and (cfg.train.streams == 1 or device.type != "cpu"):
+            console.print("train.compile: this PVM step runs eager (the compiled tail needs train.streams > 1 "
+                          "and the CPU)")
+        self._compile_reported = 0.0
         self.size = self.model.frame_shape[1:]
         self.state: PVMState | None = None
 
@@ -226,6 +233,9 @@ class PVMMethod(Method):
         else:
             out = self.model.step(frames, self.state)
         self.state = out.state
+        if self.model.compile_seconds > self._compile_reported:  # the first steps compile, once per layer shape
+            self._compile_reported = self.model.compile_seconds
+            console.print(f"train.compile: PVM element-wise tail compiled, {self._compile_reported:.1f} s so far")
         errs = {k: v.mean() for k, v in out.layer_errors.items()}
         return {"loss": errs.get("L0", torch.zeros((), device=frames.device)), **errs}
 

@@ -41,11 +41,14 @@ from predvis.backends.pvm.wiring import FEEDBACK, LATERAL, build_wiring, count_w
 from predvis.runtime.stepping import FeedforwardView, StepOutput
 
 
-def rational_sigmoid_and_grad(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def rational_sigmoid_and_grad(s: torch.Tensor, out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(f(s), f'(s)) of the rational sigmoid f(s) = 0.5 + s / (2 (1 + |s|)), values in (0, 1), and
-    f'(s) = 1 / (2 (1 + |s|)^2), both from one r = 1 / (1 + |s|): f = 0.5 + 0.5 s r, f' = 0.5 r^2."""
+    f'(s) = 1 / (2 (1 + |s|)^2), both from one r = 1 / (1 + |s|): f = 0.5 + 0.5 s r, f' = 0.5 r^2,
+    each one multiply-add pass (f' = 0 + (0.5 r) r: 0.5 r is exact, so the bits of r^2 times 0.5).
+    ``out``: where to write f (a tensor of s's shape, e.g. a view into a larger one)."""
     r = s.abs().add_(1.0).reciprocal_()
-    return torch.addcmul(s.new_tensor(0.5), s, r, value=0.5), r.square().mul_(0.5)
+    f = torch.addcmul(s.new_tensor(0.5), s, r, value=0.5, out=out)
+    return f, torch.addcmul(s.new_tensor(0.0), r, r, value=0.5)
 
 
 @dataclass
@@ -181,6 +184,7 @@ class PVM(nn.Module):
         plain_streams: bool = True,
         group_layers: bool = True,
         precision: str = "fp32",
+        compiled_tail: bool = False,
     ):
         super().__init__()
         for name, v in (("channels", channels), ("patch", patch), ("hidden", hidden)):
@@ -204,6 +208,9 @@ class PVM(nn.Module):
         # d1^T x) in bfloat16 (fp32 accumulation), W1 and its momentum kept in float32 (_lowp)
         self.precision = precision
         self._lowp: dict[int, dict] = {}
+        # several streams, no_grad: the step's element-wise parts torch.compile'd (tail.py; values to rounding)
+        self.compiled_tail = bool(compiled_tail)
+        self._tail = None
         self.frame_shape = (channels, layers[0] * patch, layers[0] * patch)
         self.disabled: set[str] = set()
         self.learning = True
@@ -400,6 +407,24 @@ class PVM(nn.Module):
     def signal_sizes(self) -> list[int]:
         return list(self.sizes)
 
+    def _tail_for(self, B: int, units: int | None = None):
+        """The compiled element-wise functions (:class:`CompiledTail`, built on first use) if this
+        step uses them -- ``compiled_tail``, several streams, no_grad, on the CPU (the only device it
+        was measured on), and (with ``units``) a layer of that many units large enough to pay
+        (``CompiledTail.pays``) -- else None."""
+        if not self.compiled_tail or B == 1 or torch.is_grad_enabled() or self.v1_0.device.type != "cpu":
+            return None
+        if self._tail is None:
+            from predvis.backends.pvm.tail import CompiledTail
+
+            self._tail = CompiledTail()
+        return self._tail if units is None or self._tail.pays(units, B) else None
+
+    @property
+    def compile_seconds(self) -> float:
+        """Seconds spent compiling the element-wise tail so far (0 without ``compiled_tail``)."""
+        return self._tail.compile_seconds if self._tail is not None else 0.0
+
     # ------------------------------------------------------------------ stepping interface
     def set_learning(self, enabled: bool) -> None:
         self.learning = bool(enabled)
@@ -468,11 +493,19 @@ class PVM(nn.Module):
         targets = signals if target is None else [self.patches(target)] + signals[1:]
         layer_errors: dict[str, torch.Tensor] = {}
         errs: list[torch.Tensor | None] = [None] * self.n_layers
+        d2s: list[torch.Tensor | None] = [None] * self.n_layers  # output deltas computed with the errors
+        integs: list[torch.Tensor | None] = [None] * self.n_layers  # ... and the new leaky integrals
         err_g = None
+        tail = self._tail_for(B)
         if state.caches:
             last = state.caches[-1]
             for l in [0] if g is not None else range(self.n_layers):
                 y = last[l][4]
+                if (tail is not None and tail.pays(y.shape[0], B) and not self.two_steps
+                        and targets[l] is signals[l] and state.integ[l] is not None):
+                    errs[l], d2s[l], layer_errors[f"L{l}"], integs[l] = tail.errors(
+                        signals[l], y, last[l][3], self.residual, state.integ[l], self.tau)
+                    continue
                 errs[l] = signals[l] - y[..., : sizes[l]]
                 e = errs[l] if targets[l] is signals[l] else targets[l] - y[..., : sizes[l]]
                 layer_errors[f"L{l}"] = e.abs().mean(dim=(0, 2))
@@ -484,18 +517,25 @@ class PVM(nn.Module):
                 means = torch.mm(self.gerr_avg, err_g.abs().sum(dim=2))  # (Lg, B): per-layer mean |error|
                 for i, l in enumerate(self.group):
                     layer_errors[f"L{l}"] = means[i]
-        if self.learning:
-            self._learn(targets, state, g)
+        if self.learning:  # target - y is this step's error where the target is the signal
+            self._learn(targets, state, g, [e if t is s else None for e, t, s in zip(errs, targets, signals)], d2s)
             self.steps += 1
         lat, fb = self.factors()
         sel = f"{int(lat)}{int(fb)}"
         new_caches, new_h, ys = _Cache(), [], []
+        flat_x = None  # flat in the inputs' dtype where that differs (precision bf16)
         for l, sig in enumerate(signals if g is None else signals[:1]):
             prev = sig if state.prev[l] is None else state.prev[l]
-            integ = sig if state.integ[l] is None else self.tau * state.integ[l] + (1 - self.tau) * sig
+            integ = integs[l]
+            if integ is None:
+                integ = sig if state.integ[l] is None else self.tau * state.integ[l] + (1 - self.tau) * sig
             if self.fused_inputs and not torch.is_grad_enabled():
                 buf = state.spare[l] if l < len(state.spare) else None
-                x = self._inputs_in_place(l, sig, prev, integ, errs[l], flat, sel, buf, self._input_dtype(B, sig.dtype))
+                dtype = self._input_dtype(B, sig.dtype)
+                if dtype != flat.dtype:  # the states rounded to the inputs' dtype once per step, not per layer
+                    flat_x = flat_x if flat_x is not None and flat_x.dtype == dtype else flat.to(dtype)
+                x = self._inputs_in_place(l, sig, prev, integ, errs[l], flat if dtype == flat.dtype else flat_x,
+                                          sel, buf, dtype)
             else:
                 x = self._inputs_cat(l, sig, prev, integ, errs[l], flat, sel)
             x, h, h_aug, fp1, fp2, y = self._unit_forward(x, sig, lambda x, l=l: self._w1_forward(l, x),
@@ -552,8 +592,20 @@ class PVM(nn.Module):
         """Units' MLPs on inputs x (U, B, n): (x, h, h_aug, fp1, fp2, y) with h (U, B, hidden) the new
         states and y (U, B, out) the predictions; ``w1_forward(x)`` = x W1 (U, B, hidden)."""
         U, B, _ = x.shape
-        h, fp1 = rational_sigmoid_and_grad(w1_forward(x))
-        h_aug = torch.cat([h, torch.ones(U, B, 1, dtype=x.dtype, device=x.device)], dim=2)
+        s = w1_forward(x)
+        tail = self._tail_for(B, U)
+        if tail is not None:  # the two nonlinearities as compiled loops (tail.py)
+            h_aug, fp1 = tail.hidden(s)
+            base = None if not self.residual else sig.repeat(1, 1, 2) if self.two_steps else sig
+            y, fp2 = tail.output(torch.bmm(h_aug, w2), base)
+            return x, h_aug[..., :-1], h_aug, fp1, fp2, y
+        if torch.is_grad_enabled():
+            h, fp1 = rational_sigmoid_and_grad(s)
+            h_aug = torch.cat([h, torch.ones(U, B, 1, dtype=x.dtype, device=x.device)], dim=2)
+        else:  # the states written straight into h_aug (no concatenation pass)
+            h_aug = torch.empty(U, B, self.hidden + 1, dtype=s.dtype, device=s.device)
+            h_aug[..., -1].fill_(1.0)
+            h, fp1 = rational_sigmoid_and_grad(s, out=h_aug[..., :-1])
         y, fp2 = rational_sigmoid_and_grad(torch.bmm(h_aug, w2))
         if self.residual:  # the MLP output encodes the change: prediction = signal + 2 (y - 0.5)
             y = (y - 0.5).mul_(2.0).add_(sig.repeat(1, 1, 2) if self.two_steps else sig)
@@ -610,12 +662,14 @@ class PVM(nn.Module):
         """The four feature blocks of x (signal, change, integral, error; each minus ``c``) written in place."""
         S = sig.shape[2]
         torch.sub(sig, c, out=x[..., :S])
-        torch.sub(sig, prev, out=x[..., S:2 * S]).mul_(0.5).add_(0.5 - c)
+        half = sig.new_tensor(0.5 - c)
+        d = torch.sub(sig, prev, out=x[..., S:2 * S])
+        torch.add(half, d, alpha=0.5, out=d)  # 0.5 d + (0.5 - c): 0.5 d is exact, one rounding as before
         torch.sub(integ, c, out=x[..., 2 * S:3 * S])
         if err is None:
             x[..., 3 * S:4 * S].fill_(0.5 - c)
         else:
-            e = torch.mul(err, 0.5, out=x[..., 3 * S:4 * S]).add_(0.5)
+            e = torch.add(sig.new_tensor(0.5), err, alpha=0.5, out=x[..., 3 * S:4 * S])
             if c:
                 e.sub_(c)
 
@@ -625,13 +679,15 @@ class PVM(nn.Module):
         """:meth:`_features` into an x of a lower dtype: each block computed in the signals' dtype and
         rounded once on the copy into x."""
         S = sig.shape[2]
+        half = sig.new_tensor(0.5 - c)  # 0.5 d + half in one multiply-add (0.5 d is exact), as in _features
         x[..., :S].copy_(sig - c if c else sig)
-        x[..., S:2 * S].copy_(torch.sub(sig, prev).mul_(0.5).add_(0.5 - c))
+        d = torch.sub(sig, prev)
+        x[..., S:2 * S].copy_(torch.add(half, d, alpha=0.5, out=d))
         x[..., 2 * S:3 * S].copy_(integ - c if c else integ)
         if err is None:
             x[..., 3 * S:4 * S].fill_(0.5 - c)
         else:
-            x[..., 3 * S:4 * S].copy_(torch.mul(err, 0.5).add_(0.5 - c))
+            x[..., 3 * S:4 * S].copy_(torch.add(half, err, alpha=0.5))
 
     def _input_dtype(self, B: int, dtype: torch.dtype) -> torch.dtype:
         """dtype of the unit inputs x of a no_grad step with ``B`` streams: bfloat16 with
@@ -736,11 +792,21 @@ class PVM(nn.Module):
         M <- mu^age M + g and W += M, and the bfloat16 copy of W refreshed."""
         v1 = getattr(self, f"v1_{l}")
         c = self._w1_lowp(l)
-        if "g" not in c:
+        if "g16" not in c:
             c["g16"] = torch.empty(v1.shape, dtype=torch.bfloat16, device=v1.device)
-            c["g"] = torch.empty_like(v1)
         d = (d1 * (lr / x.shape[1])).to(torch.bfloat16)
         torch.bmm(d.transpose(1, 2), x, out=c["g16"])
+        tail = self._tail_for(x.shape[1], x.shape[0])
+        if tail is not None and self.momentum:  # the four passes below as one compiled loop (tail.py)
+            p = getattr(self, f"p1_{l}")
+            if p.numel() == 0:
+                p = self._buffers[f"p1_{l}"] = torch.zeros_like(v1)
+            tail.lowp_update(c["g16"], p, v1, c["w"], self._dense_coef(l, clock))
+            getattr(self, f"pstamp_{l}").fill_(clock)
+            c["version"] = v1._version
+            return
+        if "g" not in c:
+            c["g"] = torch.empty_like(v1)
         g = c["g"].copy_(c["g16"])
         if self.momentum:
             p = getattr(self, f"p1_{l}")
@@ -940,9 +1006,12 @@ class PVM(nn.Module):
         g["clock"].fill_(clock)
 
     # ------------------------------------------------------------------ learning
-    def _learn(self, signals: list[torch.Tensor], state: PVMState, g: dict | None = None) -> None:
+    def _learn(self, signals: list[torch.Tensor], state: PVMState, g: dict | None = None,
+               errs: list[torch.Tensor | None] | None = None, d2s: list[torch.Tensor | None] | None = None) -> None:
         """Train the forward whose targets are all known now, in place, unit by unit (batched).
-        ``g``: the group's tensors when this step runs the upper layers as one group."""
+        ``g``: the group's tensors when this step runs the upper layers as one group; ``errs``: per
+        layer, signal - the last forward's prediction where already computed (else None); ``d2s``:
+        per layer, the output delta where already computed (else None)."""
         if self.two_steps:
             if len(state.caches) < 2:
                 return
@@ -962,22 +1031,26 @@ class PVM(nn.Module):
             if lrs[l] == 0.0:  # layer not switched on yet: its momentum is still zero
                 continue
             target = torch.cat([state.prev[l], sig], dim=2) if self.two_steps else sig
-            self._learn_layer(l, cache[l], target, lrs[l])
+            diff = errs[l] if errs and not self.two_steps else None
+            self._learn_layer(l, cache[l], target, lrs[l], diff, d2s[l] if d2s and not self.two_steps else None)
         if group:
             sig = torch.cat(signals[1:])
             target = torch.cat([torch.cat([state.prev[l] for l in self.group]), sig], dim=2) if self.two_steps else sig
             self._learn_group(g, cache.group, target, [lrs[l] for l in self.group])
 
-    def _learn_layer(self, l: int, cache: tuple[torch.Tensor, ...], target: torch.Tensor, lr: float) -> None:
-        """One learning step of layer ``l`` from its cached forward (x, h_aug, fp1, fp2, y)."""
+    def _learn_layer(self, l: int, cache: tuple[torch.Tensor, ...], target: torch.Tensor, lr: float,
+                     diff: torch.Tensor | None = None, d2: torch.Tensor | None = None) -> None:
+        """One learning step of layer ``l`` from its cached forward (x, h_aug, fp1, fp2, y);
+        ``diff``: target - y, ``d2``: the output delta, if already computed."""
         x, h_aug, fp1, fp2, y = cache
         mu = self.momentum
         w2, m2 = getattr(self, f"w2_{l}"), getattr(self, f"m2_{l}")
         B = target.shape[1]
-        d2 = (target - y) * fp2  # (U, B, out)
-        if self.residual:  # d(prediction)/d(MLP output) = 2; the MLP's own target is 0.5 (target - signal) + 0.5
-            d2.mul_(0.5)
-        d1 = torch.bmm(d2, w2[:, : self.hidden].transpose(1, 2)) * fp1  # (U, B, H), before W2 changes
+        if d2 is None:
+            d2 = (target - y if diff is None else diff) * fp2  # (U, B, out)
+            if self.residual:  # d(prediction)/d(MLP output) = 2; the MLP's own target is 0.5 (target - signal) + 0.5
+                d2.mul_(0.5)
+        d1 = torch.bmm(d2, w2[:, : self.hidden].transpose(1, 2)).mul_(fp1)  # (U, B, H), before W2 changes
         if B == 1:  # rank-1 update: broadcasting multiply-add, no temporary
             m2.mul_(mu).addcmul_(h_aug.transpose(1, 2), d2, value=lr)
         else:
