@@ -9,6 +9,7 @@ import torch
 from predvis.backends.pvm import tail
 from predvis.backends.pvm.model import PVM, PVMSchedule
 from predvis.backends.pvm.tail import CompiledTail
+from pvm_side_by_side import step_pair
 
 pytestmark = [pytest.mark.slow,  # inductor compiles each function once per layer shape (seconds each)
               pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
@@ -28,13 +29,7 @@ def test_compiled_tail_matches_the_eager_step(kw):
     comp = PVM([4, 2, 1], schedule=on, seed=0, compiled_tail=True, **kw)
     comp._tail = CompiledTail(min_rows=0)  # every layer compiled (at this size none would pay)
     frames = torch.rand(6, 3, 3, 20, 20, generator=torch.Generator().manual_seed(0))
-    se, sc = eager.init_state(3), comp.init_state(3)
-    for f in frames:
-        oe, oc = eager.step(f, se), comp.step(f, sc)
-        se, sc = oe.state, oc.state
-        torch.testing.assert_close(oc.prediction, oe.prediction, rtol=0, atol=TOLERANCE)
-        for k, v in oe.layer_errors.items():
-            torch.testing.assert_close(oc.layer_errors[k], v, rtol=0, atol=TOLERANCE)
+    se, sc = step_pair(eager, comp, frames, 3, TOLERANCE, TOLERANCE)
     torch.testing.assert_close(sc.h_all, se.h_all, rtol=0, atol=TOLERANCE)
     for l in range(eager.n_layers):
         for a, b in zip(comp.layer_weights(l), eager.layer_weights(l)):

@@ -7,6 +7,7 @@ import torch
 from predvis.backends.pvm.method import PVMModelConfig
 from predvis.backends.pvm.model import PVM, PVMSchedule
 from predvis.errors import ConfigError
+from pvm_side_by_side import step_pair
 
 # the tolerance docs/pvm.md states (measured over 3 seeds: predictions 3.6e-4, layer errors 1.8e-4,
 # weights 7.6e-4 and momentum 5.4e-3 of their largest value)
@@ -29,13 +30,7 @@ def test_bf16_stays_within_its_tolerance_of_fp32_across_stream_counts(seed):
     frames = torch.rand(30, 3, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
     ref, low = _model("fp32"), _model("bf16")
     for part, streams in ((frames[:12], 3), (frames[12:18, :1], 1), (frames[18:], 3)):
-        s_ref, s_low = ref.init_state(streams), low.init_state(streams)
-        for f in part:
-            o_ref, o_low = ref.step(f, s_ref), low.step(f, s_low)
-            s_ref, s_low = o_ref.state, o_low.state
-            torch.testing.assert_close(o_low.prediction, o_ref.prediction, rtol=0, atol=PRED_ATOL)
-            for key, e in o_ref.layer_errors.items():
-                torch.testing.assert_close(o_low.layer_errors[key], e, rtol=0, atol=ERR_ATOL)
+        s_ref, s_low = step_pair(ref, low, part, streams, PRED_ATOL, ERR_ATOL)
         x = s_low.caches[-1][0][0]  # layer 0's unit inputs: bfloat16 exactly when several streams
         assert x.dtype == (torch.bfloat16 if streams > 1 else torch.float32)
     for l in range(ref.n_layers):
