@@ -95,6 +95,7 @@ class CompiledTail:
         out = fn(*args)
         self.compile_seconds += time.perf_counter() - t0
         return out
+
     def errors(self, sig, y, fp2, half: bool, integ, tau: float):
         return self._call("errors", sig, y, fp2, half, integ, tau)
 
