@@ -16,8 +16,10 @@ def test_data_parallel_bench_runs_one_and_two_processes():
     """`make bench`'s torchrun section: each worker imports and trains (a broken import shows here, not in CI's bench)."""
     from predvis.bench.train_options import bench_ddp
 
-    text, med = bench_ddp(steps=1, rounds=1)
+    # the smoke classifier on one thread per process, as tests/test_distributed.py trains under torchrun
+    text, med = bench_ddp(steps=1, rounds=1, experiment=("classifier", "smoke", ("train.batch_size=16",)), threads=1)
     assert set(med) == {1, 2} and all(v > 0 for v in med.values()), text
+    assert "| 2 | 1 |" in text  # the table row of 2 processes with 1 thread each
 
 
 def test_data_parallel_bench_names_a_failing_worker():
