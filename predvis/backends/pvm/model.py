@@ -786,10 +786,18 @@ class PVM(nn.Module):
             c["version"] = v1._version
         return c
 
+    def _dense_momentum(self, l: int) -> torch.Tensor:
+        """Layer ``l``'s dense pending momentum p1 (W1's shape), allocated as zeros on first use."""
+        p = getattr(self, f"p1_{l}")
+        if p.numel() == 0:
+            p = self._buffers[f"p1_{l}"] = torch.zeros_like(getattr(self, f"v1_{l}"))
+        return p
+
     def _w1_update_lowp(self, l: int, x: torch.Tensor, d1: torch.Tensor, lr: float, clock: int) -> None:
         """The plain form's update with x (U, B, n) in bfloat16: the gradient lr/B d1^T x as one
         bfloat16 product (fp32 accumulation, rounded to bfloat16), then in v1's dtype
-        M <- mu^age M + g and W += M, and the bfloat16 copy of W refreshed."""
+        M <- mu^age M + g and W += M; the bfloat16 copy of W follows on its next use (:meth:`_w1_lowp`
+        sees v1's new version), or in the same pass when the update runs compiled."""
         v1 = getattr(self, f"v1_{l}")
         c = self._w1_lowp(l)
         if "g16" not in c:
@@ -798,9 +806,7 @@ class PVM(nn.Module):
         torch.bmm(d.transpose(1, 2), x, out=c["g16"])
         tail = self._tail_for(x.shape[1], x.shape[0])
         if tail is not None and self.momentum:  # the four passes below as one compiled loop (tail.py)
-            p = getattr(self, f"p1_{l}")
-            if p.numel() == 0:
-                p = self._buffers[f"p1_{l}"] = torch.zeros_like(v1)
+            p = self._dense_momentum(l)
             tail.lowp_update(c["g16"], p, v1, c["w"], self._dense_coef(l, clock))
             getattr(self, f"pstamp_{l}").fill_(clock)
             c["version"] = v1._version
@@ -809,16 +815,12 @@ class PVM(nn.Module):
             c["g"] = torch.empty_like(v1)
         g = c["g"].copy_(c["g16"])
         if self.momentum:
-            p = getattr(self, f"p1_{l}")
-            if p.numel() == 0:
-                p = self._buffers[f"p1_{l}"] = torch.zeros_like(v1)
+            p = self._dense_momentum(l)
             torch.add(g, p, alpha=self._dense_coef(l, clock), out=p)
             getattr(self, f"pstamp_{l}").fill_(clock)
             v1.add_(p)
         else:
             v1.add_(g)
-        c["w"].copy_(v1)
-        c["version"] = v1._version
 
     def _flush(self, l: int) -> None:
         """Add the ring's pending steps to v1 (one batched rank-R product)."""
@@ -871,9 +873,7 @@ class PVM(nn.Module):
             if x.dtype != v1.dtype:
                 self._w1_update_lowp(l, x, d1, lr, clock)
             elif mu:  # M <- mu^age M + lr g (one product), W += M (one pass)
-                p = getattr(self, f"p1_{l}")
-                if p.numel() == 0:
-                    p = self._buffers[f"p1_{l}"] = torch.zeros_like(v1)
+                p = self._dense_momentum(l)
                 p.baddbmm_(d1.transpose(1, 2), x, beta=self._dense_coef(l, clock), alpha=lr / B)
                 getattr(self, f"pstamp_{l}").fill_(clock)
                 v1.add_(p)
@@ -888,9 +888,7 @@ class PVM(nn.Module):
                 v1.baddbmm_(d1.transpose(1, 2), x, alpha=lr / ((1 - mu) * B))
             if mu:
                 beta = self._dense_coef(l, clock)
-                p = getattr(self, f"p1_{l}")
-                if p.numel() == 0:
-                    p = self._buffers[f"p1_{l}"] = torch.zeros_like(v1)
+                p = self._dense_momentum(l)
                 p.baddbmm_(d1.transpose(1, 2), x, beta=beta, alpha=lr / B)
                 getattr(self, f"pstamp_{l}").fill_(clock)
         clock_t.fill_(clock)
