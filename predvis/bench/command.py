@@ -5,7 +5,7 @@ Each figure is a ratio or a rate from the same process: candidates are timed in 
 (A B C A B C ...) so that machine noise hits them alike, and min / median over the rounds are reported.
 Nothing here is a test: no figure is asserted. One module per benchmark: :mod:`predvis.bench.gopc`,
 :mod:`~predvis.bench.pvm`, :mod:`~predvis.bench.recurrent_ae`, :mod:`~predvis.bench.deepdream`,
-:mod:`~predvis.bench.train_options`.
+:mod:`~predvis.bench.train_options`, and :mod:`~predvis.bench.roofline` (every goal against the measured peaks).
 """
 from __future__ import annotations
 
@@ -35,16 +35,25 @@ def machine_header(device) -> str:
 
 
 def optional_sections(size: str, device) -> list[str]:
-    """Benchmarks of the other backends."""
+    """Benchmarks of the other backends; on the CPU, last, the speed goals against the machine's peaks."""
+    import torch
+
     from predvis.bench.allocator import section as bench_allocator
     from predvis.bench.deepdream import run as bench_deepdream
-    from predvis.bench.pvm import bench_pvm_section
-    from predvis.bench.recurrent_ae import section as bench_recurrent_ae
+    from predvis.bench.pvm import bench_pvm_results, bench_pvm_section
+    from predvis.bench.recurrent_ae import bench_recurrent_ae, section as recurrent_ae_section
+    from predvis.bench.roofline import section as roofline_section
     from predvis.bench.train_options import run as bench_train_options
 
-    ae = [bench_recurrent_ae(), bench_allocator(threads=1), bench_allocator(threads=2)] if device.type == "cpu" else []
-    return [bench_pvm_section(device), *ae, bench_deepdream(size=size, device=device),
-            bench_train_options(size=size, device=device)]
+    if device.type != "cpu":
+        return [bench_pvm_section(device), bench_deepdream(size=size, device=device),
+                bench_train_options(size=size, device=device)]
+    pvm = bench_pvm_results()
+    blt = bench_recurrent_ae()
+    return [bench_pvm_section(device, pvm), recurrent_ae_section(blt), bench_allocator(threads=1),
+            bench_allocator(threads=2), bench_deepdream(size=size, device=device),
+            bench_train_options(size=size, device=device),
+            roofline_section(blt, pvm[0], pvm[1], threads=torch.get_num_threads())]
 
 
 def bench(

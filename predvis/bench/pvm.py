@@ -166,7 +166,7 @@ def bench_pvm(steps: int = 69, ref_steps: int = 5, threads: int | None = None,
         torch.set_num_threads(best)
         med, lo, hi, cpu = results[best]
         first, last = list(STEP_PATHS)[0], list(STEP_PATHS)[-1]
-        out = {"weights": sum(model.n_weights), "threads": best, "batched_steps_per_s": med,
+        out = {"weights": sum(model.n_weights), "layers": tuple(layers), "threads": best, "batched_steps_per_s": med,
                "batched_min_steps_per_s": lo, "batched_max_steps_per_s": hi, "batched_cpu_steps_per_s": cpu,
                "by_threads": {t: r[0] for t, r in results.items()}, "paths": paths,
                "group_speedup": {t: p[last] / p[first] for t, p in paths.items()}, "load": load}
@@ -264,7 +264,7 @@ def bench_pvm_paths(streams: int = 64, steps: int = 12, block: int = 3, threads:
         diff, rel = diffs[first]
         ways = floor_rates(models[ref], streams, steps, block)
         fps = {k: streams * statistics.median(r) for k, r in rates.items()}
-        return {"streams": streams, "threads": torch.get_num_threads(), "load": os.getloadavg()[0],
+        return {"streams": streams, "layers": tuple(layers), "threads": torch.get_num_threads(), "load": os.getloadavg()[0],
                 "frames_per_s": fps, "speedup": fps[ref] / fps[first], "max_abs_diff": diff, "max_rel_diff": rel,
                 "diffs": diffs, "compile_seconds": compile_s,
                 "floor_frames_per_s": streams * max(ways.values()),
@@ -277,14 +277,19 @@ GOAL_STEPS_PER_S = 120      # one stream, 2 cores, idle machine
 GOAL_FRAMES_PER_S = 1000    # 64 streams, 2 cores, idle machine
 
 
-def bench_pvm_section(device: torch.device) -> str:
+def bench_pvm_results() -> tuple[dict, list[dict]]:
+    """(one stream: :func:`bench_pvm`, 64 streams: [:func:`bench_pvm_paths` at 1 and 2 threads])."""
+    return bench_pvm(), [bench_pvm_paths(streams=64, threads=t) for t in (1, 2)]
+
+
+def bench_pvm_section(device: torch.device, results: tuple[dict, list[dict]] | None = None) -> str:
     """Paper-size PVM, online learning: batch 1 (batched path vs the per-unit reference loop, against the
     weight-streaming floor) and 64 streams (the previous and the current W1 form and the opt-in bf16
-    precision, 1 and 2 threads), each against its goal."""
+    precision, 1 and 2 threads), each against its goal; ``results`` from :func:`bench_pvm_results`."""
     if device.type != "cpu":
         return ("## PVM\n\nThe PVM benchmark measures the CPU only (its per-unit reference loop and weight-streaming "
                 "floor are CPU bounds); on a GPU, time `predvis train pvm --profile full` (docs/scaling.md).\n")
-    r = bench_pvm()
+    r, runs = results or bench_pvm_results()
     rows = [["batched (upper layers grouped, momentum folded into W1 with a rank-1 ring)", r["batched_steps_per_s"]]]
     if "reference_steps_per_s" in r:
         rows.append(["per-unit reference loop", r["reference_steps_per_s"]])
@@ -305,7 +310,6 @@ def bench_pvm_section(device: torch.device) -> str:
     if "ratio" in r:
         text += f"- batched / per-unit: **{r['ratio']:.1f}x** (goal 20x)\n"
         text += f"- floor / per-unit: {r['floor_ratio']:.1f}x: the ratio of a step that only read its weights once\n"
-    runs = [bench_pvm_paths(streams=64, threads=t) for t in (1, 2)]
     rows = []
     for s in runs:
         rows += [[s["threads"], k, f"{v:.0f}", f"{v / s['frames_per_s'][next(iter(PATHS))]:.2f}x"]

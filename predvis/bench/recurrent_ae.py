@@ -66,14 +66,14 @@ def bench_recurrent_ae(batch: int = 32, repeats: int = 7, threads: int | None = 
         return {"threads": torch.get_num_threads(), "batch": batch, "ms": med,
                 "min_ms": {k: min(t) * 1e3 for k, t in times.items()},
                 "speedup": {k: med[base_name] / v for k, v in med.items()}, "loss_rel_diff": rel,
-                "steps": len(base_losses), "final_loss": {k: v[1][-1] for k, v in built.items()}}
+                "steps": len(base_losses), "repeats": repeats, "final_loss": {k: v[1][-1] for k, v in built.items()}}
     finally:
         torch.set_num_threads(before)
 
 
-def section(repeats: int = 7) -> str:
-    """The ``make bench`` section."""
-    r = bench_recurrent_ae(repeats=repeats)
+def section(r: dict) -> str:
+    """The ``make bench`` section, from the results of :func:`bench_recurrent_ae`."""
+    repeats = r["repeats"]
     rows = [[name, r["min_ms"][name], r["ms"][name], 1e3 / r["ms"][name], r["speedup"][name],
              f"{100 * r['loss_rel_diff'][name]:.3f}%"] for name in r["ms"]]
     load = os.getloadavg()[0]
