@@ -55,8 +55,8 @@ def write_depth_long(ctx, results) -> dict[str, str]:
         last = c.points[-1].get(DEPTH_METRIC) if c.points else None
         b = best(c, DEPTH_METRIC)
         hit = first_below(c, DEPTH_METRIC, DEPTH_TARGET)
-        rows.append([res.cell.row, c.seed, describe_progress(p), fmt(last) if last is not None else "-",
-                     f"{fmt(b[DEPTH_METRIC])} at {b['step']:,}" if b else "-",
+        rows.append([res.cell.row, c.seed, describe_progress(p), f"{last:.2f}" if last is not None else "-",
+                     f"{b[DEPTH_METRIC]:.2f} at {b['step']:,}" if b else "-",
                      f"step {hit['step']:,} ({hit['wall'] / 3600:.2f} h)" if hit else "not yet",
                      f"{c.steps / c.wall:.2f}" if c.wall else "-", ctx.link(c.run, "run")])
         for pt in c.points:
